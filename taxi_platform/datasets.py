@@ -1,0 +1,133 @@
+"""The dataset spec table: the single source of truth for every trip dataset.
+
+Every asset, table, check and sample file is derived from these entries; adding a dataset (FHV) is
+one more `DatasetSpec` plus its tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from enum import Enum
+
+
+class ColumnType(str, Enum):
+    """Logical column types, rendered per warehouse dialect (see `warehouse/*`)."""
+
+    INTEGER = "integer"
+    TIMESTAMP = "timestamp"
+    # Money and distances: exact decimals, so sums match to the cent and ids render canonically.
+    DECIMAL = "decimal"
+    TEXT = "text"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: ColumnType
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str  # "yellow": also the release tag and the prefix of table names
+    release_tag: str
+    columns: tuple[Column, ...]  # in file order
+    pickup_column: str
+    dropoff_column: str
+    identity_columns: tuple[str, ...]  # the fields hashed into unique_row_id, in this order
+    first_published: date  # first and last month known to be published (first day of the month)
+    last_published: date
+    description: str
+    # Columns that are empty in the tail block of 2020+ files (rows not attributed to a vendor).
+    unattributed_columns: tuple[str, ...] = ()
+
+    @property
+    def table_name(self) -> str:
+        return f"{self.name}_tripdata"
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"{self.name}: no column {name!r}")
+
+    def file_name(self, month: date) -> str:
+        """`yellow_tripdata_2019-01.csv.gz`: the release asset name for a month."""
+        return f"{self.release_tag}_tripdata_{month:%Y-%m}.csv.gz"
+
+    def is_published(self, month: date) -> bool:
+        """Whether the month lies in the range known to be published (later months may appear)."""
+        return self.first_published <= month <= self.last_published
+
+    def __post_init__(self) -> None:
+        names = self.column_names
+        for required in (self.pickup_column, self.dropoff_column, *self.identity_columns,
+                         *self.unattributed_columns):
+            if required not in names:
+                raise ValueError(f"dataset {self.name!r}: {required!r} is not one of its columns")
+        if len(set(names)) != len(names):
+            raise ValueError(f"dataset {self.name!r}: duplicate column names")
+
+
+def _cols(*pairs: tuple[str, ColumnType]) -> tuple[Column, ...]:
+    return tuple(Column(n, t) for n, t in pairs)
+
+
+I, T, D, S = ColumnType.INTEGER, ColumnType.TIMESTAMP, ColumnType.DECIMAL, ColumnType.TEXT
+
+YELLOW = DatasetSpec(
+    name="yellow",
+    release_tag="yellow",
+    columns=_cols(
+        ("VendorID", I), ("tpep_pickup_datetime", T), ("tpep_dropoff_datetime", T),
+        ("passenger_count", I), ("trip_distance", D), ("RatecodeID", I),
+        ("store_and_fwd_flag", S), ("PULocationID", I), ("DOLocationID", I),
+        ("payment_type", I), ("fare_amount", D), ("extra", D), ("mta_tax", D),
+        ("tip_amount", D), ("tolls_amount", D), ("improvement_surcharge", D),
+        ("total_amount", D), ("congestion_surcharge", D),
+    ),
+    pickup_column="tpep_pickup_datetime",
+    dropoff_column="tpep_dropoff_datetime",
+    identity_columns=("VendorID", "tpep_pickup_datetime", "tpep_dropoff_datetime",
+                      "PULocationID", "DOLocationID", "fare_amount", "trip_distance"),
+    first_published=date(2019, 1, 1),
+    last_published=date(2021, 7, 1),
+    description="Yellow taxi trips (street hails, Manhattan and airports).",
+    unattributed_columns=("VendorID", "passenger_count", "RatecodeID", "store_and_fwd_flag",
+                          "payment_type"),
+)
+
+GREEN = DatasetSpec(
+    name="green",
+    release_tag="green",
+    columns=_cols(
+        ("VendorID", I), ("lpep_pickup_datetime", T), ("lpep_dropoff_datetime", T),
+        ("store_and_fwd_flag", S), ("RatecodeID", I), ("PULocationID", I), ("DOLocationID", I),
+        ("passenger_count", I), ("trip_distance", D), ("fare_amount", D), ("extra", D),
+        ("mta_tax", D), ("tip_amount", D), ("tolls_amount", D), ("ehail_fee", D),
+        ("improvement_surcharge", D), ("total_amount", D), ("payment_type", I),
+        ("trip_type", I), ("congestion_surcharge", D),
+    ),
+    pickup_column="lpep_pickup_datetime",
+    dropoff_column="lpep_dropoff_datetime",
+    identity_columns=("VendorID", "lpep_pickup_datetime", "lpep_dropoff_datetime",
+                      "PULocationID", "DOLocationID", "fare_amount", "trip_distance"),
+    first_published=date(2019, 1, 1),
+    last_published=date(2021, 7, 1),
+    description="Green taxi trips (boro taxis, outside central Manhattan).",
+    unattributed_columns=("VendorID", "passenger_count", "RatecodeID", "store_and_fwd_flag",
+                          "payment_type", "trip_type"),
+)
+
+DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (YELLOW, GREEN)}
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}") from None

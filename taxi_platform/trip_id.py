@@ -1,0 +1,101 @@
+"""The trip id (`unique_row_id`): ONE definition, as data, rendered per SQL dialect.
+
+    unique_row_id = lower-case hex MD5 of the UTF-8 text
+        canon(f1) || '|' || canon(f2) || ... || canon(f7)
+
+over the dataset's identity fields (VendorID, pickup, dropoff, PULocationID, DOLocationID,
+fare_amount, trip_distance), where canon() is the canonical text of the *parsed* value:
+
+    NULL       -> ''                      (no field value renders empty: all are numbers or times)
+    integer    -> decimal digits          ('1', '264', '-3')
+    timestamp  -> 'YYYY-MM-DD HH:MM:SS'   (24-hour clock, no zone, no fraction)
+    decimal    -> shortest exact decimal  ('1.5' for 1.50, '7' for 7.00, '0.2' for .20, '-0.5')
+    text       -> the text as it is
+
+'|' never occurs in a canonical value, so the concatenation is unambiguous (the reference
+pipeline's separator-less concatenation is not). Parsing before rendering makes `.20`, `0.2` and
+`0.20` the same trip, on PostgreSQL and BigQuery alike.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+import hashlib
+
+from taxi_platform.datasets import ColumnType, DatasetSpec
+
+SEPARATOR = "|"
+NULL_TEXT = ""
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def canonical_text(value: object, type_: ColumnType) -> str:
+    """Reference implementation of canon() for already-parsed Python values."""
+    if value is None:
+        return NULL_TEXT
+    if type_ is ColumnType.INTEGER:
+        return str(int(value))  # type: ignore[arg-type]
+    if type_ is ColumnType.TIMESTAMP:
+        assert isinstance(value, datetime)
+        return value.strftime(TIMESTAMP_FORMAT)
+    if type_ is ColumnType.DECIMAL:
+        d = Decimal(value) if not isinstance(value, Decimal) else value  # type: ignore[arg-type]
+        if d == 0:
+            return "0"
+        text = format(d.normalize(), "f")
+        return text
+    return str(value)
+
+
+def parse_field(raw: str, type_: ColumnType) -> object:
+    """Parse one CSV field the way the warehouse does (empty -> NULL)."""
+    if raw == "":
+        return None
+    if type_ is ColumnType.INTEGER:
+        return int(raw)
+    if type_ is ColumnType.TIMESTAMP:
+        return datetime.strptime(raw, TIMESTAMP_FORMAT)
+    if type_ is ColumnType.DECIMAL:
+        return Decimal(raw)
+    return raw
+
+
+def trip_id_from_values(spec: DatasetSpec, values: dict[str, object]) -> str:
+    text = SEPARATOR.join(
+        canonical_text(values[name], spec.column(name).type) for name in spec.identity_columns
+    )
+    return hashlib.md5(text.encode("utf-8")).hexdigest()
+
+
+def trip_id_from_csv_row(spec: DatasetSpec, row: list[str]) -> str:
+    """The id of one raw CSV row (fields in file order)."""
+    index = {name: i for i, name in enumerate(spec.column_names)}
+    values = {
+        name: parse_field(row[index[name]], spec.column(name).type) for name in spec.identity_columns
+    }
+    return trip_id_from_values(spec, values)
+
+
+def postgres_trip_id_sql(spec: DatasetSpec, ts_function: str) -> str:
+    """The id as a PostgreSQL expression over the typed columns.
+
+    `ts_function` is an IMMUTABLE wrapper around to_char (to_char itself is only STABLE, and the
+    expression must be immutable to serve as a generated column computed during COPY).
+    """
+    from taxi_platform.warehouse.sql import quote_ident
+
+    parts = []
+    for name in spec.identity_columns:
+        col = quote_ident(name)
+        type_ = spec.column(name).type
+        if type_ is ColumnType.TIMESTAMP:
+            rendered = f"{ts_function}({col})"
+        elif type_ is ColumnType.DECIMAL:
+            rendered = f"trim_scale({col})::text"
+        elif type_ is ColumnType.INTEGER:
+            rendered = f"{col}::text"
+        else:
+            rendered = col
+        parts.append(f"coalesce({rendered}, '{NULL_TEXT}')")
+    return "md5(" + f" || '{SEPARATOR}' || ".join(parts) + ")"

@@ -1,0 +1,22 @@
+"""Quoting of SQL identifiers. Values always travel as query parameters, never through here."""
+
+from __future__ import annotations
+
+import re
+
+_SAFE_ANY_CASE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def quote_ident(name: str) -> str:
+    """Double-quote an identifier that is already known to be a plain name (letters, digits, _).
+
+    Names from configuration are validated by `settings.validate_identifier` first; names from the
+    dataset spec (e.g. `VendorID`) are checked here, so nothing else can reach the SQL text.
+    """
+    if not _SAFE_ANY_CASE.fullmatch(name):
+        raise ValueError(f"refusing SQL identifier {name!r}")
+    return f'"{name}"'
+
+
+def qualified(schema: str, table: str) -> str:
+    return f"{quote_ident(schema)}.{quote_ident(table)}"
