@@ -1,0 +1,11 @@
+"""Where a month's release file lives: `<base>/<tag>/<tag>_tripdata_<YYYY-MM>.csv.gz`."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from taxi_platform.datasets import DatasetSpec
+
+
+def release_file_url(base_url: str, spec: DatasetSpec, month: date) -> str:
+    return f"{base_url.rstrip('/')}/{spec.release_tag}/{spec.file_name(month)}"

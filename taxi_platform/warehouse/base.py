@@ -1,0 +1,91 @@
+"""The warehouse interface the trip assets use; PostgreSQL now, BigQuery implements the same."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import date
+from typing import Callable
+
+import dagster as dg
+
+from taxi_platform.datasets import DatasetSpec
+from taxi_platform.lake.base import LakeFile
+
+Log = Callable[[str], None]
+
+
+class WarehouseError(RuntimeError):
+    """A load or query failed; the message is safe to show (secrets masked)."""
+
+
+class BadInputError(WarehouseError):
+    """The file's content was refused (bad value, missing field): names the file and line."""
+
+
+class ConnectionLostError(WarehouseError):
+    """The database connection dropped mid-operation; nothing was committed."""
+
+
+@dataclass(frozen=True)
+class StagingResult:
+    table: str
+    rows: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ReplaceResult:
+    table: str
+    staged_rows: int
+    final_rows: int
+    previous_rows: int  # rows this month had before the replace (0 when new)
+    seconds: float
+
+    @property
+    def duplicates_dropped(self) -> int:
+        return self.staged_rows - self.final_rows
+
+
+@dataclass(frozen=True)
+class IdProfile:
+    rows: int
+    distinct_ids: int
+
+    @property
+    def duplicate_ids(self) -> int:
+        return self.rows - self.distinct_ids
+
+
+@dataclass(frozen=True)
+class PickupProfile:
+    rows: int
+    in_month_rows: int  # rows whose pickup lies in the month
+
+    @property
+    def in_month_share(self) -> float:
+        return self.in_month_rows / self.rows if self.rows else 0.0
+
+
+class TripWarehouse(dg.ConfigurableResource, ABC):
+    """Per-month staging, atomic per-month replace of the final table, and the check queries."""
+
+    @abstractmethod
+    def final_table(self, spec: DatasetSpec) -> str:
+        """Fully qualified name of `<colour>_tripdata`, for metadata."""
+
+    @abstractmethod
+    def load_staging(self, spec: DatasetSpec, month: date, lake_file: LakeFile, log: Log) -> StagingResult:
+        """Replace the month's staging table with the file's rows, ids and file name computed in the load."""
+
+    @abstractmethod
+    def replace_month(self, spec: DatasetSpec, month: date, log: Log) -> ReplaceResult:
+        """Replace exactly that month's rows of the final table with the distinct staged trips, atomically."""
+
+    @abstractmethod
+    def id_profile(self, spec: DatasetSpec, month: date) -> IdProfile:
+        """Rows and distinct trip ids of the month in the final table."""
+
+    @abstractmethod
+    def pickup_profile(self, spec: DatasetSpec, month: date) -> PickupProfile:
+        """Rows, and rows whose pickup lies in the month, of the month in the final table."""
