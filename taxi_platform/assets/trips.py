@@ -56,12 +56,13 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
     def raw_file(context: dg.AssetExecutionContext, source: ReleaseSource) -> Iterator[dg.Output]:
         month = month_of(context.partition_key)
         try:
-            result = source.fetch(spec, month, context.run_id, context.log.info)
+            result = source.fetch(spec, month, context.run.run_id, context.log.info)
         except ReleaseFileNotFound as exc:
             if month > spec.last_published:
                 context.log.warning(
-                    f"{spec.name} {month:%Y-%m} is not published yet ({exc}); nothing to load. The "
-                    f"latest month known to be published is {spec.last_published:%Y-%m}."
+                    f"{spec.name} {month:%Y-%m} is not published yet: {mask_url(exc.url)} answered "
+                    f"404, so there is nothing to load (the latest month known to be published is "
+                    f"{spec.last_published:%Y-%m}); the month loads once its file appears."
                 )
                 return
             raise dg.Failure(description=str(exc)) from None

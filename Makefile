@@ -1,0 +1,48 @@
+# The commands a person types. `make demo` and `make test` work on a fresh machine (Python 3.11+,
+# no Docker, no database server): they create .venv and install the pinned dependencies first.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Everything the platform writes (lake, embedded PostgreSQL, Dagster instance) stays in the checkout.
+export TAXI_HOME    ?= $(CURDIR)/.taxi_home
+export DAGSTER_HOME ?= $(TAXI_HOME)/dagster
+
+DEMO_ARGS ?=
+
+.PHONY: install demo demo-full test dev db-start db-stop db-psql clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+## Generate 2019-01..03 yellow + green, load them into the embedded PostgreSQL, print the table.
+demo: install
+	$(BIN)/taxi-platform demo $(DEMO_ARGS)
+
+## The same with full-size months (yellow 2019-01: 7.7 M rows).
+demo-full: install
+	$(BIN)/taxi-platform demo --full $(DEMO_ARGS)
+
+## The test suite (starts and stops its own embedded PostgreSQL).
+test: install
+	$(BIN)/pytest
+
+## The Dagster UI on http://127.0.0.1:3000 with the daemon (schedules, sensors, backfills).
+dev: install
+	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+db-start: install
+	$(BIN)/taxi-platform db start
+db-stop: install
+	$(BIN)/taxi-platform db stop
+db-psql: install
+	$(BIN)/taxi-platform db psql
+
+clean: db-stop
+	rm -rf $(TAXI_HOME)

@@ -1,0 +1,249 @@
+"""`taxi-platform`: the commands a person types (the Makefile calls these).
+
+    taxi-platform demo [--months 2019-01..2019-03] [--rows N | --full]
+    taxi-platform sample yellow 2019-01 out.csv.gz [--rows N]
+    taxi-platform mirror write|serve [--root DIR]
+    taxi-platform db start|stop|status|psql
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+from taxi_platform.datasets import DATASETS, get_dataset
+from taxi_platform.partitions import next_month
+from taxi_platform.settings import Settings, SettingsError
+from taxi_platform.warehouse.embedded import EmbeddedPostgres, bin_dir
+
+DEMO_ROWS = 20_000
+
+
+def _month(text: str) -> date:
+    try:
+        year, month = text.split("-")[:2]
+        return date(int(year), int(month), 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a YYYY-MM month") from None
+
+
+def _months(text: str) -> list[date]:
+    """`2019-01..2019-03` or `2019-01,2019-05`."""
+    if ".." in text:
+        first, last = (_month(p) for p in text.split(".."))
+        months, m = [], first
+        while m <= last:
+            months.append(m)
+            m = next_month(m)
+        return months
+    return [_month(p) for p in text.split(",")]
+
+
+def _datasets(text: str) -> list:
+    try:
+        return [get_dataset(n.strip()) for n in text.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _embedded(settings: Settings) -> EmbeddedPostgres:
+    return EmbeddedPostgres(settings.embedded_pg_dir, port=settings.embedded_port)
+
+
+# --- demo ------------------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    import dagster as dg
+
+    from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
+    from taxi_platform.definitions import build_definitions
+    from taxi_platform.sample.generator import full_size_rows
+    from taxi_platform.sample.mirror import MirrorServer, write_mirror
+
+    mirror_root = settings.home / "mirror"
+    rows = full_size_rows if args.full else args.rows
+    print(f"Writing generated release files to {mirror_root} ...", flush=True)
+    write_mirror(mirror_root, args.datasets, args.months, rows=rows, seed=args.seed)
+
+    embedded_was_running = settings.postgres_url is None and _embedded(settings).is_running()
+    os.environ.setdefault("DAGSTER_HOME", str(settings.home / "dagster"))
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    dagster_yaml = Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml"
+    if not dagster_yaml.exists():
+        dagster_yaml.write_text("telemetry:\n  enabled: false\n")
+
+    table = []
+    with MirrorServer(mirror_root) as mirror:
+        # Served over HTTP on 127.0.0.1, so the demo exercises the same download path as GitHub.
+        demo_settings = replace(settings, source_url=mirror.base_url)
+        print(f"Serving the mirror at {mirror.base_url}; warehouse: "
+              f"{'TAXI_POSTGRES_URL' if settings.postgres_url else 'embedded PostgreSQL under ' + str(settings.embedded_pg_dir)}",
+              flush=True)
+        defs = build_definitions(demo_settings)
+        job = defs.resolve_implicit_global_asset_job_def()
+        with dg.DagsterInstance.get() as instance:
+            for month in args.months:
+                for spec in args.datasets:
+                    started = time.monotonic()
+                    result = job.execute_in_process(
+                        instance=instance, partition_key=f"{month:%Y-%m-01}", raise_on_error=False,
+                        asset_selection=[raw_file_key(spec), staging_key(spec), final_key(spec)],
+                        tags={"taxi": spec.name, "file": spec.file_name(month)},
+                    )
+                    seconds = time.monotonic() - started
+                    if not result.success:
+                        print(f"\n{spec.name} {month:%Y-%m} FAILED (run {result.run_id}):", file=sys.stderr)
+                        for event in result.all_events:
+                            if event.is_step_failure:
+                                print("  " + event.step_failure_data.error.message.strip(), file=sys.stderr)
+                        return 1
+                    meta = _metadata(result)
+                    raw, final = meta.get(raw_file_key(spec), {}), meta.get(final_key(spec), {})
+                    table.append((spec.name, f"{month:%Y-%m}", raw.get("rows"),
+                                  final.get("duplicates_dropped"), final.get("dagster/row_count"), seconds))
+
+    _print_table(table)
+    if settings.postgres_url is None and not embedded_was_running and not args.keep_running:
+        _embedded(settings).stop()
+        print("Stopped the embedded PostgreSQL (it was not running before; --keep-running keeps it).")
+    return 0
+
+
+def _metadata(result) -> dict:
+    out = {}
+    for event in result.get_asset_materialization_events():
+        m = event.event_specific_data.materialization
+        out[m.asset_key] = {k: v.value for k, v in m.metadata.items()}
+    return out
+
+
+def _print_table(rows: list[tuple]) -> None:
+    header = ("dataset", "month", "rows read", "duplicates dropped", "rows in final table", "seconds")
+    cells = [header] + [(d, m, f"{r:,}", f"{dup:,}", f"{f:,}", f"{s:.1f}") for d, m, r, dup, f, s in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+
+    def fmt(row):  # text columns left-aligned, numbers right-aligned
+        return " | ".join(c.ljust(w) if j < 2 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths)))
+
+    print("\n" + fmt(header))
+    print("-+-".join("-" * w for w in widths))
+    for row in cells[1:]:
+        print(fmt(row))
+    print(f"\n{len(rows)} dataset-months loaded in {sum(r[-1] for r in rows):.1f} s")
+
+
+# --- sample & mirror ---------------------------------------------------------------------------
+def cmd_sample(args: argparse.Namespace, settings: Settings) -> int:
+    from taxi_platform.sample.generator import full_size_rows, generate_month
+
+    spec = get_dataset(args.dataset)
+    rows = full_size_rows(spec, args.month) if args.rows is None else args.rows
+    started = time.monotonic()
+    out = generate_month(spec, args.month, Path(args.out), rows=rows, seed=args.seed,
+                         line_ending="\r\n" if args.crlf else "\n")
+    print(f"{out.path}: {out.rows:,} rows ({out.duplicate_rows:,} exact duplicates, "
+          f"{out.out_of_month_rows:,} out of month, {out.unattributed_rows:,} unattributed) "
+          f"in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def cmd_mirror(args: argparse.Namespace, settings: Settings) -> int:
+    from taxi_platform.sample.generator import full_size_rows
+    from taxi_platform.sample.mirror import MirrorServer, write_mirror
+
+    root = Path(args.root) if args.root else settings.home / "mirror"
+    if args.action == "write":
+        files = write_mirror(root, args.datasets, args.months,
+                             rows=full_size_rows if args.full else args.rows, seed=args.seed)
+        print(f"{len(files)} files under {root}; use TAXI_SOURCE_URL={root.resolve().as_uri()}")
+        return 0
+    with MirrorServer(root, port=args.port) as mirror:
+        print(f"Serving {root} at {mirror.base_url} (TAXI_SOURCE_URL={mirror.base_url}); Ctrl-C stops.",
+              flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return 0
+
+
+# --- db ------------------------------------------------------------------------------------------
+def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.postgres_url and args.action != "status":
+        print("TAXI_POSTGRES_URL is set: the platform uses that server, not the embedded one.")
+        return 1
+    server = _embedded(settings)
+    if args.action == "start":
+        server.ensure_running()
+        print(f"embedded PostgreSQL running on 127.0.0.1:{server.url().rsplit(':', 1)[1].split('/')[0]} "
+              f"(data in {server.data_dir})")
+    elif args.action == "stop":
+        print("stopped" if server.stop() else "not running")
+    elif args.action == "status":
+        if settings.postgres_url:
+            from taxi_platform.redact import mask_url
+            print(f"external PostgreSQL: {mask_url(settings.postgres_url)}")
+        else:
+            print(f"embedded PostgreSQL in {server.data_dir}: "
+                  f"{'running' if server.is_running() else 'not running'}")
+    elif args.action == "psql":
+        url = server.ensure_running()
+        return subprocess.call([str(bin_dir() / "psql"), url])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="taxi-platform", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="generate release files, serve them, load them, print a table")
+    demo.add_argument("--months", type=_months, default=_months("2019-01..2019-03"))
+    demo.add_argument("--datasets", type=_datasets, default=list(DATASETS.values()))
+    demo.add_argument("--rows", type=int, default=DEMO_ROWS, help=f"rows per file (default {DEMO_ROWS:,})")
+    demo.add_argument("--full", action="store_true", help="full-size months (yellow 2019-01: 7.7 M rows)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--keep-running", action="store_true",
+                      help="leave the embedded PostgreSQL running afterwards")
+    demo.set_defaults(func=cmd_demo)
+
+    sample = sub.add_parser("sample", help="write one generated monthly release file")
+    sample.add_argument("dataset")
+    sample.add_argument("month", type=_month)
+    sample.add_argument("out")
+    sample.add_argument("--rows", type=int, default=None, help="default: the real month's size")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--crlf", action="store_true")
+    sample.set_defaults(func=cmd_sample)
+
+    mirror = sub.add_parser("mirror", help="write or serve a local mirror of generated release files")
+    mirror.add_argument("action", choices=["write", "serve"])
+    mirror.add_argument("--root", default=None, help="default: $TAXI_HOME/mirror")
+    mirror.add_argument("--months", type=_months, default=_months("2019-01..2019-03"))
+    mirror.add_argument("--datasets", type=_datasets, default=list(DATASETS.values()))
+    mirror.add_argument("--rows", type=int, default=DEMO_ROWS)
+    mirror.add_argument("--full", action="store_true")
+    mirror.add_argument("--seed", type=int, default=0)
+    mirror.add_argument("--port", type=int, default=0)
+    mirror.set_defaults(func=cmd_mirror)
+
+    db = sub.add_parser("db", help="the embedded PostgreSQL")
+    db.add_argument("action", choices=["start", "stop", "status", "psql"])
+    db.set_defaults(func=cmd_db)
+
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        return args.func(args, settings)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Shared fixtures: one embedded PostgreSQL for the session (stopped at the end), isolated schemas
+per test, generated release files, and a throw-away Dagster instance."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Iterator
+
+import dagster as dg
+import psycopg2
+import pytest
+
+from taxi_platform.assets.trips import build_trip_assets, final_key, raw_file_key, staging_key
+from taxi_platform.datasets import DATASETS, DatasetSpec
+from taxi_platform.resources import build_resources
+from taxi_platform.settings import Settings
+from taxi_platform.warehouse.embedded import EmbeddedPostgres
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+REAL_SAMPLES = SHARED / "data" / "real_samples"
+ZONES_CSV = SHARED / "data" / "taxi_zone_lookup.csv"
+
+
+def _tmp_root() -> Path:
+    # The embedded server runs as `nobody` when we are root: its folder must be traversable,
+    # which pytest's tmp_path under /root may not be.
+    root = Path(tempfile.mkdtemp(prefix="taxi-tests-", dir=os.environ.get("TAXI_TEST_TMP", "/tmp")))
+    root.chmod(0o755)
+    return root
+
+
+@pytest.fixture(scope="session")
+def session_root() -> Iterator[Path]:
+    root = _tmp_root()
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def embedded_pg(session_root: Path) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(session_root / "home" / "postgres")
+    server.ensure_running()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_url(embedded_pg: EmbeddedPostgres) -> str:
+    return embedded_pg.url()
+
+
+@pytest.fixture
+def pg(pg_url: str) -> Iterator["psycopg2.extensions.connection"]:
+    conn = psycopg2.connect(pg_url)
+    conn.autocommit = True
+    yield conn
+    conn.close()
+
+
+@dataclass
+class Env:
+    """One test's platform: its own schemas, lake and mirror; the session's PostgreSQL."""
+
+    settings: Settings
+    mirror: Path
+    instance: dg.DagsterInstance
+    pg_url: str
+
+    @property
+    def resources(self) -> dict[str, object]:
+        return build_resources(self.settings)
+
+    def materialize(self, spec: DatasetSpec, month: date, *, raise_on_error: bool = False,
+                    assets: str = "all", resources: dict | None = None) -> dg.ExecuteInProcessResult:
+        defs = build_trip_assets(spec, warehouse_kind="postgres", lake_kind="file",
+                                 min_in_month_share=self.settings.min_in_month_share)
+        return dg.materialize(defs, partition_key=f"{month:%Y-%m-01}", instance=self.instance,
+                              resources=resources or self.resources, raise_on_error=raise_on_error)
+
+    def cli_env(self) -> dict[str, str]:
+        s = self.settings
+        return {**os.environ, "TAXI_HOME": str(s.home), "TAXI_SOURCE_URL": s.source_url,
+                "TAXI_POSTGRES_URL": s.postgres_url or "", "TAXI_WAREHOUSE_SCHEMA": s.warehouse_schema,
+                "TAXI_STAGING_SCHEMA": s.staging_schema, "DAGSTER_HOME": self.instance.root_directory}
+
+    def cli_materialize(self, spec: DatasetSpec, month: date) -> subprocess.Popen:
+        """`dagster asset materialize` of one month of a dataset, in its own process."""
+        selection = ",".join(k.to_user_string() for k in
+                             (raw_file_key(spec), staging_key(spec), final_key(spec)))
+        return subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m",
+             "taxi_platform.definitions", "--select", selection, "--partition", f"{month:%Y-%m-01}"],
+            cwd=REPO, env=self.cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def query(self, sql: str, params=()) -> list[tuple]:
+        conn = psycopg2.connect(self.pg_url)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()
+
+    def final(self, spec: DatasetSpec) -> str:
+        return f'"{self.settings.warehouse_schema}"."{spec.table_name}"'
+
+    def fingerprint(self, spec: DatasetSpec) -> list[tuple]:
+        """The whole final table, ordered: equal fingerprints mean equal contents."""
+        if not self.query("SELECT to_regclass(%s)", (f"{self.settings.warehouse_schema}.{spec.table_name}",))[0][0]:
+            return []
+        return self.query(f"SELECT md5(t::text) AS h FROM {self.final(spec)} t ORDER BY h")
+
+    def mirror_path(self, spec: DatasetSpec, month: date) -> Path:
+        return self.mirror / spec.release_tag / spec.file_name(month)
+
+
+@pytest.fixture
+def env(session_root: Path, pg_url: str, monkeypatch) -> Iterator[Env]:
+    name = uuid.uuid4().hex[:10]
+    home = session_root / "home"  # shared: the session's embedded server lives there
+    mirror = session_root / f"mirror_{name}"
+    mirror.mkdir()
+    monkeypatch.setenv("TAXI_POSTGRES_URL", pg_url)
+    settings = Settings(
+        home=home,
+        source_url=mirror.as_uri(),
+        postgres_url=pg_url,
+        warehouse_schema=f"w_{name}",
+        staging_schema=f"s_{name}",
+        download_attempts=2,
+    )
+    with dg.instance_for_test() as instance:
+        yield Env(settings=settings, mirror=mirror, instance=instance, pg_url=pg_url)
+    shutil.rmtree(mirror, ignore_errors=True)
+
+
+def materialization_metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict:
+    events = [e for e in result.get_asset_materialization_events()
+              if e.event_specific_data.materialization.asset_key == key]
+    assert events, f"no materialization of {key.to_user_string()}"
+    return {k: v.value for k, v in events[-1].event_specific_data.materialization.metadata.items()}
+
+
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    """Text of every step failure in a run (message, cause chain)."""
+    texts = []
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error is not None:
+                texts.append(error.message)
+                error = error.cause
+    return "\n".join(texts)
+
+
+__all__ = ["Env", "materialization_metadata", "failure_message", "final_key", "raw_file_key",
+           "staging_key", "DATASETS", "REAL_SAMPLES", "ZONES_CSV"]
