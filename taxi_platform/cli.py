@@ -94,6 +94,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                         instance=instance, partition_key=f"{month:%Y-%m-01}", raise_on_error=False,
                         asset_selection=[raw_file_key(spec), staging_key(spec), final_key(spec)],
                         tags={"taxi": spec.name, "file": spec.file_name(month)},
+                        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
                     )
                     seconds = time.monotonic() - started
                     if not result.success:

@@ -324,3 +324,18 @@ def test_no_password_reaches_logs_metadata_or_errors(env: Env, pg, monkeypatch):
     assert "cannot connect to PostgreSQL" in haystack  # the error did reach the event log
     assert password not in haystack
     assert password.replace("-", "%2D") not in haystack
+
+
+def test_long_downloads_and_loads_log_their_progress(env: Env, monkeypatch):
+    import taxi_platform.source.download as download
+    import taxi_platform.warehouse.postgres as postgres
+    monkeypatch.setattr(download, "PROGRESS_EVERY_SECONDS", 0.0)
+    monkeypatch.setattr(postgres, "PROGRESS_EVERY_SECONDS", 0.0)
+    monkeypatch.setattr(download, "CHUNK", 64 * 1024)
+    generate_month(YELLOW, JAN, env.mirror_path(YELLOW, JAN), rows=50_000, seed=3)
+    result = env.materialize(YELLOW, JAN, raise_on_error=True)
+    logs = [r.user_message for r in env.instance.all_logs(result.run_id)]
+    downloads = [m for m in logs if "bytes downloaded" in m]
+    loads = [m for m in logs if "MB loaded, about" in m]
+    assert len(downloads) >= 3 and "yellow_tripdata_2019-01.csv.gz: " in downloads[0]
+    assert loads and loads[-1].endswith(" rows")

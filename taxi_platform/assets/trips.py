@@ -24,6 +24,8 @@ from taxi_platform.source.resource import ReleaseSource
 from taxi_platform.warehouse.base import TripWarehouse
 
 LAKE_IO_MANAGER_KEY = "lake_io_manager"
+# Concurrency pool of every step that writes the warehouse; its limit is set in dagster.yaml.
+WAREHOUSE_POOL = "taxi_warehouse"
 
 
 def raw_file_key(spec: DatasetSpec) -> dg.AssetKey:
@@ -89,6 +91,7 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
         kinds={warehouse_kind},
         partitions_def=monthly_partitions,
         ins={"raw_file": dg.AssetIn(key=raw_file_key(spec))},
+        pool=WAREHOUSE_POOL,
     )
     def staging(context: dg.AssetExecutionContext, raw_file: LakeFile,
                 warehouse: TripWarehouse) -> dg.MaterializeResult:
@@ -108,6 +111,7 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
         kinds={warehouse_kind},
         partitions_def=monthly_partitions,
         deps=[staging_key(spec)],
+        pool=WAREHOUSE_POOL,
         check_specs=trip_check_specs(final_key(spec), min_in_month_share),
     )
     def final(context: dg.AssetExecutionContext, warehouse: TripWarehouse) -> dg.MaterializeResult:
