@@ -21,7 +21,7 @@ import requests
 
 from taxi_platform.datasets import DatasetSpec
 from taxi_platform.redact import mask_url
-from taxi_platform.source.verify import CsvInspector, InvalidReleaseFile
+from taxi_platform.source.verify import CsvInspector, Inspector, InvalidReleaseFile
 
 CHUNK = 1 << 20
 PROGRESS_EVERY_SECONDS = 10.0
@@ -30,14 +30,11 @@ MAX_BACKOFF_SECONDS = 60.0
 
 
 class ReleaseFileNotFound(FileNotFoundError):
-    """The release has no file for this month (HTTP 404 / missing local file)."""
+    """The release has no such file (HTTP 404 / missing local file)."""
 
-    def __init__(self, url: str, spec: DatasetSpec, month: date) -> None:
+    def __init__(self, url: str, what: str) -> None:
         self.url = url
-        super().__init__(
-            f"{spec.name} {month:%Y-%m}: {mask_url(url)} was not found (404): no release file for "
-            "this month"
-        )
+        super().__init__(f"{what}: {mask_url(url)} was not found (404): no release file for it")
 
 
 class DownloadFailed(RuntimeError):
@@ -73,19 +70,29 @@ def _retry_after(response: requests.Response) -> float | None:
         return None
 
 
-def download_release_file(
+def download_release_file(url: str, dest: Path, spec: DatasetSpec, month: date,
+                          **options) -> DownloadResult:
+    """A monthly trip file: gzip, header and field counts verified while it streams."""
+    return download_file(url, dest, what=f"{spec.name} {month:%Y-%m}",
+                         new_inspector=lambda: CsvInspector(spec, spec.file_name(month)), **options)
+
+
+def download_file(
     url: str,
     dest: Path,
-    spec: DatasetSpec,
-    month: date,
     *,
+    what: str,
+    new_inspector: Callable[[], Inspector],
     attempts: int = 5,
     timeout: float = 60.0,
     backoff_base: float = 1.0,
     log: Callable[[str], None] = lambda _m: None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> DownloadResult:
-    """Stream `url` into `dest`, verifying it on the way; `dest` only exists if it is valid."""
+    """Stream `url` into `dest`, verifying it on the way; `dest` only exists if it is valid.
+
+    `what` names the file in messages (`yellow 2019-01`); `new_inspector` verifies one attempt.
+    """
     shown = mask_url(url)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -93,7 +100,7 @@ def download_release_file(
     last_error = ""
     for attempt in range(1, attempts + 1):
         try:
-            result = _attempt(url, part, spec, month, timeout, log)
+            result = _attempt(url, part, what, new_inspector(), timeout, log)
         except _RetryableError as exc:
             last_error = str(exc)
             part.unlink(missing_ok=True)
@@ -113,18 +120,17 @@ def download_release_file(
         return DownloadResult(url=url, path=dest, attempts=attempt,
                               seconds=time.monotonic() - started, **result)
     raise DownloadFailed(
-        f"{spec.name} {month:%Y-%m}: gave up on {shown} after {attempts} attempts; last error: {last_error}"
+        f"{what}: gave up on {shown} after {attempts} attempts; last error: {last_error}"
     )
 
 
-def _attempt(url: str, part: Path, spec: DatasetSpec, month: date, timeout: float,
+def _attempt(url: str, part: Path, what: str, inspector: Inspector, timeout: float,
              log: Callable[[str], None]) -> dict:
-    inspector = CsvInspector(spec, spec.file_name(month))
     sha = hashlib.sha256()
     written = 0
     last_report = time.monotonic()
     with open(part, "wb") as out:
-        for chunk, total in _stream(url, spec, month, timeout):
+        for chunk, total in _stream(url, what, timeout):
             out.write(chunk)
             sha.update(chunk)
             inspector.feed(chunk)
@@ -132,7 +138,7 @@ def _attempt(url: str, part: Path, spec: DatasetSpec, month: date, timeout: floa
             now = time.monotonic()
             if now - last_report >= PROGRESS_EVERY_SECONDS:
                 of = f" of {total:,}" if total else ""
-                log(f"{spec.file_name(month)}: {written:,}{of} bytes downloaded")
+                log(f"{what}: {written:,}{of} bytes downloaded")
                 last_report = now
     inspection = inspector.finish(local_copy=part)
     return dict(bytes=written, sha256=sha.hexdigest(), rows=inspection.rows,
@@ -140,12 +146,12 @@ def _attempt(url: str, part: Path, spec: DatasetSpec, month: date, timeout: floa
                 line_ending=inspection.line_ending)
 
 
-def _stream(url: str, spec: DatasetSpec, month: date, timeout: float):
+def _stream(url: str, what: str, timeout: float):
     scheme = urlsplit(url).scheme
     if scheme == "file":
         path = Path(unquote(urlsplit(url).path))
         if not path.is_file():
-            raise ReleaseFileNotFound(url, spec, month)
+            raise ReleaseFileNotFound(url, what)
         total = path.stat().st_size
         with open(path, "rb") as fh:
             while chunk := fh.read(CHUNK):
@@ -157,13 +163,11 @@ def _stream(url: str, spec: DatasetSpec, month: date, timeout: float):
         raise _RetryableError(f"connection error: {type(exc).__name__}") from None
     with response:
         if response.status_code == 404:
-            raise ReleaseFileNotFound(url, spec, month)
+            raise ReleaseFileNotFound(url, what)
         if response.status_code in RETRY_STATUSES:
             raise _RetryableError(f"HTTP {response.status_code}", _retry_after(response))
         if response.status_code != 200:
-            raise DownloadFailed(
-                f"{spec.name} {month:%Y-%m}: {mask_url(url)} answered HTTP {response.status_code}"
-            )
+            raise DownloadFailed(f"{what}: {mask_url(url)} answered HTTP {response.status_code}")
         total = int(response.headers.get("Content-Length") or 0)
         try:
             for chunk in response.iter_content(CHUNK):

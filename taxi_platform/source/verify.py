@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from taxi_platform.datasets import DatasetSpec
 from taxi_platform.source.gzip_stream import GzipDecompressor, TruncatedGzipError, iter_decompressed
@@ -18,6 +21,14 @@ class Inspection:
     rows: int  # data rows, header excluded
     decompressed_bytes: int
     line_ending: str
+
+
+class Inspector(Protocol):
+    """Verifies a file from the chunks of one download attempt."""
+
+    def feed(self, data: bytes) -> None: ...
+
+    def finish(self, local_copy: Path | None = None) -> Inspection: ...
 
 
 class CsvInspector:
@@ -120,3 +131,29 @@ class CsvInspector:
             f"{self.file_name} line {number}: {fields} fields, expected {expected} "
             f"({'too few' if fields < expected else 'too many'}; a truncated or malformed row)"
         )
+
+
+class PlainCsvInspector:
+    """For small uncompressed reference files (the zone lookup): header check and row count."""
+
+    def __init__(self, file_name: str, expected_header: list[str]) -> None:
+        self.file_name = file_name
+        self.expected_header = expected_header
+        self._data = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self._data += data
+
+    def finish(self, local_copy: Path | None = None) -> Inspection:
+        text = self._data.decode("utf-8-sig", errors="replace")
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+        if not rows or rows[0] != self.expected_header:
+            raise InvalidReleaseFile(
+                f"{self.file_name} line 1: the header is {rows[0] if rows else 'missing'}, expected "
+                f"{self.expected_header}")
+        for number, row in enumerate(rows[1:], start=2):
+            if len(row) != len(self.expected_header):
+                raise InvalidReleaseFile(
+                    f"{self.file_name} line {number}: {len(row)} fields, expected {len(self.expected_header)}")
+        return Inspection(rows=len(rows) - 1, decompressed_bytes=len(self._data),
+                          line_ending="\r\n" if b"\r\n" in self._data[:4096] else "\n")
