@@ -55,9 +55,14 @@ class DatasetSpec:
                 return c
         raise KeyError(f"{self.name}: no column {name!r}")
 
+    @property
+    def file_name_template(self) -> str:
+        """`yellow_tripdata_{month}.csv.gz`, where {month} is `YYYY-MM`."""
+        return f"{self.release_tag}_tripdata_{{month}}.csv.gz"
+
     def file_name(self, month: date) -> str:
         """`yellow_tripdata_2019-01.csv.gz`: the release asset name for a month."""
-        return f"{self.release_tag}_tripdata_{month:%Y-%m}.csv.gz"
+        return self.file_name_template.format(month=f"{month:%Y-%m}")
 
     def is_published(self, month: date) -> bool:
         """Whether the month lies in the range known to be published (later months may appear)."""
@@ -124,6 +129,28 @@ GREEN = DatasetSpec(
 )
 
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (YELLOW, GREEN)}
+
+
+@dataclass(frozen=True)
+class ReferenceSpec:
+    """A small unpartitioned reference file of a release (the zone lookup), loaded whole."""
+
+    name: str  # also the warehouse table name
+    release_tag: str
+    file_name: str
+    columns: tuple[Column, ...]
+    key_column: str
+    description: str
+
+
+ZONES = ReferenceSpec(
+    name="taxi_zones",
+    release_tag="misc",
+    file_name="taxi_zone_lookup.csv",
+    columns=_cols(("LocationID", I), ("Borough", S), ("Zone", S), ("service_zone", S)),
+    key_column="LocationID",
+    description="The TLC taxi zones (LocationID, Borough, Zone, service_zone) from the misc release.",
+)
 
 
 def get_dataset(name: str) -> DatasetSpec:

@@ -16,7 +16,7 @@ import dagster as dg
 
 from taxi_platform.checks import evaluate_trip_checks, trip_check_specs
 from taxi_platform.datasets import DatasetSpec
-from taxi_platform.lake.base import LakeFile, VerifiedDownload
+from taxi_platform.lake.base import LAKE_KEY_METADATA, LakeFile, VerifiedDownload, lake_key
 from taxi_platform.partitions import month_of, monthly_partitions
 from taxi_platform.redact import mask_url
 from taxi_platform.source.download import ReleaseFileNotFound
@@ -52,8 +52,8 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
         partitions_def=monthly_partitions,
         io_manager_key=LAKE_IO_MANAGER_KEY,
         output_required=False,
-        metadata={"dataset": spec.name, "release_tag": spec.release_tag,
-                  "file_pattern": f"{spec.release_tag}/{spec.release_tag}_tripdata_<YYYY-MM>.csv.gz"},
+        metadata={"dataset": spec.name,
+                  LAKE_KEY_METADATA: lake_key(spec.release_tag, spec.file_name_template)},
     )
     def raw_file(context: dg.AssetExecutionContext, source: ReleaseSource) -> Iterator[dg.Output]:
         month = month_of(context.partition_key)
@@ -70,8 +70,8 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
             raise dg.Failure(description=str(exc)) from None
         context.log.info(f"{spec.file_name(month)}: {result.bytes:,} bytes, {result.rows:,} rows, verified")
         yield dg.Output(
-            VerifiedDownload(dataset=spec.name, release_tag=spec.release_tag,
-                             file_name=spec.file_name(month), local_path=result.path),
+            VerifiedDownload(lake_key=lake_key(spec.release_tag, spec.file_name(month)),
+                             local_path=result.path),
             metadata={
                 "source_url": dg.MetadataValue.url(mask_url(result.url)),
                 "bytes": dg.MetadataValue.int(result.bytes),

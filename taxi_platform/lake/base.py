@@ -9,11 +9,9 @@ from typing import BinaryIO, Callable
 
 @dataclass(frozen=True)
 class VerifiedDownload:
-    """Output of the raw-file asset: a verified file on local disk, ready to enter the lake."""
+    """Output of a raw-file asset: a verified file on local disk, ready to enter the lake."""
 
-    dataset: str
-    release_tag: str
-    file_name: str
+    lake_key: str  # `<tag>/<file>`
     local_path: Path
 
 
@@ -30,6 +28,18 @@ class LakeFile:
         return self.opener()
 
 
+LAKE_KEY_METADATA = "lake_key"  # definition metadata of raw-file assets: a key template
+
+
 def lake_key(release_tag: str, file_name: str) -> str:
     """Object key inside the lake: the release layout `<tag>/<file>`."""
     return f"{release_tag}/{file_name}"
+
+
+def resolve_lake_key(template: str, partition_key: str | None) -> str:
+    """`yellow/yellow_tripdata_{month}.csv.gz` + `2019-01-01` -> `.../yellow_tripdata_2019-01.csv.gz`."""
+    if "{month}" in template:
+        if partition_key is None:
+            raise ValueError(f"lake key {template!r} needs a monthly partition")
+        return template.format(month=partition_key[:7])
+    return template

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from taxi_platform.datasets import get_dataset
-from taxi_platform.lake.base import LakeFile, VerifiedDownload, lake_key
-from taxi_platform.partitions import month_of
+from taxi_platform.lake.base import LAKE_KEY_METADATA, LakeFile, VerifiedDownload, resolve_lake_key
 
 
 class LocalLakeIOManager(dg.ConfigurableIOManager):
@@ -18,11 +16,11 @@ class LocalLakeIOManager(dg.ConfigurableIOManager):
 
     root: str
 
-    def _path(self, release_tag: str, file_name: str) -> Path:
-        return Path(self.root) / lake_key(release_tag, file_name)
+    def _path(self, key: str) -> Path:
+        return Path(self.root) / key
 
     def handle_output(self, context: dg.OutputContext, obj: VerifiedDownload) -> None:
-        target = self._path(obj.release_tag, obj.file_name)
+        target = self._path(obj.lake_key)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.replace(obj.local_path, target)  # atomic: readers see the old file or the new one
@@ -34,13 +32,14 @@ class LocalLakeIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata({"lake_uri": dg.MetadataValue.path(str(target))})
 
     def load_input(self, context: dg.InputContext) -> LakeFile:
-        spec = get_dataset(context.upstream_output.definition_metadata["dataset"])
-        month = month_of(context.partition_key)
-        path = self._path(spec.release_tag, spec.file_name(month))
+        key = resolve_lake_key(context.upstream_output.definition_metadata[LAKE_KEY_METADATA],
+                               context.partition_key if context.has_partition_key else None)
+        path = self._path(key)
         if not path.is_file():
+            partition = f" for {context.partition_key}" if context.has_partition_key else ""
             raise FileNotFoundError(
-                f"{spec.file_name(month)} is not in the lake at {path}: materialize "
-                f"{context.upstream_output.asset_key.to_user_string()} for {month:%Y-%m} first"
+                f"{key} is not in the lake at {path}: materialize "
+                f"{context.upstream_output.asset_key.to_user_string()}{partition} first"
             )
         return LakeFile(uri=path.as_uri(), file_name=path.name, size=path.stat().st_size,
                         opener=lambda: open(path, "rb"))
