@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import dagster as dg
+
+from dagster_dbt import DbtCliResource
 
 from taxi_platform.lake.local import LocalLakeIOManager
 from taxi_platform.settings import Settings
@@ -28,8 +33,18 @@ def build_resources(settings: Settings) -> dict[str, object]:
             embedded_port=settings.embedded_port,
             warehouse_schema=settings.warehouse_schema,
             staging_schema=settings.staging_schema,
+            dbt_schema=settings.dbt_schema,
         ),
+        "dbt": DbtCliResource(project_dir=str(settings.dbt_project_dir),
+                              profiles_dir=str(settings.dbt_project_dir),
+                              dbt_executable=dbt_executable()),
     }
+
+
+def dbt_executable() -> str:
+    """The dbt installed beside this Python (the venv's), whether or not the venv is activated."""
+    beside = Path(sys.executable).parent / "dbt"
+    return str(beside) if beside.exists() else "dbt"
 
 
 def kinds(settings: Settings) -> dict[str, str]:

@@ -14,6 +14,8 @@ from taxi_platform.redact import mask_url
 
 DEFAULT_SOURCE_URL = "https://github.com/DataTalksClub/nyc-tlc-data/releases/download"
 TARGETS = ("local",)
+# The dbt project ships beside the package in the repository (an editable install).
+DEFAULT_DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 
 
 class SettingsError(ValueError):
@@ -76,6 +78,8 @@ class Settings:
     postgres_url: str | None = field(default=None, repr=False)  # secret: never printed
     warehouse_schema: str = "taxi"
     staging_schema: str = "taxi_staging"
+    dbt_schema: str = "taxi_dbt"
+    dbt_project_dir: Path = field(default_factory=lambda: DEFAULT_DBT_PROJECT_DIR)
     download_attempts: int = 5
     download_timeout_seconds: int = 60
     min_in_month_share: float = 0.95
@@ -86,8 +90,9 @@ class Settings:
             raise SettingsError(f"TAXI_TARGET={self.target!r}: choose one of {', '.join(TARGETS)}")
         validate_identifier(self.warehouse_schema, "TAXI_WAREHOUSE_SCHEMA")
         validate_identifier(self.staging_schema, "TAXI_STAGING_SCHEMA")
-        if self.warehouse_schema == self.staging_schema:
-            raise SettingsError("TAXI_WAREHOUSE_SCHEMA and TAXI_STAGING_SCHEMA must differ")
+        validate_identifier(self.dbt_schema, "TAXI_DBT_SCHEMA")
+        if len({self.warehouse_schema, self.staging_schema, self.dbt_schema}) < 3:
+            raise SettingsError("TAXI_WAREHOUSE_SCHEMA, TAXI_STAGING_SCHEMA and TAXI_DBT_SCHEMA must differ")
         if not re.match(r"^(https?|file)://", self.source_url):
             raise SettingsError(
                 f"TAXI_SOURCE_URL={mask_url(self.source_url)!r} must start with http://, https:// or file://"
@@ -115,6 +120,8 @@ class Settings:
             postgres_url=_env("TAXI_POSTGRES_URL"),
             warehouse_schema=_env("TAXI_WAREHOUSE_SCHEMA", "taxi") or "",
             staging_schema=_env("TAXI_STAGING_SCHEMA", "taxi_staging") or "",
+            dbt_schema=_env("TAXI_DBT_SCHEMA", "taxi_dbt") or "",
+            dbt_project_dir=Path(_env("TAXI_DBT_PROJECT_DIR") or DEFAULT_DBT_PROJECT_DIR).resolve(),
             download_attempts=_int("TAXI_DOWNLOAD_ATTEMPTS", 5, minimum=1),
             download_timeout_seconds=_int("TAXI_DOWNLOAD_TIMEOUT", 60, minimum=1),
             min_in_month_share=_float("TAXI_MIN_IN_MONTH_SHARE", 0.95, 0.0, 1.0),

@@ -103,6 +103,24 @@ class Env:
              "taxi_platform.definitions", "--select", selection, "--partition", f"{month:%Y-%m-01}"],
             cwd=REPO, env=self.cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
+    def warehouse(self):
+        from taxi_platform.warehouse.postgres import PostgresWarehouse
+
+        s = self.settings
+        return PostgresWarehouse(url=self.pg_url, home=str(s.home), warehouse_schema=s.warehouse_schema,
+                                 staging_schema=s.staging_schema, dbt_schema=s.dbt_schema)
+
+    def run(self, selection: list[dg.AssetKey], partition: date | None = None, *,
+            raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+        """Execute a selection of the real code location's assets (trips, zones, dbt)."""
+        from taxi_platform.definitions import build_definitions
+
+        defs = build_definitions(self.settings)
+        job = defs.resolve_implicit_global_asset_job_def()
+        return job.execute_in_process(
+            instance=self.instance, asset_selection=selection, raise_on_error=raise_on_error,
+            partition_key=f"{partition:%Y-%m-01}" if partition else None)
+
     def query(self, sql: str, params=()) -> list[tuple]:
         conn = psycopg2.connect(self.pg_url)
         conn.autocommit = True
@@ -139,6 +157,7 @@ def env(session_root: Path, pg_url: str, monkeypatch) -> Iterator[Env]:
         postgres_url=pg_url,
         warehouse_schema=f"w_{name}",
         staging_schema=f"s_{name}",
+        dbt_schema=f"d_{name}",
         download_attempts=2,
     )
     with dg.instance_for_test() as instance:

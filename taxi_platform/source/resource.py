@@ -8,9 +8,10 @@ from typing import Callable
 
 import dagster as dg
 
-from taxi_platform.datasets import DatasetSpec
-from taxi_platform.source.download import DownloadResult, download_release_file
-from taxi_platform.source.releases import release_file_url
+from taxi_platform.datasets import DatasetSpec, ReferenceSpec
+from taxi_platform.source.download import DownloadResult, download_file, download_release_file
+from taxi_platform.source.releases import reference_file_url, release_file_url
+from taxi_platform.source.verify import PlainCsvInspector
 
 
 class ReleaseSource(dg.ConfigurableResource):
@@ -32,4 +33,15 @@ class ReleaseSource(dg.ConfigurableResource):
         return download_release_file(
             self.url_for(spec, month), dest, spec, month, attempts=self.attempts,
             timeout=self.timeout_seconds, backoff_base=self.backoff_base_seconds, log=log,
+        )
+
+    def fetch_reference(self, ref: ReferenceSpec, run_id: str,
+                        log: Callable[[str], None]) -> DownloadResult:
+        url = reference_file_url(self.base_url, ref)
+        header = [c.name for c in ref.columns]
+        return download_file(
+            url, Path(self.scratch_dir) / f"{run_id}-{ref.file_name}", what=ref.file_name,
+            new_inspector=lambda: PlainCsvInspector(ref.file_name, header),
+            attempts=self.attempts, timeout=self.timeout_seconds,
+            backoff_base=self.backoff_base_seconds, log=log,
         )

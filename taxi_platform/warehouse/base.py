@@ -9,7 +9,7 @@ from typing import Callable
 
 import dagster as dg
 
-from taxi_platform.datasets import DatasetSpec
+from taxi_platform.datasets import DatasetSpec, ReferenceSpec
 from taxi_platform.lake.base import LakeFile
 
 Log = Callable[[str], None]
@@ -45,6 +45,14 @@ class ReplaceResult:
     @property
     def duplicates_dropped(self) -> int:
         return self.staged_rows - self.final_rows
+
+
+@dataclass(frozen=True)
+class ReferenceResult:
+    table: str
+    rows: int
+    previous_rows: int
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -89,3 +97,11 @@ class TripWarehouse(dg.ConfigurableResource, ABC):
     @abstractmethod
     def pickup_profile(self, spec: DatasetSpec, month: date) -> PickupProfile:
         """Rows, and rows whose pickup lies in the month, of the month in the final table."""
+
+    @abstractmethod
+    def load_reference(self, ref: ReferenceSpec, lake_file: LakeFile, log: Log) -> ReferenceResult:
+        """Replace a reference table (zones) with the file's rows, atomically."""
+
+    @abstractmethod
+    def dbt_env(self) -> dict[str, str]:
+        """Environment variables that point the dbt project's profile at this warehouse."""

@@ -20,12 +20,13 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import unquote, urlsplit
 
 import psycopg2
 import psycopg2.errors
 from psycopg2 import sql
 
-from taxi_platform.datasets import ColumnType, DatasetSpec
+from taxi_platform.datasets import ColumnType, DatasetSpec, ReferenceSpec
 from taxi_platform.lake.base import LakeFile
 from taxi_platform.partitions import next_month
 from taxi_platform.redact import Redactor, url_password
@@ -38,6 +39,7 @@ from taxi_platform.warehouse.base import (
     Log,
     IdProfile,
     PickupProfile,
+    ReferenceResult,
     ReplaceResult,
     StagingResult,
     TripWarehouse,
@@ -69,6 +71,7 @@ class PostgresWarehouse(TripWarehouse):
     embedded_port: int = 0
     warehouse_schema: str = "taxi"
     staging_schema: str = "taxi_staging"
+    dbt_schema: str = "taxi_dbt"
 
     # --- connection ---------------------------------------------------------------------------
     def _embedded(self) -> EmbeddedPostgres:
@@ -281,6 +284,48 @@ class PostgresWarehouse(TripWarehouse):
             spec, month, "count(*), count(*) FILTER (WHERE {pickup} >= %s AND {pickup} < %s)",
             (month, next_month(month)))
         return PickupProfile(*row) if row else PickupProfile(rows=0, in_month_rows=0)
+
+    # --- reference tables and dbt --------------------------------------------------------------
+    def load_reference(self, ref: ReferenceSpec, lake_file: LakeFile, log: Log) -> ReferenceResult:
+        started = time.monotonic()
+        warehouse = self._schemas()[0]
+        table = sql.Identifier(warehouse, ref.name)
+        columns = sql.SQL(", ").join(sql.Identifier(c.name) for c in ref.columns)
+        with self.connect(f"load {ref.file_name}") as conn, conn.cursor() as cur:
+            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(warehouse)))
+            cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
+                table,
+                sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(PG_TYPES[c.type]))
+                                   for c in ref.columns),
+                sql.Identifier(ref.key_column)))
+            cur.execute(sql.SQL("SELECT count(*) FROM {}").format(table))
+            previous = cur.fetchone()[0]
+            # TRUNCATE + COPY in one transaction: readers see the old rows or the new ones.
+            cur.execute(sql.SQL("TRUNCATE {}").format(table))
+            with lake_file.open() as fh:
+                try:
+                    cur.copy_expert(sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)")
+                                    .format(table, columns).as_string(conn), fh, size=COPY_CHUNK)
+                except (psycopg2.DataError, psycopg2.IntegrityError,
+                        psycopg2.errors.BadCopyFileFormat) as exc:
+                    raise BadInputError(_copy_error_message(ref.file_name, exc)) from None
+            rows = cur.rowcount
+        log(f"{ref.file_name}: {rows:,} rows in {warehouse}.{ref.name}")
+        return ReferenceResult(table=f"{warehouse}.{ref.name}", rows=rows, previous_rows=previous,
+                               seconds=time.monotonic() - started)
+
+    def dbt_env(self) -> dict[str, str]:
+        url = urlsplit(self.connection_url())
+        return {
+            "TAXI_DBT_TARGET": "postgres",
+            "TAXI_DBT_PG_HOST": url.hostname or "127.0.0.1",
+            "TAXI_DBT_PG_PORT": str(url.port or 5432),
+            "TAXI_DBT_PG_USER": unquote(url.username or ""),
+            "TAXI_DBT_PG_PASSWORD": unquote(url.password or ""),
+            "TAXI_DBT_PG_DBNAME": unquote(url.path.lstrip("/")) or "postgres",
+            "TAXI_WAREHOUSE_SCHEMA": self._schemas()[0],
+            "TAXI_DBT_SCHEMA": validate_identifier(self.dbt_schema, "TAXI_DBT_SCHEMA"),
+        }
 
 
 _CONTEXT = re.compile(r"line (\d+)(?:, column (\w+))?")

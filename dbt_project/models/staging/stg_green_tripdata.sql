@@ -1,0 +1,2 @@
+-- Green trips, cleaned.
+{{ stage_trips('green', 'lpep_pickup_datetime', 'lpep_dropoff_datetime', trip_type='trip_type', ehail_fee='ehail_fee') }}

@@ -1,0 +1,97 @@
+"""The dbt project as Dagster assets (dagster-dbt); dbt tests become asset checks.
+
+Monthly models (`tag:monthly`: staging views, fact_trips, dm_monthly_zone_revenue) share the trip
+assets' monthly partitions: a partition run is `dbt build --vars '{month: 2019-01-01}'`, which
+rebuilds exactly that source month. dim_zones and the payment-type seed are unpartitioned.
+
+The manifest is prepared by `make install` / `taxi-platform dbt-prepare` (`dbt parse`), not at
+import time; under `dagster dev` it is re-parsed at load so model edits show up.
+"""
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+
+from taxi_platform.assets.trips import WAREHOUSE_POOL
+from taxi_platform.partitions import monthly_partitions
+from taxi_platform.warehouse.base import TripWarehouse
+
+MONTHLY = "tag:monthly"
+DBT_GROUP = "transform"
+
+
+class DbtManifestMissing(FileNotFoundError):
+    pass
+
+
+def load_dbt_project(project_dir: Path) -> DbtProject:
+    project = DbtProject(project_dir=project_dir, profiles_dir=project_dir)
+    project.prepare_if_dev()
+    if not project.manifest_path.exists():
+        raise DbtManifestMissing(
+            f"no dbt manifest at {project.manifest_path}: run `make install` or "
+            "`taxi-platform dbt-prepare` (dbt parse) first"
+        )
+    return project
+
+
+class TaxiDbtTranslator(DagsterDbtTranslator):
+    """dbt models and seeds under the `dbt/` key prefix in the `transform` group; sources keep
+    the asset keys of the ingest assets (`meta.dagster.asset_key` in sources.yml)."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] in ("model", "seed", "snapshot"):
+            return dg.AssetKey(["dbt", dbt_resource_props["name"]])
+        return super().get_asset_key(dbt_resource_props)
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return DBT_GROUP
+
+
+@contextmanager
+def _environ(values: Mapping[str, str]) -> Iterator[None]:
+    """dbt reads its connection from the environment (profiles.yml holds no credentials)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: TripWarehouse,
+           dbt_vars: dict | None) -> Iterator[Any]:
+    args = ["build"] + (["--vars", json.dumps(dbt_vars)] if dbt_vars else [])
+    with _environ(warehouse.dbt_env()):
+        yield from dbt.cli(args, context=context).stream()
+
+
+def build_dbt_assets(project: DbtProject) -> list[dg.AssetsDefinition]:
+    translator = TaxiDbtTranslator()
+
+    @dbt_assets(manifest=project.manifest_path, project=project, select=MONTHLY,
+                partitions_def=monthly_partitions, dagster_dbt_translator=translator,
+                name="dbt_monthly_models", pool=WAREHOUSE_POOL)
+    def monthly_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
+                       warehouse: TripWarehouse):
+        """Staging views, fact_trips and the revenue mart, rebuilt for one source month."""
+        month = context.partition_time_window.start
+        yield from _build(context, dbt, warehouse, {"month": f"{month:%Y-%m-%d}"})
+
+    @dbt_assets(manifest=project.manifest_path, project=project, exclude=MONTHLY,
+                dagster_dbt_translator=translator, name="dbt_reference_models", pool=WAREHOUSE_POOL)
+    def reference_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
+                         warehouse: TripWarehouse):
+        """dim_zones and the payment-type seed."""
+        yield from _build(context, dbt, warehouse, None)
+
+    return [monthly_models, reference_models]
