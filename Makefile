@@ -10,15 +10,25 @@ export DAGSTER_HOME ?= $(TAXI_HOME)/dagster
 
 DEMO_ARGS ?=
 
-.PHONY: install demo demo-full test dev db-start db-stop db-psql clean
+.PHONY: install dbt-prepare demo demo-full test dev db-start db-stop db-psql clean
 
-install: $(VENV)/.installed
+# The dbt manifest is prepared here (dbt parse), not when the definitions are imported.
+DBT_MANIFEST := dbt_project/target/manifest.json
+DBT_SOURCES  := $(shell find dbt_project -path dbt_project/target -prune -o -type f \( -name '*.sql' -o -name '*.yml' -o -name '*.csv' \) -print)
+
+install: $(VENV)/.installed $(DBT_MANIFEST)
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
+
+$(DBT_MANIFEST): $(VENV)/.installed $(DBT_SOURCES)
+	$(BIN)/taxi-platform dbt-prepare
+
+dbt-prepare: $(VENV)/.installed
+	$(BIN)/taxi-platform dbt-prepare
 
 ## Generate 2019-01..03 yellow + green, load them into the embedded PostgreSQL, print the table.
 demo: install

@@ -61,14 +61,19 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     import dagster as dg
 
     from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
+    from taxi_platform.assets.zones import reference_file_key, reference_table_key
+    from taxi_platform.datasets import ZONES
+    from taxi_platform.resources import build_resources
     from taxi_platform.definitions import build_definitions
     from taxi_platform.sample.generator import full_size_rows
     from taxi_platform.sample.mirror import MirrorServer, write_mirror
+    from taxi_platform.sample.zones import write_mirror_zones
 
     mirror_root = settings.home / "mirror"
     rows = full_size_rows if args.full else args.rows
     print(f"Writing generated release files to {mirror_root} ...", flush=True)
     write_mirror(mirror_root, args.datasets, args.months, rows=rows, seed=args.seed)
+    write_mirror_zones(mirror_root)
 
     embedded_was_running = settings.postgres_url is None and _embedded(settings).is_running()
     os.environ.setdefault("DAGSTER_HOME", str(settings.home / "dagster"))
@@ -86,7 +91,14 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
               flush=True)
         defs = build_definitions(demo_settings)
         job = defs.resolve_implicit_global_asset_job_def()
+        quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
         with dg.DagsterInstance.get() as instance:
+            # Zones and the unpartitioned dbt models first: the monthly dbt models join them.
+            reference = [reference_file_key(ZONES), reference_table_key(ZONES),
+                         dg.AssetKey(["dbt", "dim_zones"]), dg.AssetKey(["dbt", "payment_type_lookup"])]
+            if not _succeeded(job.execute_in_process(instance=instance, asset_selection=reference,
+                                                     raise_on_error=False, run_config=quiet)):
+                return 1
             for month in args.months:
                 for spec in args.datasets:
                     started = time.monotonic()
@@ -94,25 +106,57 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                         instance=instance, partition_key=f"{month:%Y-%m-01}", raise_on_error=False,
                         asset_selection=[raw_file_key(spec), staging_key(spec), final_key(spec)],
                         tags={"taxi": spec.name, "file": spec.file_name(month)},
-                        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+                        run_config=quiet,
                     )
                     seconds = time.monotonic() - started
-                    if not result.success:
-                        print(f"\n{spec.name} {month:%Y-%m} FAILED (run {result.run_id}):", file=sys.stderr)
-                        for event in result.all_events:
-                            if event.is_step_failure:
-                                print("  " + event.step_failure_data.error.message.strip(), file=sys.stderr)
+                    if not _succeeded(result):
                         return 1
                     meta = _metadata(result)
                     raw, final = meta.get(raw_file_key(spec), {}), meta.get(final_key(spec), {})
                     table.append((spec.name, f"{month:%Y-%m}", raw.get("rows"),
                                   final.get("duplicates_dropped"), final.get("dagster/row_count"), seconds))
+                monthly_dbt = [k for k in job.asset_layer.asset_graph.get_all_asset_keys()
+                               if k.path[0] == "dbt" and k not in reference]
+                started = time.monotonic()
+                if not _succeeded(job.execute_in_process(
+                        instance=instance, asset_selection=monthly_dbt, partition_key=f"{month:%Y-%m-01}",
+                        raise_on_error=False, run_config=quiet)):
+                    return 1
+                print(f"dbt models built for {month:%Y-%m} in {time.monotonic() - started:.1f} s", flush=True)
 
-    _print_table(table)
+        _print_table(table)
+        _print_top_zones(build_resources(demo_settings)["warehouse"], settings.dbt_schema, args.months)
     if settings.postgres_url is None and not embedded_was_running and not args.keep_running:
         _embedded(settings).stop()
         print("Stopped the embedded PostgreSQL (it was not running before; --keep-running keeps it).")
     return 0
+
+
+def _succeeded(result) -> bool:
+    if not result.success:
+        print(f"\nrun {result.run_id} FAILED:", file=sys.stderr)
+        for event in result.all_events:
+            if event.is_step_failure:
+                print("  " + event.step_failure_data.error.message.strip(), file=sys.stderr)
+    return result.success
+
+
+def _print_top_zones(warehouse, dbt_schema: str, months: list[date], top: int = 10) -> None:
+    from psycopg2 import sql
+
+    query = sql.SQL(
+        "SELECT revenue_zone, revenue_borough, service_type, sum(revenue_monthly_total_amount), "
+        "sum(total_monthly_trips) FROM {} WHERE revenue_month = ANY(%s) "
+        "GROUP BY 1, 2, 3 ORDER BY 4 DESC LIMIT %s"
+    ).format(sql.Identifier(dbt_schema, "dm_monthly_zone_revenue"))
+    with _resolved(warehouse).connect("demo report") as conn, conn.cursor() as cur:
+        cur.execute(query, (list(months), top))
+        rows = cur.fetchall()
+    print(f"\nTop {top} pickup zones by revenue, {months[0]:%Y-%m} .. {months[-1]:%Y-%m} "
+          f"(dbt model {dbt_schema}.dm_monthly_zone_revenue):")
+    width = max(len(f"{z} ({b})") for z, b, *_ in rows) if rows else 10
+    for zone, borough, service, revenue, trips in rows:
+        print(f"  {f'{zone} ({borough})':<{width}}  {service:<6}  {revenue:>14,.2f}  {trips:>9,} trips")
 
 
 def _metadata(result) -> dict:
@@ -171,6 +215,38 @@ def cmd_mirror(args: argparse.Namespace, settings: Settings) -> int:
                 time.sleep(3600)
         except KeyboardInterrupt:
             return 0
+
+
+# --- dbt ---------------------------------------------------------------------------------------
+def _dbt_command(settings: Settings, args: list[str]) -> list[str]:
+    from taxi_platform.resources import dbt_executable
+
+    project = str(settings.dbt_project_dir)
+    return [dbt_executable(), *args, "--project-dir", project, "--profiles-dir", project]
+
+
+def cmd_dbt_prepare(args: argparse.Namespace, settings: Settings) -> int:
+    """`dbt parse`: writes the manifest the Dagster definitions load (no database needed)."""
+    done = subprocess.run(_dbt_command(settings, ["parse", "--quiet"]), capture_output=True, text=True)
+    if done.returncode != 0:
+        print(done.stdout[-4000:], done.stderr[-2000:], file=sys.stderr)
+        return done.returncode
+    print(f"dbt manifest ready: {settings.dbt_project_dir / 'target' / 'manifest.json'}")
+    return 0
+
+
+def cmd_dbt(args: argparse.Namespace, settings: Settings) -> int:
+    """Any dbt command against the platform's warehouse (`taxi-platform dbt build -s fact_trips`)."""
+    from taxi_platform.resources import build_resources
+
+    warehouse = build_resources(settings)["warehouse"]
+    env = {**os.environ, **_resolved(warehouse).dbt_env()}
+    return subprocess.call(_dbt_command(settings, args.dbt_args), env=env)
+
+
+def _resolved(resource):
+    """A resource whose EnvVar fields are read from the environment, for use outside a run."""
+    return resource.process_config_and_initialize()
 
 
 # --- db ------------------------------------------------------------------------------------------
@@ -232,6 +308,13 @@ def main(argv: list[str] | None = None) -> int:
     mirror.add_argument("--seed", type=int, default=0)
     mirror.add_argument("--port", type=int, default=0)
     mirror.set_defaults(func=cmd_mirror)
+
+    prepare = sub.add_parser("dbt-prepare", help="parse the dbt project (writes the manifest)")
+    prepare.set_defaults(func=cmd_dbt_prepare)
+
+    dbt = sub.add_parser("dbt", help="run dbt against the platform's warehouse")
+    dbt.add_argument("dbt_args", nargs=argparse.REMAINDER)
+    dbt.set_defaults(func=cmd_dbt)
 
     db = sub.add_parser("db", help="the embedded PostgreSQL")
     db.add_argument("action", choices=["start", "stop", "status", "psql"])
