@@ -37,15 +37,26 @@ def test_asset_keys_groups_kinds_descriptions_and_partitions():
     for name in DATASETS:
         assert {f"lake/{name}_tripdata_file", f"staging/{name}_tripdata_staging",
                 f"warehouse/{name}_tripdata"} <= keys
+    assert {"lake/taxi_zone_lookup_file", "warehouse/taxi_zones", "dbt/fact_trips",
+            "dbt/dm_monthly_zone_revenue", "dbt/dim_zones"} <= keys
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description, key
-        assert node.group_name in DATASETS, key
         assert node.kinds, key
-        assert node.partitions_def is not None and node.partitions_def.get_first_partition_key() == "2019-01-01"
+        if key.path[0] == "dbt":
+            assert node.group_name == "transform", key
+        elif key.path[-1] in ("taxi_zones", "taxi_zone_lookup_file"):
+            assert node.group_name == "reference" and node.partitions_def is None, key
+        else:
+            assert node.group_name in DATASETS, key
+        if key.path[0] != "dbt" or key.path[-1] in ("fact_trips", "dm_monthly_zone_revenue"):
+            if node.group_name != "reference":
+                assert node.partitions_def.get_first_partition_key() == "2019-01-01", key
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert ("warehouse/yellow_tripdata", "unique_row_id_is_unique") in checks
-    assert len(checks) == 3 * len(DATASETS)
+    ingest_checks = {c for c in checks if c[0].startswith("warehouse/")}
+    assert len(ingest_checks) == 3 * len(DATASETS)
+    assert ("dbt/fact_trips", "unique_fact_trips_trip_id") in checks
 
 
 def test_resource_config_holds_no_database_url(monkeypatch):
