@@ -9,8 +9,9 @@ export TAXI_HOME    ?= $(CURDIR)/.taxi_home
 export DAGSTER_HOME ?= $(TAXI_HOME)/dagster
 
 DEMO_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: install dbt-prepare demo demo-full test dev db-start db-stop db-psql clean
+.PHONY: install dbt-prepare demo demo-full test bench dev db-start db-stop db-psql clean
 
 # The dbt manifest is prepared here (dbt parse), not when the definitions are imported.
 DBT_MANIFEST := dbt_project/target/manifest.json
@@ -40,11 +41,18 @@ demo-full: install
 
 ## The test suite (starts and stops its own embedded PostgreSQL).
 test: install
+	sh scripts/install-system-deps.sh
 	$(BIN)/pytest
+
+## Month-load benchmark: ours vs the COPY floor, the reference SQL and pandas, on one PostgreSQL it
+## starts itself (~10 min; results in bench/results/latest.json and bench/RESULTS.md).
+bench: install
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 ## The Dagster UI on http://127.0.0.1:3000 with the daemon (schedules, sensors, backfills).
 dev: install
-	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	test -s $(DAGSTER_HOME)/dagster.yaml || cp taxi_platform/instance/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 db-start: install

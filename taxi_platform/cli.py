@@ -79,8 +79,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     os.environ.setdefault("DAGSTER_HOME", str(settings.home / "dagster"))
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     dagster_yaml = Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml"
-    if not dagster_yaml.exists():
-        dagster_yaml.write_text("telemetry:\n  enabled: false\n")
+    if not dagster_yaml.exists() or dagster_yaml.stat().st_size == 0:
+        # The local instance of `make dev` too (queued runs, the warehouse pool's limit).
+        dagster_yaml.write_text((Path(__file__).parent / "instance" / "dagster.yaml").read_text())
 
     table = []
     with MirrorServer(mirror_root) as mirror:
@@ -207,9 +208,13 @@ def cmd_mirror(args: argparse.Namespace, settings: Settings) -> int:
                              rows=full_size_rows if args.full else args.rows, seed=args.seed)
         print(f"{len(files)} files under {root}; use TAXI_SOURCE_URL={root.resolve().as_uri()}")
         return 0
-    with MirrorServer(root, port=args.port) as mirror:
-        print(f"Serving {root} at {mirror.base_url} (TAXI_SOURCE_URL={mirror.base_url}); Ctrl-C stops.",
-              flush=True)
+    from taxi_platform.sample.releases_api import register_releases_api
+
+    server = MirrorServer(root, port=args.port)
+    api = register_releases_api(server)  # a GitHub-compatible releases API for the release sensor
+    with server as mirror:
+        print(f"Serving {root} at {mirror.base_url} (TAXI_SOURCE_URL={mirror.base_url}, "
+              f"TAXI_RELEASES_API_URL={mirror.base_url}{api}); Ctrl-C stops.", flush=True)
         try:
             while True:
                 time.sleep(3600)

@@ -7,6 +7,7 @@ import dagster as dg
 from taxi_platform.assets.dbt import build_dbt_assets, load_dbt_project
 from taxi_platform.assets.trips import build_trip_assets
 from taxi_platform.assets.zones import build_reference_assets
+from taxi_platform.automation import build_automation
 from taxi_platform.datasets import DATASETS, ZONES
 from taxi_platform.resources import build_resources, kinds
 from taxi_platform.settings import Settings
@@ -20,7 +21,16 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                                     min_in_month_share=settings.min_in_month_share)
     assets += build_reference_assets(ZONES, **kinds(settings))
     assets += build_dbt_assets(load_dbt_project(settings.dbt_project_dir))
-    return dg.Definitions(assets=assets, resources=build_resources(settings))
+    automation = build_automation(settings, DATASETS)  # jobs, schedules, sensors per dataset
+    return dg.Definitions(assets=assets, resources=build_resources(settings), jobs=automation.jobs,
+                          schedules=automation.schedules, sensors=automation.sensors,
+                          executor=STEP_EXECUTOR)
+
+
+# Runs launched through the instance (UI, backfills, schedules, sensors) execute their steps in the
+# run's own process: a process per step would import this code location again (~6 s each). Runs
+# proceed in parallel instead, bounded by the run queue and the `taxi_warehouse` pool.
+STEP_EXECUTOR = dg.in_process_executor
 
 
 defs = build_definitions()

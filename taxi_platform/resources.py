@@ -22,7 +22,12 @@ def build_resources(settings: Settings) -> dict[str, object]:
         attempts=settings.download_attempts,
         timeout_seconds=settings.download_timeout_seconds,
     )
-    # settings.target is validated to one of TARGETS; "local" is the only one so far.
+    if settings.target == "gcp":
+        return {"source": source, **_gcp_resources(settings),
+                "dbt": DbtCliResource(project_dir=str(settings.dbt_project_dir),
+                                      profiles_dir=str(settings.dbt_project_dir),
+                                      dbt_executable=dbt_executable())}
+    # settings.target is validated to one of TARGETS: "local" here.
     return {
         "source": source,
         "lake_io_manager": LocalLakeIOManager(root=str(settings.lake_dir)),
@@ -41,6 +46,30 @@ def build_resources(settings: Settings) -> dict[str, object]:
     }
 
 
+def _gcp_resources(settings: Settings) -> dict[str, object]:
+    """GCS lake + BigQuery warehouse, through dagster-gcp's resources (taxi_platform/gcp.py)."""
+    from taxi_platform.gcp import TaxiBigQueryResource, TaxiGCSResource
+    from taxi_platform.lake.gcs import GcsLakeIOManager
+    from taxi_platform.warehouse.bigquery import BigQueryWarehouse
+
+    gcp = settings.gcp
+    assert gcp is not None  # Settings refuses TAXI_TARGET=gcp without it
+    # EnvVar, not the value: the UI and run config show the variable's name, never the key.
+    b64 = dg.EnvVar("TAXI_GCP_CREDENTIALS_B64") if gcp.credentials_b64 else None
+    auth = dict(gcp_credentials=b64, credentials_file=gcp.credentials_file, anonymous=gcp.anonymous)
+    return {
+        "lake_io_manager": GcsLakeIOManager(
+            gcs=TaxiGCSResource(project=gcp.project, api_endpoint=gcp.gcs_api_endpoint, **auth),
+            bucket=gcp.gcs_bucket),
+        "warehouse": BigQueryWarehouse(
+            bigquery=TaxiBigQueryResource(project=gcp.project, location=gcp.location,
+                                          api_endpoint=gcp.bq_api_endpoint, **auth),
+            dataset=gcp.bq_dataset,
+            staging_dataset=settings.staging_schema,
+            dbt_dataset=settings.dbt_schema),
+    }
+
+
 def dbt_executable() -> str:
     """The dbt installed beside this Python (the venv's), whether or not the venv is activated."""
     beside = Path(sys.executable).parent / "dbt"
@@ -49,4 +78,6 @@ def dbt_executable() -> str:
 
 def kinds(settings: Settings) -> dict[str, str]:
     """UI labels of the storage behind the assets."""
+    if settings.target == "gcp":
+        return {"warehouse_kind": "bigquery", "lake_kind": "gcs"}
     return {"warehouse_kind": "postgres", "lake_kind": "file"}

@@ -13,7 +13,11 @@ from pathlib import Path
 from taxi_platform.redact import mask_url
 
 DEFAULT_SOURCE_URL = "https://github.com/DataTalksClub/nyc-tlc-data/releases/download"
-TARGETS = ("local",)
+# The GitHub REST API of the same repository: the release sensor polls `<this>/releases`.
+DEFAULT_RELEASES_API_URL = "https://api.github.com/repos/DataTalksClub/nyc-tlc-data"
+# What the release sensor does on its first tick (no cursor yet); see automation/sensors.py.
+FIRST_TICK_MODES = ("baseline", "backfill")
+TARGETS = ("local", "gcp")
 # The dbt project ships beside the package in the repository (an editable install).
 DEFAULT_DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 
@@ -84,10 +88,23 @@ class Settings:
     download_timeout_seconds: int = 60
     min_in_month_share: float = 0.95
     embedded_port: int = 0  # 0: pick a free port the first time, then keep it
+    gcp: GcpSettings | None = None  # TAXI_TARGET=gcp: GCS lake + BigQuery (see GcpSettings)
+    # Automation (automation/): the release sensor and failure notifications.
+    releases_api_url: str = DEFAULT_RELEASES_API_URL
+    github_token: str | None = field(default=None, repr=False)  # secret: never printed
+    release_sensor_first_tick: str = "baseline"
+    release_sensor_interval_seconds: int = 300
+    releases_api_max_pages: int = 3
+    failure_log: Path | None = None  # JSON lines of run-failure summaries, if set
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise SettingsError(f"TAXI_TARGET={self.target!r}: choose one of {', '.join(TARGETS)}")
+        if self.target == "gcp" and self.gcp is None:
+            raise SettingsError("TAXI_TARGET=gcp needs TAXI_GCP_PROJECT and TAXI_GCS_BUCKET")
+        if self.gcp is not None and self.gcp.bq_dataset in (self.staging_schema, self.dbt_schema):
+            raise SettingsError("TAXI_BQ_DATASET must differ from TAXI_STAGING_SCHEMA and "
+                                "TAXI_DBT_SCHEMA (the staging and dbt datasets on BigQuery)")
         validate_identifier(self.warehouse_schema, "TAXI_WAREHOUSE_SCHEMA")
         validate_identifier(self.staging_schema, "TAXI_STAGING_SCHEMA")
         validate_identifier(self.dbt_schema, "TAXI_DBT_SCHEMA")
@@ -101,6 +118,16 @@ class Settings:
             raise SettingsError(
                 f"TAXI_POSTGRES_URL={mask_url(self.postgres_url)!r} must be a postgresql:// URL"
             )
+        if not re.match(r"^https?://", self.releases_api_url):
+            raise SettingsError(
+                f"TAXI_RELEASES_API_URL={mask_url(self.releases_api_url)!r} must start with http:// or https://"
+            )
+        if self.release_sensor_first_tick not in FIRST_TICK_MODES:
+            raise SettingsError(f"TAXI_RELEASE_SENSOR_FIRST_TICK={self.release_sensor_first_tick!r}: "
+                                f"choose one of {', '.join(FIRST_TICK_MODES)}")
+        if not 1 <= self.releases_api_max_pages <= 10:
+            raise SettingsError(f"TAXI_RELEASES_API_MAX_PAGES={self.releases_api_max_pages} must lie "
+                                "between 1 and 10 (each page is one HTTP call per sensor tick)")
 
     @property
     def lake_dir(self) -> Path:
@@ -126,4 +153,130 @@ class Settings:
             download_timeout_seconds=_int("TAXI_DOWNLOAD_TIMEOUT", 60, minimum=1),
             min_in_month_share=_float("TAXI_MIN_IN_MONTH_SHARE", 0.95, 0.0, 1.0),
             embedded_port=_int("TAXI_EMBEDDED_PG_PORT", 0, minimum=0),
+            gcp=GcpSettings.from_env() if (_env("TAXI_TARGET") or "").lower() == "gcp" else None,
+            releases_api_url=(_env("TAXI_RELEASES_API_URL", DEFAULT_RELEASES_API_URL) or "").rstrip("/"),
+            github_token=_env("TAXI_GITHUB_TOKEN") or _env("GITHUB_TOKEN"),
+            release_sensor_first_tick=(_env("TAXI_RELEASE_SENSOR_FIRST_TICK", "baseline") or "").lower(),
+            release_sensor_interval_seconds=_int("TAXI_RELEASE_SENSOR_INTERVAL", 300, minimum=30),
+            releases_api_max_pages=_int("TAXI_RELEASES_API_MAX_PAGES", 3, minimum=1),
+            failure_log=Path(_env("TAXI_FAILURE_LOG")).expanduser().resolve() if _env("TAXI_FAILURE_LOG") else None,
+        )
+
+
+# --- the GCP target (TAXI_TARGET=gcp) ------------------------------------------------------------
+
+_GCP_PROJECT = re.compile(r"^(?:[a-z][a-z0-9.-]{0,61}[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_GCS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,61}[a-z0-9]$")
+_GCP_LOCATION = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,39}$")
+CREDENTIAL_SETTINGS = ("TAXI_GCP_CREDENTIALS_FILE", "TAXI_GCP_CREDENTIALS_B64")
+
+
+def _service_account_info(raw: bytes, setting: str) -> dict:
+    """Parse and check a service-account key; errors name the setting, never the content."""
+    import json
+
+    try:
+        info = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise SettingsError(f"{setting}: not a JSON service-account key") from None
+    if not isinstance(info, dict) or info.get("type") != "service_account":
+        raise SettingsError(f"{setting}: not a service-account key (its \"type\" is not "
+                            "\"service_account\"); for other credentials use application-default "
+                            "credentials (GOOGLE_APPLICATION_CREDENTIALS) and leave it unset")
+    missing = [k for k in ("client_email", "private_key", "token_uri") if not info.get(k)]
+    if missing:
+        raise SettingsError(f"{setting}: the service-account key lacks {', '.join(missing)}")
+    try:
+        from google.oauth2 import service_account
+
+        service_account.Credentials.from_service_account_info(info)
+    except Exception:  # noqa: BLE001 - the message could quote the key: never pass it on
+        raise SettingsError(f"{setting}: the service-account key's private_key does not parse") from None
+    return info
+
+
+def read_credentials_b64(value: str, setting: str = "TAXI_GCP_CREDENTIALS_B64") -> dict:
+    import base64
+    import binascii
+
+    try:
+        raw = base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise SettingsError(f"{setting}: not valid base64 (encode the key file with `base64 -w0`)") from None
+    return _service_account_info(raw, setting)
+
+
+def read_credentials_file(path: str, setting: str = "TAXI_GCP_CREDENTIALS_FILE") -> dict:
+    try:
+        raw = Path(path).expanduser().read_bytes()
+    except OSError as exc:
+        raise SettingsError(f"{setting}={path!r}: cannot read the key file ({exc.strerror})") from None
+    return _service_account_info(raw, setting)
+
+
+@dataclass(frozen=True)
+class GcpSettings:
+    """The GCP target: lake `gs://<gcs_bucket>/<tag>/<file>`, final tables in `<bq_dataset>`,
+    staging in TAXI_STAGING_SCHEMA, dbt models in TAXI_DBT_SCHEMA (datasets of `project`).
+
+    Credentials: a service-account key file (TAXI_GCP_CREDENTIALS_FILE), the key base64-encoded
+    (TAXI_GCP_CREDENTIALS_B64), or else application-default credentials. `anonymous` and the two
+    endpoints exist for local emulators.
+    """
+
+    project: str
+    gcs_bucket: str
+    bq_dataset: str = "taxi"
+    location: str = "US"
+    credentials_file: str | None = None
+    credentials_b64: str | None = field(default=None, repr=False)  # secret: never printed
+    anonymous: bool = False
+    bq_api_endpoint: str | None = None
+    gcs_api_endpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.project or not _GCP_PROJECT.fullmatch(self.project):
+            raise SettingsError(
+                f"TAXI_GCP_PROJECT={self.project!r} is not a GCP project id: 6-30 lower-case "
+                "letters, digits and hyphens, starting with a letter, not ending with a hyphen")
+        bucket = self.gcs_bucket or ""
+        if (not _GCS_BUCKET.fullmatch(bucket) or ".." in bucket or bucket.startswith("goog")
+                or "google" in bucket or re.fullmatch(r"[0-9.]+", bucket)):
+            raise SettingsError(
+                f"TAXI_GCS_BUCKET={bucket!r} is not a valid bucket name: 3-63 lower-case letters, "
+                "digits, '-', '_' and '.', starting and ending with a letter or digit, no 'goog' "
+                "prefix, no 'google' (just the name: no gs://, no path)")
+        validate_identifier(self.bq_dataset, "TAXI_BQ_DATASET")
+        if not _GCP_LOCATION.fullmatch(self.location or ""):
+            raise SettingsError(f"TAXI_GCP_LOCATION={self.location!r} is not a location "
+                                "(US, EU, or a region such as europe-west1)")
+        if self.credentials_file and self.credentials_b64:
+            raise SettingsError("set only one of TAXI_GCP_CREDENTIALS_FILE and TAXI_GCP_CREDENTIALS_B64")
+        if self.anonymous and (self.credentials_file or self.credentials_b64):
+            raise SettingsError("TAXI_GCP_ANONYMOUS is for emulators: it excludes "
+                                "TAXI_GCP_CREDENTIALS_FILE and TAXI_GCP_CREDENTIALS_B64")
+        if self.credentials_file:
+            read_credentials_file(self.credentials_file)
+        if self.credentials_b64:
+            read_credentials_b64(self.credentials_b64)
+        for name, value in (("TAXI_BQ_API_ENDPOINT", self.bq_api_endpoint),
+                            ("TAXI_GCS_API_ENDPOINT", self.gcs_api_endpoint)):
+            if value is not None and not re.match(r"^https?://[^/\s]+/?$", value):
+                raise SettingsError(f"{name}={mask_url(value)!r} must be http(s)://host[:port]")
+
+    @classmethod
+    def from_env(cls) -> "GcpSettings":
+        anonymous = (_env("TAXI_GCP_ANONYMOUS", "false") or "").lower()
+        if anonymous not in ("true", "false", "1", "0", "yes", "no"):
+            raise SettingsError(f"TAXI_GCP_ANONYMOUS={anonymous!r}: use true or false")
+        return cls(
+            project=_env("TAXI_GCP_PROJECT") or "",
+            gcs_bucket=_env("TAXI_GCS_BUCKET") or "",
+            bq_dataset=_env("TAXI_BQ_DATASET", "taxi") or "",
+            location=_env("TAXI_GCP_LOCATION", "US") or "",
+            credentials_file=_env("TAXI_GCP_CREDENTIALS_FILE"),
+            credentials_b64=_env("TAXI_GCP_CREDENTIALS_B64"),
+            anonymous=anonymous in ("true", "1", "yes"),
+            bq_api_endpoint=(_env("TAXI_BQ_API_ENDPOINT") or "").rstrip("/") or None,
+            gcs_api_endpoint=(_env("TAXI_GCS_API_ENDPOINT") or "").rstrip("/") or None,
         )

@@ -37,9 +37,20 @@
   cast('{{ month }}' as date)
 {%- endmacro %}
 
-{#- Incremental models rebuild exactly the month: delete it, then insert it, in one transaction. -#}
+{#- Incremental models rebuild exactly the month: delete it, then insert it, in one transaction.
+    On BigQuery a pre-hook is not in the insert's transaction, so there the month is replaced by
+    `insert_overwrite` of its (monthly) partition instead: one MERGE statement, atomic. -#}
+{% macro month_incremental_strategy() -%}
+  {{ return('insert_overwrite' if target.type == 'bigquery' else 'append') }}
+{%- endmacro %}
+
+{% macro month_partitions() -%}
+  {%- set month = month_var() -%}
+  {{ return(["date('" ~ month ~ "')"] if month is not none and target.type == 'bigquery' else none) }}
+{%- endmacro %}
+
 {% macro delete_rebuilt_month(column) -%}
-  {%- if is_incremental() -%}
+  {%- if is_incremental() and target.type != 'bigquery' -%}
     {%- set month = month_var() -%}
     delete from {{ this }} {% if month is not none %}where {{ column }} = {{ month_literal(month) }}{% else %}where true{% endif %}
   {%- endif -%}
@@ -53,8 +64,9 @@
   to_date(substring({{ filename }} from '_([0-9]{4}-[0-9]{2})\.csv'), 'YYYY-MM')
 {%- endmacro %}
 
+{#- No capture group: the BigQuery emulator's REGEXP_EXTRACT returns the whole match. -#}
 {% macro bigquery__source_month(filename) -%}
-  parse_date('%Y-%m', regexp_extract({{ filename }}, r'_([0-9]{4}-[0-9]{2})\.csv'))
+  parse_date('%Y-%m', substr(regexp_extract({{ filename }}, r'[0-9]{4}-[0-9]{2}\.csv'), 1, 7))
 {%- endmacro %}
 
 {% macro duration_minutes(start, finish) -%}

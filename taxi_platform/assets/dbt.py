@@ -52,6 +52,26 @@ class TaxiDbtTranslator(DagsterDbtTranslator):
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return DBT_GROUP
 
+    def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
+        """Declarative automation (evaluated by the `taxi_dbt_automation` sensor): a monthly model's
+        partition is rebuilt when that month of an upstream table changes; the reference models
+        when theirs change (eager)."""
+        if "monthly" in (dbt_resource_props.get("tags") or []):
+            return monthly_automation_condition()
+        return dg.AutomationCondition.eager()
+
+
+def monthly_automation_condition() -> dg.AutomationCondition:
+    """`eager()` without its latest-time-window limit, so a backfill of old months (or a
+    re-published old file) brings exactly those months' dbt partitions up to date. Months whose
+    upstream partitions are missing (an unpublished month, one colour not loaded yet) wait."""
+    return (
+        dg.AutomationCondition.any_deps_updated().since_last_handled()
+        & ~dg.AutomationCondition.any_deps_missing()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("monthly_eager")
+
 
 @contextmanager
 def _environ(values: Mapping[str, str]) -> Iterator[None]:
@@ -71,7 +91,7 @@ def _environ(values: Mapping[str, str]) -> Iterator[None]:
 def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: TripWarehouse,
            dbt_vars: dict | None) -> Iterator[Any]:
     args = ["build"] + (["--vars", json.dumps(dbt_vars)] if dbt_vars else [])
-    with _environ(warehouse.dbt_env()):
+    with warehouse.dbt_build_lock(), _environ(warehouse.dbt_env()):
         yield from dbt.cli(args, context=context).stream()
 
 

@@ -21,11 +21,17 @@ from taxi_platform.partitions import month_of, monthly_partitions
 from taxi_platform.redact import mask_url
 from taxi_platform.source.download import ReleaseFileNotFound
 from taxi_platform.source.resource import ReleaseSource
-from taxi_platform.warehouse.base import TripWarehouse
+from taxi_platform.source.verify import InvalidReleaseFile
+from taxi_platform.warehouse.base import TripWarehouse, cost_metadata
 
 LAKE_IO_MANAGER_KEY = "lake_io_manager"
 # Concurrency pool of every step that writes the warehouse; its limit is set in dagster.yaml.
 WAREHOUSE_POOL = "taxi_warehouse"
+# The downloader retries HTTP errors itself (seconds apart); this step-level policy covers longer
+# outages (it gave up) and anything else transient: 30 s, 60 s, 120 s later. A 404 inside the
+# published range or an invalid file is final (Failure(allow_retries=False)).
+DOWNLOAD_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL,
+                                       jitter=dg.Jitter.PLUS_MINUS)
 
 
 def raw_file_key(spec: DatasetSpec) -> dg.AssetKey:
@@ -52,6 +58,7 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
         partitions_def=monthly_partitions,
         io_manager_key=LAKE_IO_MANAGER_KEY,
         output_required=False,
+        retry_policy=DOWNLOAD_RETRY_POLICY,
         metadata={"dataset": spec.name,
                   LAKE_KEY_METADATA: lake_key(spec.release_tag, spec.file_name_template)},
     )
@@ -67,7 +74,9 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
                     f"{spec.last_published:%Y-%m}); the month loads once its file appears."
                 )
                 return
-            raise dg.Failure(description=str(exc)) from None
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        except InvalidReleaseFile as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
         context.log.info(f"{spec.file_name(month)}: {result.bytes:,} bytes, {result.rows:,} rows, verified")
         yield dg.Output(
             VerifiedDownload(lake_key=lake_key(spec.release_tag, spec.file_name(month)),
@@ -102,6 +111,7 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
             "dagster/row_count": dg.MetadataValue.int(result.rows),
             "source_file": raw_file.uri,
             "duration_seconds": round(result.seconds, 2),
+            **cost_metadata(result),
         })
 
     @dg.asset(
@@ -125,6 +135,7 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
             "duplicates_dropped": dg.MetadataValue.int(result.duplicates_dropped),
             "previous_rows": dg.MetadataValue.int(result.previous_rows),
             "duration_seconds": round(result.seconds, 2),
+            **cost_metadata(result),
         }, check_results=evaluate_trip_checks(spec, month, warehouse, min_in_month_share))
 
     return [raw_file, staging, final]

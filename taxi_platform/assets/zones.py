@@ -9,7 +9,7 @@ from taxi_platform.datasets import ReferenceSpec
 from taxi_platform.lake.base import LAKE_KEY_METADATA, LakeFile, VerifiedDownload, lake_key
 from taxi_platform.redact import mask_url
 from taxi_platform.source.resource import ReleaseSource
-from taxi_platform.warehouse.base import TripWarehouse
+from taxi_platform.warehouse.base import TripWarehouse, cost_metadata
 
 
 def reference_file_key(ref: ReferenceSpec) -> dg.AssetKey:
@@ -59,6 +59,7 @@ def build_reference_assets(ref: ReferenceSpec, *, warehouse_kind: str,
             "dagster/row_count": dg.MetadataValue.int(result.rows),
             "previous_rows": dg.MetadataValue.int(result.previous_rows),
             "duration_seconds": round(result.seconds, 2),
+            **cost_metadata(result),
         })
 
     return [reference_file, reference_table]

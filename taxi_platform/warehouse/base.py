@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import date
 from typing import Callable
@@ -32,6 +33,9 @@ class StagingResult:
     table: str
     rows: int
     seconds: float
+    # BigQuery: bytes processed / billed by the operation's jobs (None where not reported).
+    bytes_processed: int | None = None
+    bytes_billed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,9 @@ class ReplaceResult:
     final_rows: int
     previous_rows: int  # rows this month had before the replace (0 when new)
     seconds: float
+    # BigQuery: bytes processed / billed by the operation's jobs (None where not reported).
+    bytes_processed: int | None = None
+    bytes_billed: int | None = None
 
     @property
     def duplicates_dropped(self) -> int:
@@ -53,6 +60,9 @@ class ReferenceResult:
     rows: int
     previous_rows: int
     seconds: float
+    # BigQuery: bytes processed / billed by the operation's jobs (None where not reported).
+    bytes_processed: int | None = None
+    bytes_billed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -105,3 +115,14 @@ class TripWarehouse(dg.ConfigurableResource, ABC):
     @abstractmethod
     def dbt_env(self) -> dict[str, str]:
         """Environment variables that point the dbt project's profile at this warehouse."""
+
+
+def cost_metadata(result: StagingResult | ReplaceResult | ReferenceResult) -> dict[str, int]:
+    """`bytes_processed` / `bytes_billed` asset metadata, where the warehouse reports them."""
+    return {name: value for name, value in (("bytes_processed", result.bytes_processed),
+                                            ("bytes_billed", result.bytes_billed)) if value is not None}
+
+    def dbt_build_lock(self) -> AbstractContextManager:
+        """Held around a dbt build: two builds must not race to create an incremental model's
+        table (one month's rows would be lost). No lock where the warehouse has none."""
+        return nullcontext()

@@ -314,6 +314,18 @@ class PostgresWarehouse(TripWarehouse):
         return ReferenceResult(table=f"{warehouse}.{ref.name}", rows=rows, previous_rows=previous,
                                seconds=time.monotonic() - started)
 
+    @contextmanager
+    def dbt_build_lock(self) -> Iterator[None]:
+        """A session advisory lock, held on its own connection while dbt runs in a subprocess."""
+        with self.connect("dbt build lock") as conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s, hashtext(%s))",
+                        (LOCK_NAMESPACE, f"dbt:{self.dbt_schema}"))
+            try:
+                yield
+            finally:
+                cur.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))",
+                            (LOCK_NAMESPACE, f"dbt:{self.dbt_schema}"))
+
     def dbt_env(self) -> dict[str, str]:
         url = urlsplit(self.connection_url())
         return {

@@ -1,7 +1,8 @@
 -- Revenue per pickup zone, source month and service type. Incremental by month like fact_trips.
 {{ config(
     materialized='incremental',
-    incremental_strategy='append',
+    incremental_strategy=month_incremental_strategy(),
+    partitions=month_partitions(),
     on_schema_change='fail',
     pre_hook="{{ delete_rebuilt_month('revenue_month') }}",
     tags=['monthly'],

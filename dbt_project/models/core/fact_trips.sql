@@ -2,7 +2,8 @@
 -- monthly run deletes and re-inserts exactly that month, in one transaction (see delete_rebuilt_month).
 {{ config(
     materialized='incremental',
-    incremental_strategy='append',
+    incremental_strategy=month_incremental_strategy(),
+    partitions=month_partitions(),
     on_schema_change='fail',
     pre_hook="{{ delete_rebuilt_month('source_month') }}",
     tags=['monthly'],

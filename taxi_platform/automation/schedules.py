@@ -1,0 +1,62 @@
+"""Monthly schedules, one per dataset, at the course's times: green `0 9 1 * *`, yellow
+`0 10 1 * *` (UTC); datasets added later run at 11:00.
+
+Which month a run loads: the course's flow loads the month of the run date, which no publisher
+has ready on the 1st. The TLC publishes a month's trips about two months after it ends, so the run
+on the 1st of month M loads month M-2: the schedule on 2021-03-01 loads 2021-01. Months after the
+spec's `last_published` whose file answers 404 are skipped cleanly by the raw-file asset (the run
+succeeds, the log says the month is not published yet); they load once the file appears.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+import dagster as dg
+
+from taxi_platform.automation.jobs import partition_key, run_tags
+from taxi_platform.datasets import DatasetSpec
+from taxi_platform.partitions import PARTITIONS_START, month_of
+
+SCHEDULE_HOURS_UTC = {"green": 9, "yellow": 10}  # the course's crons
+OTHER_DATASETS_HOUR_UTC = 11
+PUBLICATION_LAG_MONTHS = 2
+
+
+def schedule_name(spec: DatasetSpec) -> str:
+    return f"{spec.table_name}_monthly"
+
+
+def cron_schedule(spec: DatasetSpec) -> str:
+    return f"0 {SCHEDULE_HOURS_UTC.get(spec.name, OTHER_DATASETS_HOUR_UTC)} 1 * *"
+
+
+def data_month(run_time: datetime) -> date:
+    """The month a run at `run_time` loads: the month PUBLICATION_LAG_MONTHS before its own."""
+    index = run_time.year * 12 + run_time.month - 1 - PUBLICATION_LAG_MONTHS
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def build_trip_schedule(spec: DatasetSpec, job: dg.UnresolvedAssetJobDefinition,
+                        default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.RUNNING,
+                        ) -> dg.ScheduleDefinition:
+    first = month_of(PARTITIONS_START)
+
+    @dg.schedule(
+        name=schedule_name(spec),
+        cron_schedule=cron_schedule(spec),
+        execution_timezone="UTC",
+        job=job,
+        default_status=default_status,
+        description=(f"On the 1st at {cron_schedule(spec).split()[1]}:00 UTC, load the {spec.name} "
+                     f"month published by then: the month {PUBLICATION_LAG_MONTHS} months before."),
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext):
+        run_time = context.scheduled_execution_time or datetime.now(timezone.utc)
+        month = data_month(run_time)
+        if month < first:
+            return dg.SkipReason(f"{spec.name} {month:%Y-%m} is before the first partition {first:%Y-%m}")
+        return dg.RunRequest(run_key=f"{spec.name}:{month:%Y-%m}", partition_key=partition_key(month),
+                             tags=run_tags(spec, month))
+
+    return _schedule

@@ -1,0 +1,300 @@
+"""A real Dagster instance on this machine for the end-to-end tests: a code server, the webserver and
+the daemon as processes on 127.0.0.1; dagster-postgres storage in a fresh database of the session's
+embedded PostgreSQL; the local instance configuration shipped in taxi_platform/instance/dagster.yaml
+(queued runs, the warehouse pool's limit); a mirror of generated months as the release source.
+
+`backfill` launches one backfill of 3 months x 2 colours through the GraphQL API the UI uses and
+waits for it; the tests read what it did. Every process is stopped (by its process group) at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import dagster as dg
+import psycopg2
+import pytest
+import requests
+import yaml
+
+from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
+from taxi_platform.assets.zones import reference_file_key, reference_table_key
+from taxi_platform.datasets import DATASETS, ZONES
+from taxi_platform.sample.generator import GeneratedFile
+from taxi_platform.sample.mirror import write_mirror
+from taxi_platform.sample.zones import write_mirror_zones
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+INSTANCE_TEMPLATE = REPO / "taxi_platform" / "instance" / "dagster.yaml"
+ARTIFACTS = REPO / "test-artifacts"
+LOCATION = "taxi_platform"
+REFERENCE_KEYS = [reference_file_key(ZONES), reference_table_key(ZONES),
+                  dg.AssetKey(["dbt", "dim_zones"]), dg.AssetKey(["dbt", "payment_type_lookup"])]
+MONTHS = (date(2019, 1, 1), date(2019, 2, 1), date(2019, 3, 1))
+ROWS = 2_000
+STARTUP_TIMEOUT = 180
+BACKFILL_TIMEOUT = 300
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def with_database(url: str, db: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+def query(url: str, sql: str, params=()) -> list[tuple]:
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
+@dataclass
+class Stack:
+    home: Path  # DAGSTER_HOME
+    web_url: str
+    dagster_db_url: str
+    warehouse_url: str
+    warehouse_schema: str
+    staging_schema: str
+    dbt_schema: str
+    mirror: Path
+    logs: Path
+    pool_limit: int
+    generated: dict[tuple[str, date], GeneratedFile] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def graphql(self, text: str, variables: dict | None = None) -> dict:
+        response = requests.post(f"{self.web_url}/graphql", json={"query": text, "variables": variables or {}},
+                                 timeout=60)
+        response.raise_for_status()
+        body = response.json()
+        assert not body.get("errors"), body["errors"]
+        return body["data"]
+
+    @contextmanager
+    def instance(self) -> Iterator[dg.DagsterInstance]:
+        with dg.DagsterInstance.from_config(str(self.home)) as instance:
+            yield instance
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return "\n".join(f"--- {p.name} ---\n{p.read_text(errors='replace')[-chars:]}"
+                         for p in sorted(self.logs.glob("*.log")))
+
+    def assert_alive(self) -> None:
+        for name, process in self.processes.items():
+            assert process.poll() is None, f"{name} exited with {process.returncode}\n{self.log_tail()}"
+
+
+def _stop(processes: dict[str, subprocess.Popen]) -> None:
+    """Only the processes this fixture started, each with its process group (code server children,
+    run workers)."""
+    for process in processes.values():
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    for process in processes.values():
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+
+
+def _wait_until(check, what: str, stack: Stack, timeout: float = STARTUP_TIMEOUT, every: float = 1.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        stack.assert_alive()
+        try:
+            result = check()
+            if result:
+                return result
+        except (requests.RequestException, AssertionError) as exc:
+            last = exc
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what} ({last})\n{stack.log_tail()}")
+
+
+@pytest.fixture(scope="session")
+def dagster_stack(session_root: Path, pg_url: str) -> Iterator[Stack]:
+    suffix = uuid.uuid4().hex[:8]
+    root = session_root / f"e2e_{suffix}"
+    (root / "logs").mkdir(parents=True)
+    home = root / "dagster_home"
+    home.mkdir()
+
+    # Dagster's storage: a fresh database beside the warehouse.
+    dagster_db = f"dagster_e2e_{suffix}"
+    query(pg_url, f'CREATE DATABASE "{dagster_db}"')
+    dagster_db_url = with_database(pg_url, dagster_db)
+    config = yaml.safe_load(INSTANCE_TEMPLATE.read_text())
+    config["storage"] = {"postgres": {"postgres_url": dagster_db_url}}
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+
+    mirror = root / "mirror"
+    generated = write_mirror(mirror, DATASETS.values(), MONTHS, rows=ROWS, seed=7)
+    code_port, web_port = free_port(), free_port()
+    (root / "workspace.yaml").write_text(yaml.safe_dump({"load_from": [{"grpc_server": {
+        "host": "127.0.0.1", "port": code_port, "location_name": LOCATION}}]}))
+
+    stack = Stack(
+        home=home, web_url=f"http://127.0.0.1:{web_port}", dagster_db_url=dagster_db_url,
+        warehouse_url=pg_url, warehouse_schema=f"e2e_w_{suffix}", staging_schema=f"e2e_s_{suffix}",
+        dbt_schema=f"e2e_d_{suffix}", mirror=mirror, logs=root / "logs",
+        pool_limit=config["concurrency"]["pools"]["default_limit"],
+        generated={(g.dataset, g.month): g for g in generated},
+    )
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DAGSTER_HOME": str(home),
+           "TAXI_HOME": str(root / "taxi_home"), "TAXI_SOURCE_URL": mirror.as_uri(),
+           "TAXI_POSTGRES_URL": pg_url, "TAXI_WAREHOUSE_SCHEMA": stack.warehouse_schema,
+           "TAXI_STAGING_SCHEMA": stack.staging_schema, "TAXI_DBT_SCHEMA": stack.dbt_schema,
+           "TAXI_FAILURE_LOG": str(root / "failures.jsonl"),
+           # Offline: the release sensor is stopped by default; never let it reach GitHub anyway.
+           "TAXI_RELEASES_API_URL": "http://127.0.0.1:9/none"}
+    # The zone lookup and the unpartitioned dbt models, loaded before the daemon starts: the
+    # monthly dbt models need them, so the daemon's dbt automation can build each loaded month.
+    write_mirror_zones(mirror)
+    _load_reference(stack, env)
+
+    workspace = str(root / "workspace.yaml")
+    commands = {
+        "code-server": [str(BIN / "dagster"), "code-server", "start", "-m", "taxi_platform.definitions",
+                        "-h", "127.0.0.1", "-p", str(code_port), "--location-name", LOCATION],
+        "webserver": [str(BIN / "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1", "-p", str(web_port)],
+        "daemon": [str(BIN / "dagster-daemon"), "run", "-w", workspace],
+    }
+    try:
+        for name, command in commands.items():
+            with open(stack.logs / f"{name}.log", "w") as log:
+                stack.processes[name] = subprocess.Popen(command, env=env, cwd=REPO, stdout=log,
+                                                         stderr=subprocess.STDOUT, start_new_session=True)
+            if name == "code-server":
+                _wait_until(lambda: subprocess.run(
+                    [str(BIN / "dagster"), "api", "grpc-health-check", "-p", str(code_port)],
+                    capture_output=True, env=env).returncode == 0, "the code server", stack)
+        _wait_until(lambda: requests.get(f"{stack.web_url}/server_info", timeout=5).ok, "the webserver", stack)
+
+        def location_loaded() -> bool:
+            data = stack.graphql("""{ workspaceOrError { __typename ... on Workspace { locationEntries {
+                name loadStatus locationOrLoadError { __typename } } } } }""")
+            entries = data["workspaceOrError"]["locationEntries"]
+            return any(e["name"] == LOCATION and e["loadStatus"] == "LOADED"
+                       and e["locationOrLoadError"]["__typename"] == "RepositoryLocation" for e in entries)
+        _wait_until(location_loaded, "the code location in the webserver", stack)
+
+        def daemons_alive() -> bool:
+            with stack.instance() as instance:
+                beats = instance.get_daemon_heartbeats()
+            return {"BACKFILL", "QUEUED_RUN_COORDINATOR"} <= set(beats)
+        _wait_until(daemons_alive, "the daemon's heartbeats", stack)
+        yield stack
+    finally:
+        _stop(stack.processes)
+        try:
+            query(pg_url, f'DROP DATABASE IF EXISTS "{dagster_db}" WITH (FORCE)')
+        except psycopg2.Error:
+            pass
+
+
+def _load_reference(stack: Stack, env: dict[str, str]) -> None:
+    from taxi_platform.definitions import build_definitions
+    from taxi_platform.settings import Settings
+
+    saved = dict(os.environ)
+    os.environ.update({k: v for k, v in env.items() if k.startswith(("TAXI_", "DAGSTER_HOME"))})
+    try:
+        defs = build_definitions(Settings.from_env())
+        job = defs.resolve_implicit_global_asset_job_def()
+        with stack.instance() as instance:
+            result = job.execute_in_process(instance=instance, asset_selection=REFERENCE_KEYS,
+                                            raise_on_error=False)
+        assert result.success, [e.message for e in result.all_events if e.is_failure]
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+LAUNCH_BACKFILL = """
+mutation LaunchBackfill($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message stack }
+    ... on Error { message }
+  }
+}"""
+
+BACKFILL_STATUS = """
+query Backfill($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { id status isAssetBackfill partitionNames runs { id status tags { key value } } }
+    ... on PythonError { message }
+  }
+}"""
+
+TERMINAL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+
+
+@dataclass
+class Backfill:
+    id: str
+    status: str
+    runs: list[dict]
+    seconds: float
+
+
+def trip_asset_keys() -> list[dg.AssetKey]:
+    return [k for spec in DATASETS.values() for k in (raw_file_key(spec), staging_key(spec), final_key(spec))]
+
+
+@pytest.fixture(scope="session")
+def backfill(dagster_stack: Stack) -> Backfill:
+    """3 months x 2 colours, launched as the UI's "Materialize selected partitions" does."""
+    stack = dagster_stack
+    started = time.monotonic()
+    data = stack.graphql(LAUNCH_BACKFILL, {"params": {
+        "assetSelection": [{"path": k.path} for k in trip_asset_keys()],
+        "partitionNames": [f"{m:%Y-%m-01}" for m in MONTHS],
+        "fromFailure": False,
+        "title": "e2e backfill",
+    }})["launchPartitionBackfill"]
+    assert data["__typename"] == "LaunchBackfillSuccess", data
+    backfill_id = data["backfillId"]
+
+    def finished():
+        got = stack.graphql(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+        assert got["__typename"] == "PartitionBackfill", got
+        return got if got["status"] in TERMINAL else None
+
+    got = _wait_until(finished, f"backfill {backfill_id}", stack, timeout=BACKFILL_TIMEOUT, every=2.0)
+    return Backfill(id=backfill_id, status=got["status"], runs=got["runs"], seconds=time.monotonic() - started)

@@ -1,0 +1,261 @@
+"""The GCP target's test platform: a GCS emulator and the BigQuery emulator on 127.0.0.1, started
+and stopped by the session, and per-test buckets and datasets.
+
+  GCS       gcp-storage-emulator (a dev dependency of the main venv), objects on disk under
+            <root>/gcs/.cloudstorage/<bucket>/<key>
+  BigQuery  bqemulator 1.4.0 in its own venv (scripts/bq-emulator-venv.sh), whose load jobs resolve
+            gs://<bucket>/<key> under BQEMU_GCS_LOCAL_ROOT: pointed at the GCS emulator's folder,
+            so a load job reads exactly what the lake uploaded.
+
+Nothing may leave the machine: the google clients get anonymous credentials and explicit
+endpoints, the metadata server is disabled (NO_GCE_CHECK, GCE_METADATA_HOST=127.0.0.1:1), and
+`loopback_only()` makes any other connection attempt in the test process fail.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Iterator
+
+import dagster as dg
+
+REPO = Path(__file__).resolve().parents[2]
+BQ_VENV = Path(os.environ.get("TAXI_BQ_EMULATOR_VENV", REPO / ".venv-bqemulator"))
+PROJECT = "test-project"
+# Set for the whole session (and inherited by dbt subprocesses): no metadata-server probe.
+NO_METADATA = {"NO_GCE_CHECK": "true", "GCE_METADATA_HOST": "127.0.0.1:1",
+               "GCE_METADATA_IP": "127.0.0.1:1", "GOOGLE_CLOUD_PROJECT": PROJECT}
+LOOPBACK = ("127.", "::1", "localhost")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen, log: Path, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} emulator exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {seconds} s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+def ensure_bq_emulator_venv() -> Path:
+    """Runs scripts/bq-emulator-venv.sh (idempotent; about a minute the first time)."""
+    done = subprocess.run(["bash", str(REPO / "scripts" / "bq-emulator-venv.sh"), str(BQ_VENV)],
+                          capture_output=True, text=True, timeout=1200,
+                          env={**os.environ, "PYTHON": os.environ.get("PYTHON", "python3")})
+    if done.returncode != 0:
+        raise RuntimeError(f"scripts/bq-emulator-venv.sh failed ({done.returncode}):\n"
+                           f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    return BQ_VENV / "bin" / "bqemulator"
+
+
+@dataclass
+class Emulators:
+    gcs_endpoint: str
+    bq_endpoint: str
+    gcs_root: Path  # <root>/.cloudstorage: <bucket>/<key> on disk
+
+
+@contextmanager
+def run_emulators(root: Path) -> Iterator[Emulators]:
+    bqemulator = ensure_bq_emulator_venv()
+    gcs_data = root / "gcs"
+    gcs_data.mkdir(parents=True, exist_ok=True)
+    gcs_port, rest_port, grpc_port = free_port(), free_port(), free_port()
+    gcs_log, bq_log = root / "gcs.log", root / "bq.log"
+    procs: list[subprocess.Popen] = []
+    try:
+        with open(gcs_log, "w") as out:
+            gcs = subprocess.Popen(
+                [sys.executable, "-m", "gcp_storage_emulator", "-d", str(gcs_data), "start",
+                 "--host", "127.0.0.1", "--port", str(gcs_port), "-q"],
+                stdout=out, stderr=subprocess.STDOUT, cwd=root)
+        procs.append(gcs)
+        with open(bq_log, "w") as out:
+            bq = subprocess.Popen(
+                [str(bqemulator), "start", "--rest-host", "127.0.0.1", "--rest-port", str(rest_port),
+                 "--grpc-host", "127.0.0.1", "--grpc-port", str(grpc_port), "--project", PROJECT,
+                 "--log-level", "warning"],
+                stdout=out, stderr=subprocess.STDOUT, cwd=root,
+                env={**os.environ, **NO_METADATA, "HOME": str(BQ_VENV / "duckdb-home"),
+                     "BQEMU_GCS_LOCAL_ROOT": str(gcs_data / ".cloudstorage")})
+        procs.append(bq)
+        gcs_endpoint, bq_endpoint = f"http://127.0.0.1:{gcs_port}", f"http://127.0.0.1:{rest_port}"
+        _wait_http(f"{gcs_endpoint}/storage/v1/b?project={PROJECT}", gcs, gcs_log)
+        _wait_http(f"{bq_endpoint}/bigquery/v2/projects/{PROJECT}/datasets", bq, bq_log)
+        yield Emulators(gcs_endpoint=gcs_endpoint, bq_endpoint=bq_endpoint,
+                        gcs_root=gcs_data / ".cloudstorage")
+    finally:
+        for proc in procs:
+            _stop(proc)
+
+
+@contextmanager
+def loopback_only() -> Iterator[None]:
+    """Any connection (or name lookup) to a non-loopback address fails loudly in this process."""
+    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def host_of(address) -> str:
+        return str(address[0]) if isinstance(address, tuple) else str(address)
+
+    def check(host: str) -> None:
+        if host and not host.startswith(LOOPBACK):
+            raise OSError(f"test tried to reach {host}: only loopback is allowed in tests/gcp")
+
+    def connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            check(host_of(address))
+        return real_connect(self, address)
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host is not None:
+            check(host if isinstance(host, str) else host.decode())
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    socket.socket.connect, socket.getaddrinfo = connect, getaddrinfo
+    try:
+        yield
+    finally:
+        socket.socket.connect, socket.getaddrinfo = real_connect, real_getaddrinfo
+
+
+# --- one test's platform --------------------------------------------------------------------------
+
+@dataclass
+class GcpEnv:
+    """One test's GCP platform: its own bucket and datasets on the session's emulators."""
+
+    settings: object  # taxi_platform.settings.Settings with target="gcp"
+    mirror: Path
+    instance: dg.DagsterInstance
+    emulators: Emulators
+
+    @property
+    def resources(self) -> dict[str, object]:
+        from taxi_platform.resources import build_resources
+
+        return build_resources(self.settings)
+
+    @property
+    def gcp(self):
+        return self.settings.gcp
+
+    def materialize(self, spec, month: date, *, raise_on_error: bool = False,
+                    resources: dict | None = None) -> dg.ExecuteInProcessResult:
+        from taxi_platform.assets.trips import build_trip_assets
+
+        defs = build_trip_assets(spec, warehouse_kind="bigquery", lake_kind="gcs",
+                                 min_in_month_share=self.settings.min_in_month_share)
+        return dg.materialize(defs, partition_key=f"{month:%Y-%m-01}", instance=self.instance,
+                              resources=resources or self.resources, raise_on_error=raise_on_error)
+
+    def run(self, selection: list[dg.AssetKey], partition: date | None = None, *,
+            raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+        from taxi_platform.definitions import build_definitions
+
+        job = build_definitions(self.settings).resolve_implicit_global_asset_job_def()
+        return job.execute_in_process(
+            instance=self.instance, asset_selection=selection, raise_on_error=raise_on_error,
+            partition_key=f"{partition:%Y-%m-01}" if partition else None)
+
+    def warehouse(self):
+        return self.resources["warehouse"]
+
+    @contextmanager
+    def bq(self):
+        with self.warehouse().bigquery.get_client() as client:
+            yield client
+
+    def query(self, sql: str, params: list | None = None) -> list[tuple]:
+        from google.cloud import bigquery
+
+        with self.bq() as client:
+            job = client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params or []))
+            return [tuple(r.values()) for r in job.result()]
+
+    def final(self, spec) -> str:
+        return f"`{PROJECT}.{self.gcp.bq_dataset}.{spec.table_name}`"
+
+    def table_exists(self, dataset: str, table: str) -> bool:
+        from google.api_core.exceptions import NotFound
+
+        with self.bq() as client:
+            try:
+                client.get_table(f"{PROJECT}.{dataset}.{table}")
+                return True
+            except NotFound:
+                return False
+
+    def ids(self, spec, month: date) -> list[str]:
+        if not self.table_exists(self.gcp.bq_dataset, spec.table_name):
+            return []
+        return [r[0] for r in self.query(f"SELECT unique_row_id FROM {self.final(spec)} WHERE filename = "
+                                         f"'{spec.file_name(month)}'")]
+
+    def fingerprint(self, spec) -> list[tuple]:
+        """The whole final table as sorted rows: equal fingerprints mean equal contents."""
+        if not self.table_exists(self.gcp.bq_dataset, spec.table_name):
+            return []
+        return sorted(self.query(f"SELECT * FROM {self.final(spec)}"), key=repr)
+
+    def mirror_path(self, spec, month: date) -> Path:
+        return self.mirror / spec.release_tag / spec.file_name(month)
+
+    def gcs_client(self):
+        return self.resources["lake_io_manager"].gcs.get_client()
+
+
+# --- helpers shared with tests/conftest.py (that module is not importable by name from here:
+# both folders have a conftest.py) --------------------------------------------------------------
+
+REAL_SAMPLES = REPO.parent / "shared" / "data" / "real_samples"
+ZONES_CSV = REPO.parent / "shared" / "data" / "taxi_zone_lookup.csv"
+
+
+def materialization_metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict:
+    events = [e for e in result.get_asset_materialization_events()
+              if e.event_specific_data.materialization.asset_key == key]
+    assert events, f"no materialization of {key.to_user_string()}"
+    return {k: v.value for k, v in events[-1].event_specific_data.materialization.metadata.items()}
+
+
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    texts = []
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error is not None:
+                texts.append(error.message)
+                error = error.cause
+    return "\n".join(texts)

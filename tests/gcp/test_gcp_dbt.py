@@ -1,0 +1,66 @@
+"""dbt's `bigquery` target against the BigQuery emulator: staging views, fact_trips and the revenue
+mart for one month, equal to the same computation with pandas (as tests/test_dbt.py on PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import dagster as dg
+
+from expected import expected_from_file
+from gcp.gcp_support import ZONES_CSV, GcpEnv
+from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
+from taxi_platform.assets.zones import reference_file_key, reference_table_key
+from taxi_platform.datasets import GREEN, YELLOW, ZONES
+from taxi_platform.sample.generator import generate_month
+
+MONTH = date(2019, 1, 1)
+DBT_MONTHLY = [dg.AssetKey(["dbt", n]) for n in
+               ("stg_yellow_tripdata", "stg_green_tripdata", "fact_trips", "dm_monthly_zone_revenue")]
+DBT_REFERENCE = [dg.AssetKey(["dbt", "dim_zones"]), dg.AssetKey(["dbt", "payment_type_lookup"])]
+
+
+def test_dbt_bigquery_target_builds_one_month(gcp_env: GcpEnv):
+    env = gcp_env
+    target = env.mirror / ZONES.release_tag / ZONES.file_name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(ZONES_CSV.read_bytes())
+    env.run([reference_file_key(ZONES), reference_table_key(ZONES)])
+    for spec, rows in ((YELLOW, 3_000), (GREEN, 1_000)):
+        generate_month(spec, MONTH, env.mirror_path(spec, MONTH), rows=rows, seed=1)
+        env.run([raw_file_key(spec), staging_key(spec), final_key(spec)], MONTH)
+    env.run(DBT_REFERENCE)
+    env.run(DBT_MONTHLY, MONTH)
+    check_month(env)
+    before = snapshot(env)
+    env.run(DBT_MONTHLY, MONTH)  # the incremental path: insert_overwrite of the month's partition
+    assert snapshot(env) == before
+
+
+def dbt_table(env: GcpEnv, name: str) -> str:
+    return f"`test-project.{env.settings.dbt_schema}.{name}`"
+
+
+def snapshot(env: GcpEnv) -> dict[str, list]:
+    return {t: sorted(env.query(f"SELECT * FROM {dbt_table(env, t)}"), key=repr)
+            for t in ("fact_trips", "dm_monthly_zone_revenue")}
+
+
+def check_month(env: GcpEnv) -> None:
+    """fact_trips holds exactly the distinct trips with a vendor; the mart's sums and counts per
+    service equal the same sums over the files (first copy of each trip), to the cent."""
+    expected_ids, fares, trips = set(), {}, {}
+    for spec, service in ((YELLOW, "Yellow"), (GREEN, "Green")):
+        vendor, fare = spec.column_names.index("VendorID"), spec.column_names.index("fare_amount")
+        rows = [r for r in expected_from_file(spec, env.mirror_path(spec, MONTH)).ids.items() if r[1][vendor]]
+        expected_ids |= {i for i, _ in rows}
+        fares[service] = sum((Decimal(r[fare]) for _, r in rows if r[fare]), Decimal(0))
+        trips[service] = len(rows)
+    fact = [r[0] for r in env.query(f"SELECT trip_id FROM {dbt_table(env, 'fact_trips')}")]
+    assert len(fact) == len(set(fact)) == len(expected_ids) and set(fact) == expected_ids
+    mart = env.query(f"SELECT service_type, SUM(revenue_monthly_fare), SUM(total_monthly_trips), "
+                     f"MIN(revenue_month), MAX(revenue_month) "
+                     f"FROM {dbt_table(env, 'dm_monthly_zone_revenue')} GROUP BY service_type")
+    assert {r[0]: (r[1], r[2]) for r in mart} == {s: (fares[s], trips[s]) for s in fares}
+    assert {(r[3], r[4]) for r in mart} == {(MONTH, MONTH)}

@@ -1,0 +1,89 @@
+"""The monthly schedules: which partition a tick at a given instant loads, and its tags."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import dagster as dg
+import pytest
+
+from taxi_platform.automation.jobs import trip_job_name
+from taxi_platform.automation.schedules import data_month, schedule_name
+from taxi_platform.datasets import DATASETS, GREEN, YELLOW
+from taxi_platform.definitions import build_definitions
+from taxi_platform.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def defs(tmp_path_factory) -> dg.Definitions:
+    return build_definitions(Settings(home=tmp_path_factory.mktemp("home")))
+
+
+def schedule(defs: dg.Definitions, spec) -> dg.ScheduleDefinition:
+    return defs.resolve_schedule_def(schedule_name(spec))
+
+
+@pytest.fixture(scope="module")
+def instance() -> dg.DagsterInstance:
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+def evaluate(defs, spec, instant: datetime, instance) -> list[dg.RunRequest] | str:
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=instant,
+                                        repository_def=defs.get_repository_def())
+    data = schedule(defs, spec).evaluate_tick(context)
+    return data.run_requests if data.run_requests else data.skip_message
+
+
+def test_crons_and_jobs_follow_the_course(defs):
+    assert schedule(defs, GREEN).cron_schedule == "0 9 1 * *"
+    assert schedule(defs, YELLOW).cron_schedule == "0 10 1 * *"
+    for spec in DATASETS.values():
+        s = schedule(defs, spec)
+        assert s.execution_timezone == "UTC"
+        assert s.job_name == trip_job_name(spec)
+        job = defs.resolve_job_def(trip_job_name(spec))
+        keys = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+        assert keys == {f"lake/{spec.name}_tripdata_file", f"staging/{spec.name}_tripdata_staging",
+                        f"warehouse/{spec.name}_tripdata"}
+        assert job.partitions_def is not None
+        # Every partition run of the job carries the tags, however it is launched.
+        assert job.partitioned_config.get_tags_for_partition_key("2019-02-01") == {
+            "taxi": spec.name, "file": f"{spec.name}_tripdata_2019-02.csv.gz",
+            "dagster/partition": "2019-02-01"}
+
+
+@pytest.mark.parametrize("spec, instant, partition, file", [
+    # The run on the 1st of month M loads month M-2 (what the publisher has ready by then).
+    (GREEN, datetime(2021, 3, 1, 9, 0, tzinfo=timezone.utc), "2021-01-01", "green_tripdata_2021-01.csv.gz"),
+    (YELLOW, datetime(2021, 3, 1, 10, 0, tzinfo=timezone.utc), "2021-01-01", "yellow_tripdata_2021-01.csv.gz"),
+    # Across a year boundary.
+    (YELLOW, datetime(2020, 1, 1, 10, 0, tzinfo=timezone.utc), "2019-11-01", "yellow_tripdata_2019-11.csv.gz"),
+    (GREEN, datetime(2020, 2, 1, 9, 0, tzinfo=timezone.utc), "2019-12-01", "green_tripdata_2019-12.csv.gz"),
+    # The first partition.
+    (GREEN, datetime(2019, 3, 1, 9, 0, tzinfo=timezone.utc), "2019-01-01", "green_tripdata_2019-01.csv.gz"),
+    # After the last published month: requested; the raw asset skips it cleanly if it answers 404.
+    (YELLOW, datetime(2024, 7, 1, 10, 0, tzinfo=timezone.utc), "2024-05-01", "yellow_tripdata_2024-05.csv.gz"),
+])
+def test_a_tick_requests_exactly_the_month_two_months_back(defs, instance, spec, instant, partition, file):
+    requests = evaluate(defs, spec, instant, instance)
+    assert len(requests) == 1
+    (request,) = requests
+    assert request.partition_key == partition
+    assert {k: v for k, v in request.tags.items() if not k.startswith("dagster/")} == {
+        "taxi": spec.name, "file": file}
+    assert request.tags["dagster/partition"] == partition
+    assert request.run_key == f"{spec.name}:{partition[:7]}"
+
+
+def test_ticks_before_the_first_partition_are_skipped(defs, instance):
+    for instant in (datetime(2019, 1, 1, 9, tzinfo=timezone.utc), datetime(2019, 2, 1, 9, tzinfo=timezone.utc)):
+        skipped = evaluate(defs, GREEN, instant, instance)
+        assert isinstance(skipped, str) and "before the first partition 2019-01" in skipped
+
+
+def test_data_month_lags_two_months():
+    assert data_month(datetime(2021, 3, 1, tzinfo=timezone.utc)).isoformat() == "2021-01-01"
+    assert data_month(datetime(2021, 1, 31, 23, 59, tzinfo=timezone.utc)).isoformat() == "2020-11-01"
+    assert data_month(datetime(2021, 2, 1, tzinfo=timezone.utc)).isoformat() == "2020-12-01"

@@ -1,0 +1,518 @@
+"""The release sensor against a GitHub-compatible releases API on 127.0.0.1 (the sample mirror's,
+behind a fault-injecting route), the failure notifier, and the dbt automation condition."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import replace
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterator
+
+import dagster as dg
+import pytest
+import requests
+
+from taxi_platform.assets.trips import build_trip_assets, final_key, raw_file_key, staging_key
+from taxi_platform.automation.jobs import build_trip_job
+from taxi_platform.automation.notify import (
+    FailureSummary,
+    JsonLinesNotifier,
+    LogNotifier,
+    Notifiers,
+    build_failure_sensor,
+)
+from taxi_platform.automation.sensors import ReleaseCursor, build_release_sensor
+from taxi_platform.datasets import DATASETS, GREEN, YELLOW
+from taxi_platform.resources import build_resources
+from taxi_platform.sample.mirror import MirrorServer
+from taxi_platform.sample.releases_api import register_releases_api
+from taxi_platform.settings import Settings, SettingsError
+
+T0 = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)  # file mtimes
+NOW = datetime(2024, 6, 15, 8, 0, tzinfo=timezone.utc)  # the sensor's clock
+
+
+def iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class FakeGitHub:
+    """The mirror's releases API, with every request recorded and scripted faults answered first."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.server = MirrorServer(root)
+        self.faults: list[tuple[int, dict[str, str], bytes]] = []
+        self.log: list[dict] = []
+        self.server.add_route(r"/api/.*", self._handle)  # ahead of the real API routes
+        register_releases_api(self.server, "/api")
+
+    def _handle(self, request, match) -> None:
+        entry = {"path": request.path, "if_none_match": request.headers.get("If-None-Match"),
+                 "authorization": request.headers.get("Authorization")}
+        self.log.append(entry)
+        if self.faults:
+            status, headers, body = self.faults.pop(0)
+            entry["status"] = status
+            request.send_body(body, "application/json", status, headers)
+            return
+        for route in request.server.mirror.routes:
+            if route.handler == self._handle:
+                continue
+            m = route.pattern.fullmatch(request.url_path)
+            if m and request.command in route.methods:
+                # Record what the real API answers (304 or 200), before the client sees it.
+                original = request.send_response
+
+                def send_response(code, message=None):
+                    entry["status"] = int(code)
+                    original(code, message)
+                request.send_response = send_response
+                try:
+                    route.handler(request, m)
+                finally:  # the handler object serves the connection's next request too
+                    del request.send_response
+                return
+
+    def publish(self, tag: str, name: str, data: bytes, when: datetime = T0) -> Path:
+        path = self.root / tag / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        os.utime(path, (when.timestamp(), when.timestamp()))
+        # A release's creation time is its oldest file: keep the release order stable.
+        return path
+
+    @property
+    def api_url(self) -> str:
+        return self.server.base_url + "/api"
+
+    def calls(self) -> list[dict]:
+        taken, self.log = self.log, []
+        return taken
+
+
+@pytest.fixture
+def github(tmp_path: Path) -> Iterator[FakeGitHub]:
+    fake = FakeGitHub(tmp_path / "mirror")
+    fake.root.mkdir()
+    # Three releases, created at different times: yellow newest, then green, then misc.
+    fake.publish("misc", "taxi_zone_lookup.csv", b"LocationID\n", T0 - timedelta(days=3))
+    for i, m in enumerate((1, 2)):
+        fake.publish("green", f"green_tripdata_2019-0{m}.csv.gz", b"g" * (100 + m), T0 - timedelta(days=2, hours=-i))
+    for i, m in enumerate((1, 2, 3)):
+        fake.publish("yellow", f"yellow_tripdata_2019-0{m}.csv.gz", b"y" * (200 + m), T0 - timedelta(days=1, hours=-i))
+    with fake.server:
+        yield fake
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class Harness:
+    """Ticks of the release sensor as the daemon runs them (evaluate_tick), carrying the cursor."""
+
+    def __init__(self, github: FakeGitHub, instance: dg.DagsterInstance, *, first_tick="baseline",
+                 max_pages=3, per_page=100, token=None) -> None:
+        self.clock = Clock(NOW)
+        settings = Settings(releases_api_url=github.api_url, release_sensor_first_tick=first_tick,
+                            releases_api_max_pages=max_pages, github_token=token)
+        jobs = [build_trip_job(spec) for spec in DATASETS.values()]
+        self.sensor = build_release_sensor(settings, DATASETS, jobs, clock=self.clock, per_page=per_page)
+        assets = [a for spec in DATASETS.values() for a in build_trip_assets(
+            spec, warehouse_kind="postgres", lake_kind="file", min_in_month_share=0.95)]
+        self.repo = dg.Definitions(assets=assets, jobs=jobs, sensors=[self.sensor],
+                                   resources=build_resources(settings)).get_repository_def()
+        self.instance = instance
+        self.cursor: str | None = None
+
+    def tick(self):
+        context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor,
+                                          repository_def=self.repo)
+        data = self.sensor.evaluate_tick(context)
+        if data.cursor is not None:
+            self.cursor = data.cursor
+        return data
+
+    @property
+    def state(self) -> ReleaseCursor:
+        return ReleaseCursor.load(self.cursor)
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+def version(github: FakeGitHub, tag: str, name: str) -> str:
+    stat = (github.root / tag / name).stat()
+    return f"{iso(datetime.fromtimestamp(int(stat.st_mtime), tz=timezone.utc))}|{stat.st_size}"
+
+
+def summary(data) -> list[tuple[str, str, str]]:
+    return [(r.job_name, r.partition_key, r.run_key) for r in data.run_requests]
+
+
+def test_first_tick_records_a_baseline_and_requests_nothing(github: FakeGitHub, instance):
+    h = Harness(github, instance)
+    data = h.tick()
+    assert data.run_requests == []
+    assert "first tick: recorded 5 release file(s)" in data.skip_message
+    state = h.state
+    assert state.baselined and state.retry_at is None
+    assert state.files == {
+        f"{tag}/{name}": version(github, tag, name)
+        for tag, name in [("yellow", "yellow_tripdata_2019-01.csv.gz"), ("yellow", "yellow_tripdata_2019-02.csv.gz"),
+                          ("yellow", "yellow_tripdata_2019-03.csv.gz"), ("green", "green_tripdata_2019-01.csv.gz"),
+                          ("green", "green_tripdata_2019-02.csv.gz")]}
+    assert len(state.pages) == 1 and state.pages[0].etag and state.pages[0].next_url is None
+    assert [c["status"] for c in github.calls()] == [200]
+
+
+def test_first_tick_in_backfill_mode_requests_every_published_month(github: FakeGitHub, instance):
+    h = Harness(github, instance, first_tick="backfill")
+    data = h.tick()
+    assert summary(data) == [
+        ("green_tripdata_job", "2019-01-01", f"green/green_tripdata_2019-01.csv.gz@{version(github, 'green', 'green_tripdata_2019-01.csv.gz')}"),
+        ("green_tripdata_job", "2019-02-01", f"green/green_tripdata_2019-02.csv.gz@{version(github, 'green', 'green_tripdata_2019-02.csv.gz')}"),
+        ("yellow_tripdata_job", "2019-01-01", f"yellow/yellow_tripdata_2019-01.csv.gz@{version(github, 'yellow', 'yellow_tripdata_2019-01.csv.gz')}"),
+        ("yellow_tripdata_job", "2019-02-01", f"yellow/yellow_tripdata_2019-02.csv.gz@{version(github, 'yellow', 'yellow_tripdata_2019-02.csv.gz')}"),
+        ("yellow_tripdata_job", "2019-03-01", f"yellow/yellow_tripdata_2019-03.csv.gz@{version(github, 'yellow', 'yellow_tripdata_2019-03.csv.gz')}"),
+    ]
+    first = data.run_requests[0]
+    assert first.tags["taxi"] == "green" and first.tags["file"] == "green_tripdata_2019-01.csv.gz"
+    assert first.tags["taxi/release_change"] == "new"
+    assert len(h.state.files) == 5
+    # The next tick has nothing to do.
+    again = h.tick()
+    assert again.run_requests == [] and "304" in again.skip_message
+
+
+def test_unchanged_releases_answer_304_and_change_nothing(github: FakeGitHub, instance):
+    h = Harness(github, instance)
+    h.tick()
+    cursor = h.cursor
+    etag = h.state.pages[0].etag
+    github.calls()
+    data = h.tick()
+    assert data.run_requests == []
+    assert data.skip_message == "no change: the releases API answered 304 Not Modified for all 1 page(s)"
+    assert h.cursor == cursor
+    (call,) = github.calls()
+    assert call["if_none_match"] == etag and call["status"] == 304
+
+
+def test_a_new_month_requests_exactly_that_partition(github: FakeGitHub, instance):
+    h = Harness(github, instance)
+    h.tick()
+    github.publish("yellow", "yellow_tripdata_2019-04.csv.gz", b"y" * 321, T0 + timedelta(days=5))
+    data = h.tick()
+    key = f"yellow/yellow_tripdata_2019-04.csv.gz@{iso(T0 + timedelta(days=5))}|321"
+    assert summary(data) == [("yellow_tripdata_job", "2019-04-01", key)]
+    (request,) = data.run_requests
+    assert {k: request.tags[k] for k in ("taxi", "file", "taxi/release_change", "taxi/release_updated_at")} == {
+        "taxi": "yellow", "file": "yellow_tripdata_2019-04.csv.gz", "taxi/release_change": "new",
+        "taxi/release_updated_at": iso(T0 + timedelta(days=5))}
+    assert h.state.files["yellow/yellow_tripdata_2019-04.csv.gz"] == f"{iso(T0 + timedelta(days=5))}|321"
+    assert len(h.state.files) == 6
+    # Replaying the same tick (cursor lost) gives the same run key: the instance runs it once.
+    assert h.tick().run_requests == []
+
+
+def test_a_republished_month_is_requested_again(github: FakeGitHub, instance):
+    h = Harness(github, instance)
+    h.tick()
+    # Same name, same size, new upload time ...
+    github.publish("green", "green_tripdata_2019-02.csv.gz", b"G" * 102, T0 + timedelta(days=7))
+    data = h.tick()
+    assert summary(data) == [("green_tripdata_job", "2019-02-01",
+                              f"green/green_tripdata_2019-02.csv.gz@{iso(T0 + timedelta(days=7))}|102")]
+    assert data.run_requests[0].tags["taxi/release_change"] == "republished"
+    # ... and the same upload time with another size.
+    github.publish("green", "green_tripdata_2019-02.csv.gz", b"G" * 150, T0 + timedelta(days=7))
+    data = h.tick()
+    assert summary(data) == [("green_tripdata_job", "2019-02-01",
+                              f"green/green_tripdata_2019-02.csv.gz@{iso(T0 + timedelta(days=7))}|150")]
+    assert h.state.files["green/green_tripdata_2019-02.csv.gz"] == f"{iso(T0 + timedelta(days=7))}|150"
+
+
+def test_unrelated_assets_and_releases_are_ignored(github: FakeGitHub, instance):
+    h = Harness(github, instance)
+    h.tick()
+    before = dict(h.state.files)
+    github.publish("yellow", "README.md", b"notes", T0 + timedelta(days=1))
+    github.publish("yellow", "yellow_tripdata_2019-05.parquet", b"pq", T0 + timedelta(days=1))
+    github.publish("yellow", "green_tripdata_2019-05.csv.gz", b"wrong release", T0 + timedelta(days=1))
+    github.publish("fhv", "fhv_tripdata_2019-01.csv.gz", b"fhv", T0 + timedelta(days=1))  # no such dataset
+    github.publish("misc", "taxi_zone_lookup.csv", b"LocationID,Borough\n", T0 + timedelta(days=1))
+    data = h.tick()
+    assert data.run_requests == []
+    assert data.skip_message.startswith("no new or re-published release files")
+    assert "file(s) outside the platform's datasets/partitions" in data.skip_message
+    assert h.state.files == before
+
+
+def test_months_outside_the_partitions_are_ignored(github: FakeGitHub, instance):
+    h = Harness(github, instance)
+    h.tick()
+    before = dict(h.state.files)
+    for name in ("yellow_tripdata_2018-12.csv.gz",   # before the first partition
+                 "yellow_tripdata_2024-06.csv.gz",   # the current month: not a partition yet
+                 "yellow_tripdata_2099-01.csv.gz",   # far future
+                 "yellow_tripdata_2019-13.csv.gz"):  # not a month
+        github.publish("yellow", name, b"x", T0 + timedelta(days=2))
+    data = h.tick()
+    assert data.run_requests == [] and h.state.files == before
+    assert set(h.state.pending) == {"yellow/yellow_tripdata_2024-06.csv.gz", "yellow/yellow_tripdata_2099-01.csv.gz"}
+    # Once the month is complete, it is a partition and the same file is requested, although the
+    # release list itself did not change (304).
+    github.calls()
+    h.clock.now = datetime(2024, 7, 1, 0, 0, tzinfo=timezone.utc)
+    data = h.tick()
+    assert [c["status"] for c in github.calls()] == [304]
+    assert set(h.state.pending) == {"yellow/yellow_tripdata_2099-01.csv.gz"}
+    assert summary(data) == [("yellow_tripdata_job", "2024-06-01",
+                              f"yellow/yellow_tripdata_2024-06.csv.gz@{iso(T0 + timedelta(days=2))}|1")]
+
+
+def test_api_errors_skip_the_tick_and_keep_the_cursor(github: FakeGitHub, instance):
+    h = Harness(github, instance)
+    h.tick()
+    cursor = h.cursor
+    github.publish("yellow", "yellow_tripdata_2019-04.csv.gz", b"y" * 10, T0 + timedelta(days=5))
+    github.faults = [(500, {}, b'{"message": "Server Error"}'),
+                     (200, {}, b"<html>not json</html>"),
+                     (200, {}, b'{"message": "an object, not a list"}'),
+                     (401, {}, b'{"message": "Bad credentials"}')]
+    messages = []
+    for _ in range(4):
+        data = h.tick()
+        assert data.run_requests == [] and h.cursor == cursor
+        messages.append(data.skip_message)
+    assert "answered HTTP 500: Server Error; the next tick tries again" in messages[0]
+    assert "unexpected body" in messages[1] and "unexpected body" in messages[2]
+    assert "answered HTTP 401: Bad credentials" in messages[3]
+    # Nothing was lost: the next good tick requests the new month.
+    assert [r.partition_key for r in h.tick().run_requests] == ["2019-04-01"]
+
+
+def test_connection_errors_skip_the_tick(github: FakeGitHub, instance):
+    h = Harness(github, instance)
+    h.tick()
+    cursor = h.cursor
+    github.server.stop()
+    data = h.tick()
+    assert data.run_requests == [] and h.cursor == cursor
+    assert "ConnectionError" in data.skip_message
+
+
+def test_rate_limits_skip_until_the_reset_without_calling(github: FakeGitHub, instance):
+    h = Harness(github, instance)
+    h.tick()
+    github.calls()
+    reset = int((NOW + timedelta(minutes=20)).timestamp())
+    github.faults = [(403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)},
+                      b'{"message": "API rate limit exceeded"}')]
+    data = h.tick()
+    assert data.run_requests == []
+    assert "rate limit reached (HTTP 403, x-ratelimit-remaining=0)" in data.skip_message
+    assert "TAXI_GITHUB_TOKEN" in data.skip_message
+    assert h.state.retry_at == datetime.fromtimestamp(reset, tz=timezone.utc).isoformat()
+    assert len(github.calls()) == 1
+    # Before the reset: skipped without any HTTP call.
+    h.clock.now = NOW + timedelta(minutes=10)
+    data = h.tick()
+    assert data.run_requests == [] and "not asking before" in data.skip_message
+    assert github.calls() == []
+    # After it: asks again (conditionally: unchanged -> 304) and clears the reset time.
+    h.clock.now = NOW + timedelta(minutes=21)
+    data = h.tick()
+    assert "304" in data.skip_message and h.state.retry_at is None
+    # A secondary limit: 429 with Retry-After.
+    github.faults = [(429, {"retry-after": "90"}, b'{"message": "slow down"}')]
+    data = h.tick()
+    assert "HTTP 429" in data.skip_message
+    assert h.state.retry_at == (h.clock.now + timedelta(seconds=90)).isoformat()
+
+
+def test_a_rate_limited_first_tick_still_baselines_later(github: FakeGitHub, instance):
+    h = Harness(github, instance)
+    github.faults = [(429, {"retry-after": "1"}, b"{}")]
+    assert "rate limit" in h.tick().skip_message
+    h.clock.now = NOW + timedelta(seconds=5)
+    data = h.tick()
+    assert data.run_requests == [] and data.skip_message.startswith("first tick: recorded 5")
+
+
+def test_pagination_follows_link_headers_with_a_bounded_number_of_calls(github: FakeGitHub, instance):
+    h = Harness(github, instance, per_page=1, max_pages=3)
+    h.tick()
+    calls = github.calls()
+    assert [c["path"] for c in calls] == ["/api/releases?per_page=1", "/api/releases?per_page=1&page=2",
+                                          "/api/releases?per_page=1&page=3"]
+    assert len(h.state.pages) == 3 and h.state.pages[-1].next_url is None
+    assert len(h.state.files) == 5
+    # A re-published file in the oldest release with a file of ours (green, page 2): pages 1 and 3
+    # answer 304, page 2 answers 200 and carries the change.
+    github.publish("green", "green_tripdata_2019-01.csv.gz", b"g" * 999, T0 - timedelta(days=2))
+    data = h.tick()
+    assert [(r.job_name, r.partition_key) for r in data.run_requests] == [("green_tripdata_job", "2019-01-01")]
+    assert [c["status"] for c in github.calls()] == [304, 200, 304]
+    # Fewer pages allowed than there are: at most that many calls, a warning, and what was read.
+    h2 = Harness(github, instance, per_page=1, max_pages=2)
+    h2.tick()
+    assert len(github.calls()) == 2
+    assert {k.split("/")[0] for k in h2.state.files} == {"yellow", "green"}
+
+
+def test_the_token_is_sent_but_never_stored(github: FakeGitHub, instance):
+    token = "ghp_secret-token-value"
+    h = Harness(github, instance, token=token)
+    data = h.tick()
+    assert [c["authorization"] for c in github.calls()] == [f"Bearer {token}"]
+    assert token not in (h.cursor or "") and token not in data.skip_message
+    assert token not in repr(Settings(github_token=token))
+
+
+def test_settings_are_validated(monkeypatch):
+    monkeypatch.setenv("TAXI_RELEASES_API_URL", "ftp://example.org")
+    with pytest.raises(SettingsError, match="TAXI_RELEASES_API_URL"):
+        Settings.from_env()
+    monkeypatch.setenv("TAXI_RELEASES_API_URL", "http://127.0.0.1:1/api/")
+    monkeypatch.setenv("TAXI_RELEASE_SENSOR_FIRST_TICK", "everything")
+    with pytest.raises(SettingsError, match="TAXI_RELEASE_SENSOR_FIRST_TICK"):
+        Settings.from_env()
+    monkeypatch.setenv("TAXI_RELEASE_SENSOR_FIRST_TICK", "BACKFILL")
+    monkeypatch.setenv("TAXI_GITHUB_TOKEN", "")
+    monkeypatch.setenv("GITHUB_TOKEN", "from-github-env")
+    s = Settings.from_env()
+    assert (s.releases_api_url, s.release_sensor_first_tick, s.github_token) == (
+        "http://127.0.0.1:1/api", "backfill", "from-github-env")
+    monkeypatch.setenv("TAXI_RELEASES_API_MAX_PAGES", "50")
+    with pytest.raises(SettingsError, match="TAXI_RELEASES_API_MAX_PAGES"):
+        Settings.from_env()
+
+
+def test_the_sample_api_looks_like_github(github: FakeGitHub):
+    r = requests.get(github.api_url + "/releases?per_page=2", timeout=10)
+    assert r.status_code == 200 and r.headers["ETag"]
+    assert [x["tag_name"] for x in r.json()] == ["yellow", "green"]
+    assert 'rel="next"' in r.headers["Link"] and "page=2" in r.headers["Link"]
+    asset = r.json()[0]["assets"][0]
+    assert asset["name"] == "yellow_tripdata_2019-01.csv.gz" and asset["size"] == 201
+    # The download URL is the mirror's own file URL.
+    assert requests.get(asset["browser_download_url"], timeout=10).content == b"y" * 201
+    again = requests.get(github.api_url + "/releases?per_page=2", headers={"If-None-Match": r.headers["ETag"]}, timeout=10)
+    assert again.status_code == 304 and again.content == b""
+    one = requests.get(github.api_url + "/releases/tags/green", timeout=10)
+    assert one.json()["tag_name"] == "green" and len(one.json()["assets"]) == 2
+    assert requests.get(github.api_url + "/releases/tags/nope", timeout=10).status_code == 404
+
+
+# --- failure notifications -----------------------------------------------------------------------
+
+def test_failure_sensor_summarises_the_failed_steps(tmp_path: Path, env, caplog):
+    """A real failed run (a 404 inside the published range) through the run-failure sensor."""
+    result = env.materialize(YELLOW, date(2019, 1, 1))  # no file in the mirror
+    assert not result.success
+    run = env.instance.get_run_by_id(result.run_id)
+    failure_event = next(e for e in env.instance.all_logs(result.run_id)
+                         if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.RUN_FAILURE)
+    log_file = tmp_path / "failures.jsonl"
+    sensor = build_failure_sensor(Notifiers([LogNotifier(), JsonLinesNotifier(log_file)]))
+    context = dg.build_run_status_sensor_context(
+        sensor_name=sensor.name, dagster_instance=env.instance, dagster_run=run,
+        dagster_event=failure_event.dagster_event).for_run_failure()
+    with caplog.at_level(logging.ERROR, logger="taxi_platform.failures"):
+        sensor(context)
+    (line,) = log_file.read_text().splitlines()
+    summary = json.loads(line)
+    assert summary["run_id"] == result.run_id and summary["partition"] == "2019-01-01"
+    (step,) = summary["failed_steps"]
+    assert step["step"] == "lake__yellow_tripdata_file"
+    assert "yellow 2019-01" in step["error"] and "404" in step["error"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "taxi_platform.failures"]
+    assert len(logged) == 1 and logged[0].startswith(f"run {result.run_id} FAILED (job ")
+    assert "step lake__yellow_tripdata_file: " in logged[0]
+    # The 404 is final: the download retry policy did not run the step again.
+    retries = [e for e in env.instance.all_logs(result.run_id)
+               if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert retries == []
+
+
+def test_a_broken_notifier_does_not_silence_the_others(tmp_path: Path):
+    class Broken:
+        def notify(self, summary):
+            raise RuntimeError("smtp down")
+
+    target = tmp_path / "f.jsonl"
+    s = FailureSummary(run_id="r1", job_name="j", partition=None, dataset=None, file=None,
+                       message="postgresql://u:pw@h/db refused")
+    Notifiers([Broken(), JsonLinesNotifier(target)]).notify(s)
+    assert json.loads(target.read_text())["run_id"] == "r1"
+
+
+def test_download_retry_policy_and_permanent_failures():
+    raw = build_trip_assets(YELLOW, warehouse_kind="postgres", lake_kind="file", min_in_month_share=0.95)[0]
+    policy = raw.op.retry_policy
+    assert policy.max_retries == 3 and policy.delay == 30 and policy.backoff == dg.Backoff.EXPONENTIAL
+
+
+# --- downstream dbt automation -------------------------------------------------------------------
+
+def test_a_final_table_update_requests_that_months_dbt_partition(tmp_path: Path):
+    """The declarative condition on the monthly dbt models: a new materialization of one month of
+    a final table (both colours present) requests exactly that month of the dbt models."""
+    from taxi_platform.definitions import build_definitions
+
+    defs = build_definitions(Settings(home=tmp_path))
+    graph = defs.resolve_asset_graph()
+    monthly = [k for k in graph.get_all_asset_keys() if k.path[0] == "dbt" and graph.get(k).partitions_def]
+    assert monthly, "no monthly dbt assets"
+    upstream_unpartitioned = {p for k in monthly for p in graph.get(k).parent_keys
+                              if graph.get(p).partitions_def is None}
+    with dg.instance_for_test() as instance:
+        selection = dg.AssetSelection.assets(*monthly)
+        # The sensor's first evaluation: nothing has happened yet.
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection)
+        assert result.total_requested == 0
+
+        def report(key, partition=None):
+            instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=partition))
+
+        for key in upstream_unpartitioned:  # dim_zones and friends, then their own parents
+            for parent in graph.get(key).parent_keys:
+                report(parent)
+            report(key)
+        for spec in (YELLOW, GREEN):
+            for m in ("2019-01-01", "2019-02-01"):
+                report(final_key(spec), m)
+                report(staging_key(spec), m)
+                report(raw_file_key(spec), m)
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
+                                                   cursor=result.cursor)
+        first = {k: set(result.get_requested_partitions(k)) for k in monthly}
+        # Both months were just updated upstream: both requested.
+        assert all(v == {"2019-01-01", "2019-02-01"} for v in first.values()), first
+        for key in monthly:
+            for m in ("2019-01-01", "2019-02-01"):
+                report(key, m)
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
+                                                   cursor=result.cursor)
+        assert result.total_requested == 0
+        # A re-published January of yellow: only January's dbt partitions.
+        report(final_key(YELLOW), "2019-01-01")
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
+                                                   cursor=result.cursor)
+        requested = {k.to_user_string(): set(result.get_requested_partitions(k)) for k in monthly
+                     if result.get_requested_partitions(k)}
+        assert requested and all(v == {"2019-01-01"} for v in requested.values()), requested
+        assert "dbt/stg_yellow_tripdata" in requested and "dbt/stg_green_tripdata" not in requested
