@@ -116,13 +116,13 @@ class TripWarehouse(dg.ConfigurableResource, ABC):
     def dbt_env(self) -> dict[str, str]:
         """Environment variables that point the dbt project's profile at this warehouse."""
 
+    def dbt_build_lock(self) -> AbstractContextManager:
+        """Held around a dbt build: two builds must not race to create an incremental model's
+        table (one month's rows would be lost). No lock where the warehouse has none."""
+        return nullcontext()
+
 
 def cost_metadata(result: StagingResult | ReplaceResult | ReferenceResult) -> dict[str, int]:
     """`bytes_processed` / `bytes_billed` asset metadata, where the warehouse reports them."""
     return {name: value for name, value in (("bytes_processed", result.bytes_processed),
                                             ("bytes_billed", result.bytes_billed)) if value is not None}
-
-    def dbt_build_lock(self) -> AbstractContextManager:
-        """Held around a dbt build: two builds must not race to create an incremental model's
-        table (one month's rows would be lost). No lock where the warehouse has none."""
-        return nullcontext()
