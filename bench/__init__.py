@@ -1,0 +1,1 @@
+"""The month-load benchmark (`make bench`): see bench/run.py and bench/RESULTS.md."""

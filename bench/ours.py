@@ -1,0 +1,112 @@
+"""Our month load, measured as the real thing: a Dagster run of raw file -> staging -> final (with
+its checks) for one month, in its own process, against the benchmark's PostgreSQL.
+
+`materialize()` runs `python -m bench.materialize`: the code location's definitions, resources and
+instance, the steps executed in that one process, which reports its own peak RSS (VmHWM). `materialize(cli=True)` runs `dagster asset materialize` instead, with the
+code location's executor (a process per step, as runs launched by the daemon): the same work plus
+the executor's per-step process start. Times:
+
+- `seconds`: the run, from its start to its success event (the Dagster instance's run stats);
+- `process_seconds`: the whole command, including starting Python and importing Dagster and the
+  code location (a fixed cost per run, whatever the file size);
+- `phases`: each asset's own `duration_seconds` metadata (download+verify, staging COPY, replace),
+  and `steps`: each step's wall time as Dagster recorded it (the replace step includes the checks).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
+from taxi_platform.datasets import DatasetSpec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def child_env(home: Path, mirror: Path, dagster_home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAXI_")}
+    env.update({
+        "TAXI_HOME": str(home),  # the embedded PostgreSQL under it: the benchmark's server
+        "TAXI_SOURCE_URL": mirror.as_uri(),
+        "DAGSTER_HOME": str(dagster_home),
+    })
+    return env
+
+
+def materialize(spec: DatasetSpec, month: date, *, home: Path, mirror: Path, dagster_home: Path,
+                log_file: Path, cli: bool = False) -> dict:
+    selection = ",".join(k.to_user_string() for k in (raw_file_key(spec), staging_key(spec), final_key(spec)))
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    instance_yaml = dagster_home / "dagster.yaml"
+    if not instance_yaml.exists():
+        instance_yaml.write_text("telemetry:\n  enabled: false\n")
+    if cli:
+        command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
+                   "-m", "taxi_platform.definitions", "--select", selection,
+                   "--partition", f"{month:%Y-%m-01}"]
+    else:
+        command = [sys.executable, "-m", "bench.materialize", spec.name, f"{month:%Y-%m}"]
+    with open(log_file, "a") as log:
+        log.write(f"\n$ {' '.join(command)}\n")
+        log.flush()
+        started = time.monotonic()
+        proc = subprocess.run(command, cwd=REPO, env=child_env(home, mirror, dagster_home),
+                              stdout=subprocess.PIPE, stderr=log, text=True)
+        process_seconds = time.monotonic() - started
+        log.write(proc.stdout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:4])} ... failed (exit {proc.returncode}); see {log_file}")
+    peak_kb = None
+    if not cli:
+        peak_kb = json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_kb"]
+    result = _run_details(dagster_home, spec)
+    result.update(process_seconds=process_seconds, peak_rss_mb=peak_kb / 1024 if peak_kb else None)
+    return result
+
+
+def _run_details(dagster_home: Path, spec: DatasetSpec) -> dict:
+    import dagster as dg
+
+    previous = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            run = instance.get_runs(limit=1)[0]
+            if run.status != dg.DagsterRunStatus.SUCCESS:
+                raise RuntimeError(f"run {run.run_id} ended {run.status}")
+            stats = instance.get_run_stats(run.run_id)
+            steps = {s.step_key: s.end_time - s.start_time
+                     for s in instance.get_run_step_stats(run.run_id) if s.end_time and s.start_time}
+            metadata = {}
+            for record in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+                mat = record.dagster_event.event_specific_data.materialization
+                metadata[mat.asset_key] = {k: v.value for k, v in mat.metadata.items()}
+            checks = {}
+            for record in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+                evaluation = record.dagster_event.event_specific_data
+                checks[evaluation.check_name] = evaluation.passed
+    finally:
+        if previous is None:
+            os.environ.pop("DAGSTER_HOME", None)
+        else:
+            os.environ["DAGSTER_HOME"] = previous
+    raw, staging, final = (metadata[k] for k in (raw_file_key(spec), staging_key(spec), final_key(spec)))
+    return {
+        "seconds": stats.end_time - stats.start_time,
+        "run_id": run.run_id,
+        "phases": {"raw_file": raw["duration_seconds"], "staging": staging["duration_seconds"],
+                   "replace": final["duration_seconds"]},
+        "steps": steps,
+        "rows_read": raw["rows"],
+        "staged_rows": final["staged_rows"],
+        "final_rows": final["dagster/row_count"],
+        "duplicates_dropped": final["duplicates_dropped"],
+        "previous_rows": final["previous_rows"],
+        "checks": checks,
+    }
