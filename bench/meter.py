@@ -45,19 +45,21 @@ def client_cpu() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def settle(url: str, timeout: float = 300.0) -> None:
-    """Before a measurement: let autovacuum finish with the previous one's tables, then CHECKPOINT,
-    so that no measurement pays for another's background work."""
+def settle(url: str, timeout: float = 600.0) -> None:
+    """Before a measurement: do now the background work the previous measurements left (autovacuum
+    would otherwise vacuum the month just loaded during the next measurement), then CHECKPOINT, so
+    that no measurement pays for another's."""
     conn = psycopg2.connect(url)
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline:  # a running autovacuum would block VACUUM's locks
                 cur.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")
                 if cur.fetchone()[0] == 0:
                     break
                 time.sleep(1.0)
+            cur.execute("VACUUM (ANALYZE)")
             cur.execute("CHECKPOINT")
     finally:
         conn.close()
