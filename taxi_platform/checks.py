@@ -2,14 +2,16 @@
 
 They are declared on the final asset (`check_specs`) and run inside its materialization, so each
 result belongs to the month just loaded; the blocking ones stop downstream assets (dbt) on failure.
+A range run evaluates them per month and reports one result per check covering its months.
 """
 
 from datetime import date
+from typing import Mapping
 
 import dagster as dg
 
 from taxi_platform.datasets import DatasetSpec
-from taxi_platform.warehouse.base import TripWarehouse
+from taxi_platform.warehouse.base import IdProfile, TripWarehouse
 
 UNIQUE_IDS = "unique_row_id_is_unique"
 HAS_ROWS = "has_rows"
@@ -31,8 +33,10 @@ def trip_check_specs(asset_key: dg.AssetKey, min_in_month_share: float) -> list[
 
 
 def evaluate_trip_checks(spec: DatasetSpec, month: date, warehouse: TripWarehouse,
-                         min_in_month_share: float) -> list[dg.AssetCheckResult]:
-    ids = warehouse.id_profile(spec, month)
+                         min_in_month_share: float, ids: IdProfile | None = None) -> list[dg.AssetCheckResult]:
+    """`ids`: the profile the replace established in its own transaction, if it did (saves
+    grouping millions of ids a second time); otherwise the table is queried."""
+    ids = ids or warehouse.id_profile(spec, month)
     pickups = warehouse.pickup_profile(spec, month)
     return [
         dg.AssetCheckResult(
@@ -52,3 +56,26 @@ def evaluate_trip_checks(spec: DatasetSpec, month: date, warehouse: TripWarehous
             },
         ),
     ]
+
+
+def merge_check_results(by_month: Mapping[str, list[dg.AssetCheckResult]]) -> list[dg.AssetCheckResult]:
+    """One result per check for the run (Dagster takes one per step): a one-month run's result as
+    it is; a range run's passes only if every month passed, with each month's metadata under it."""
+    if len(by_month) <= 1:
+        return next(iter(by_month.values()), [])
+    merged = []
+    for name in (UNIQUE_IDS, HAS_ROWS, PICKUPS_IN_MONTH):
+        results = {key: next(r for r in month_results if r.check_name == name)
+                   for key, month_results in by_month.items()}
+        failing = [key[:7] for key, r in results.items() if not r.passed]
+        merged.append(dg.AssetCheckResult(
+            check_name=name, passed=not failing,
+            description=f"failed for {', '.join(failing)}" if failing else None,
+            metadata={
+                "months": len(results),
+                "failing_months": ", ".join(failing) or "none",
+                "by_month": dg.MetadataValue.json(
+                    {key[:7]: {k: v.value for k, v in r.metadata.items()} for key, r in results.items()}),
+            },
+        ))
+    return merged

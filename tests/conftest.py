@@ -88,19 +88,32 @@ class Env:
         return dg.materialize(defs, partition_key=f"{month:%Y-%m-01}", instance=self.instance,
                               resources=resources or self.resources, raise_on_error=raise_on_error)
 
+    def materialize_range(self, spec: DatasetSpec, first: date, last: date, *,
+                          raise_on_error: bool = False) -> dg.ExecuteInProcessResult:
+        """One run of the months first..last (the tags a range backfill or the CLI's
+        `--partition-range` give a run)."""
+        defs = build_trip_assets(spec, warehouse_kind="postgres", lake_kind="file",
+                                 min_in_month_share=self.settings.min_in_month_share)
+        return dg.materialize(defs, instance=self.instance, resources=self.resources,
+                              raise_on_error=raise_on_error, tags=range_tags(first, last))
+
     def cli_env(self) -> dict[str, str]:
         s = self.settings
         return {**os.environ, "TAXI_HOME": str(s.home), "TAXI_SOURCE_URL": s.source_url,
                 "TAXI_POSTGRES_URL": s.postgres_url or "", "TAXI_WAREHOUSE_SCHEMA": s.warehouse_schema,
-                "TAXI_STAGING_SCHEMA": s.staging_schema, "DAGSTER_HOME": self.instance.root_directory}
+                "TAXI_STAGING_SCHEMA": s.staging_schema, "TAXI_DBT_SCHEMA": s.dbt_schema, "DAGSTER_HOME": self.instance.root_directory}
 
-    def cli_materialize(self, spec: DatasetSpec, month: date) -> subprocess.Popen:
-        """`dagster asset materialize` of one month of a dataset, in its own process."""
+    def cli_materialize(self, spec: DatasetSpec, month: date, last: date | None = None,
+                        more: tuple[dg.AssetKey, ...] = ()) -> subprocess.Popen:
+        """`dagster asset materialize` of one month of a dataset (or the months month..last, with
+        `--partition-range`), plus the assets `more`, in its own process."""
         selection = ",".join(k.to_user_string() for k in
-                             (raw_file_key(spec), staging_key(spec), final_key(spec)))
+                             (raw_file_key(spec), staging_key(spec), final_key(spec), *more))
+        partitions = (["--partition", f"{month:%Y-%m-01}"] if last is None
+                      else ["--partition-range", f"{month:%Y-%m-01}...{last:%Y-%m-01}"])
         return subprocess.Popen(
             [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m",
-             "taxi_platform.definitions", "--select", selection, "--partition", f"{month:%Y-%m-01}"],
+             "taxi_platform.definitions", "--select", selection, *partitions],
             cwd=REPO, env=self.cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def warehouse(self):
@@ -120,6 +133,13 @@ class Env:
         return job.execute_in_process(
             instance=self.instance, asset_selection=selection, raise_on_error=raise_on_error,
             partition_key=f"{partition:%Y-%m-01}" if partition else None)
+
+    def run_range(self, selection: list[dg.AssetKey], tags: dict[str, str]) -> dg.ExecuteInProcessResult:
+        """Execute a selection of the real code location's assets as one range run."""
+        from taxi_platform.definitions import build_definitions
+
+        job = build_definitions(self.settings).resolve_implicit_global_asset_job_def()
+        return job.execute_in_process(instance=self.instance, asset_selection=selection, tags=tags)
 
     def query(self, sql: str, params=()) -> list[tuple]:
         conn = psycopg2.connect(self.pg_url)
@@ -142,6 +162,11 @@ class Env:
 
     def mirror_path(self, spec: DatasetSpec, month: date) -> Path:
         return self.mirror / spec.release_tag / spec.file_name(month)
+
+
+def range_tags(first: date, last: date) -> dict[str, str]:
+    return {"dagster/asset_partition_range_start": f"{first:%Y-%m-01}",
+            "dagster/asset_partition_range_end": f"{last:%Y-%m-01}"}
 
 
 @pytest.fixture
@@ -184,5 +209,15 @@ def failure_message(result: dg.ExecuteInProcessResult) -> str:
     return "\n".join(texts)
 
 
-__all__ = ["Env", "materialization_metadata", "failure_message", "final_key", "raw_file_key",
+def partition_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, name: str) -> dict[str, object]:
+    """Partition key -> the value of metadata `name` in its latest materialization."""
+    records = instance.fetch_materializations(key, limit=1000).records
+    latest: dict[str, object] = {}
+    for record in sorted(records, key=lambda r: r.storage_id):
+        metadata = record.asset_materialization.metadata
+        latest[record.partition_key] = metadata[name].value if name in metadata else None
+    return latest
+
+
+__all__ = ["Env", "materialization_metadata", "partition_metadata", "range_tags", "failure_message", "final_key", "raw_file_key",
            "staging_key", "DATASETS", "REAL_SAMPLES", "ZONES_CSV"]

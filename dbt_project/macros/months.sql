@@ -1,58 +1,80 @@
 {#- The month a trip belongs to is the month of the file it was published in (its source month):
     every file holds out-of-month trips, and only the file's month makes a monthly rebuild exact. -#}
 
-{% macro month_var() -%}
+{#- The months a run rebuilds: `month` (one month) or `month_start` .. `month_end` (inclusive), each
+    like 2019-01-01; none of them: every month. Returns the list of months, or none. -#}
+{% macro selected_months() -%}
   {%- set month = var('month', none) -%}
-  {%- if month is none or month == '' -%}
+  {%- set start = var('month_start', none) -%}
+  {%- set end = var('month_end', none) -%}
+  {%- if month not in (none, '') -%}
+    {%- if start not in (none, '') or end not in (none, '') -%}
+      {{ exceptions.raise_compiler_error("give either var 'month' or 'month_start' and 'month_end', not both") }}
+    {%- endif -%}
+    {%- set start, end = month, month -%}
+  {%- elif start in (none, '') and end in (none, '') -%}
     {{ return(none) }}
   {%- endif -%}
-  {%- if not modules.re.fullmatch('[0-9]{4}-[0-9]{2}-01', month | string) -%}
-    {{ exceptions.raise_compiler_error("var 'month' must look like 2019-01-01, got " ~ month) }}
+  {%- for name, value in [('month_start', start), ('month_end', end)] -%}
+    {%- if not modules.re.fullmatch('[0-9]{4}-[0-9]{2}-01', value | string) -%}
+      {{ exceptions.raise_compiler_error("var '" ~ name ~ "' (or 'month') must look like 2019-01-01, got " ~ value) }}
+    {%- endif -%}
+  {%- endfor -%}
+  {%- set first = (start | string)[:4] | int * 12 + (start | string)[5:7] | int - 1 -%}
+  {%- set last = (end | string)[:4] | int * 12 + (end | string)[5:7] | int - 1 -%}
+  {%- if last < first -%}
+    {{ exceptions.raise_compiler_error("var 'month_end' " ~ end ~ " is before 'month_start' " ~ start) }}
   {%- endif -%}
-  {{ return(month | string) }}
+  {%- set months = [] -%}
+  {%- for k in range(first, last + 1) -%}
+    {%- do months.append('%04d-%02d-01' % (k // 12, k % 12 + 1)) -%}
+  {%- endfor -%}
+  {{ return(months) }}
 {%- endmacro %}
 
-{#- `where filename = 'yellow_tripdata_2019-01.csv.gz'`: prunes the source's monthly partitions. -#}
+{#- `where filename in ('yellow_tripdata_2019-01.csv.gz', ...)`: prunes the source's monthly partitions. -#}
 {% macro where_source_file(service) -%}
-  {%- set month = month_var() -%}
-  {%- if month is not none -%}
-    where filename = '{{ service }}_tripdata_{{ month[:7] }}.csv.gz'
+  {%- set months = selected_months() -%}
+  {%- if months is not none -%}
+    where filename in ({% for m in months %}'{{ service }}_tripdata_{{ m[:7] }}.csv.gz'{{ ', ' if not loop.last }}{% endfor %})
   {%- endif -%}
 {%- endmacro %}
 
 {% macro where_month(column) -%}
-  {%- set month = month_var() -%}
-  {%- if month is not none -%}
-    where {{ column }} = {{ month_literal(month) }}
-  {%- endif -%}
+  {%- if selected_months() is not none -%} where {{ month_predicate(column) }} {%- endif -%}
 {%- endmacro %}
 
-{#- Test scoping: a monthly build tests the month it built. -#}
+{#- Test scoping and deletes: the months being built (a range of whole months). -#}
 {% macro month_predicate(column) -%}
-  {%- set month = month_var() -%}
-  {%- if month is not none -%} {{ column }} = {{ month_literal(month) }} {%- else -%} 1 = 1 {%- endif -%}
+  {%- set months = selected_months() -%}
+  {%- if months is none -%} 1 = 1
+  {%- elif months | length == 1 -%} {{ column }} = {{ month_literal(months[0]) }}
+  {%- else -%} {{ column }} between {{ month_literal(months[0]) }} and {{ month_literal(months[-1]) }}
+  {%- endif -%}
 {%- endmacro %}
 
 {% macro month_literal(month) -%}
   cast('{{ month }}' as date)
 {%- endmacro %}
 
-{#- Incremental models rebuild exactly the month: delete it, then insert it, in one transaction.
-    On BigQuery a pre-hook is not in the insert's transaction, so there the month is replaced by
-    `insert_overwrite` of its (monthly) partition instead: one MERGE statement, atomic. -#}
+{#- Incremental models rebuild exactly the months: delete them, then insert them, in one transaction.
+    On BigQuery a pre-hook is not in the insert's transaction, so there the months are replaced by
+    `insert_overwrite` of their (monthly) partitions instead: one MERGE statement, atomic. -#}
 {% macro month_incremental_strategy() -%}
   {{ return('insert_overwrite' if target.type == 'bigquery' else 'append') }}
 {%- endmacro %}
 
 {% macro month_partitions() -%}
-  {%- set month = month_var() -%}
-  {{ return(["date('" ~ month ~ "')"] if month is not none and target.type == 'bigquery' else none) }}
+  {%- set months = selected_months() -%}
+  {%- if months is none or target.type != 'bigquery' -%} {{ return(none) }} {%- endif -%}
+  {%- set partitions = [] -%}
+  {%- for m in months -%} {%- do partitions.append("date('" ~ m ~ "')") -%} {%- endfor -%}
+  {{ return(partitions) }}
 {%- endmacro %}
 
 {% macro delete_rebuilt_month(column) -%}
   {%- if is_incremental() and target.type != 'bigquery' -%}
-    {%- set month = month_var() -%}
-    delete from {{ this }} {% if month is not none %}where {{ column }} = {{ month_literal(month) }}{% else %}where true{% endif %}
+    delete from {{ this }} where {{ month_predicate(column) if selected_months() is not none else 'true' }}
   {%- endif -%}
 {%- endmacro %}
 

@@ -2,7 +2,9 @@
 
 Monthly models (`tag:monthly`: staging views, fact_trips, dm_monthly_zone_revenue) share the trip
 assets' monthly partitions: a partition run is `dbt build --vars '{month: 2019-01-01}'`, which
-rebuilds exactly that source month. dim_zones and the payment-type seed are unpartitioned.
+rebuilds exactly that source month; a range run (one run per range: `BackfillPolicy.single_run()`)
+is one `dbt build --vars '{month_start: 2019-01-01, month_end: 2019-03-01}'` rebuilding exactly
+those months. dim_zones and the payment-type seed are unpartitioned.
 
 The manifest is prepared by `make install` / `taxi-platform dbt-prepare` (`dbt parse`), not at
 import time; under `dagster dev` it is re-parsed at load so model edits show up.
@@ -17,7 +19,7 @@ from typing import Any, Iterator, Mapping
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from taxi_platform.assets.trips import WAREHOUSE_POOL
+from taxi_platform.assets.trips import RANGE_POLICY, WAREHOUSE_POOL, run_months
 from taxi_platform.partitions import monthly_partitions
 from taxi_platform.warehouse.base import TripWarehouse
 
@@ -95,17 +97,24 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Tr
         yield from dbt.cli(args, context=context).stream()
 
 
+def month_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
+    """dbt vars of the run's months: `month` for one, `month_start`/`month_end` for a range."""
+    months = [month for _, month in run_months(context)]
+    if len(months) == 1:
+        return {"month": f"{months[0]:%Y-%m-%d}"}
+    return {"month_start": f"{months[0]:%Y-%m-%d}", "month_end": f"{months[-1]:%Y-%m-%d}"}
+
+
 def build_dbt_assets(project: DbtProject) -> list[dg.AssetsDefinition]:
     translator = TaxiDbtTranslator()
 
     @dbt_assets(manifest=project.manifest_path, project=project, select=MONTHLY,
-                partitions_def=monthly_partitions, dagster_dbt_translator=translator,
-                name="dbt_monthly_models", pool=WAREHOUSE_POOL)
+                partitions_def=monthly_partitions, backfill_policy=RANGE_POLICY,
+                dagster_dbt_translator=translator, name="dbt_monthly_models", pool=WAREHOUSE_POOL)
     def monthly_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
                        warehouse: TripWarehouse):
-        """Staging views, fact_trips and the revenue mart, rebuilt for one source month."""
-        month = context.partition_time_window.start
-        yield from _build(context, dbt, warehouse, {"month": f"{month:%Y-%m-%d}"})
+        """Staging views, fact_trips and the revenue mart, rebuilt for the run's source months."""
+        yield from _build(context, dbt, warehouse, month_vars(context))
 
     @dbt_assets(manifest=project.manifest_path, project=project, exclude=MONTHLY,
                 dagster_dbt_translator=translator, name="dbt_reference_models", pool=WAREHOUSE_POOL)

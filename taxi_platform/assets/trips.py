@@ -4,22 +4,33 @@
     staging/<colour>_tripdata_staging    the month's typed rows with unique_row_id and filename
     warehouse/<colour>_tripdata          distinct trips, the month replaced atomically
 
+A run covers one month or a range of months (`BackfillPolicy.single_run()`: a UI backfill or
+`dagster asset materialize --partition-range` is one run per range). Each asset works through its
+months in order, each month exactly as a one-month run would (its own download, staging table,
+atomic replace and checks), and records each month's materialization with that month's metadata.
+
 A month that answers 404 and lies after the last month known to be published is *skipped*, not
-failed: the raw asset materializes nothing, the downstream steps are skipped, and the log says
-the month is not published yet. A 404 inside the published range fails the run.
+failed: the log says the month is not published yet and nothing of it is loaded. If every month of
+the run is skipped, the raw asset materializes nothing and the downstream steps are skipped. A 404
+inside the published range fails the run.
+
+A month that fails stops its asset there: the months the asset finished before it stay done and
+are recorded, the error names the month and file, and the downstream assets do not run.
 """
 
 
-from typing import Iterator
+import warnings
+from datetime import date
+from typing import Callable, Iterator, Mapping
 
 import dagster as dg
 
-from taxi_platform.checks import evaluate_trip_checks, trip_check_specs
+from taxi_platform.checks import evaluate_trip_checks, merge_check_results, trip_check_specs
 from taxi_platform.datasets import DatasetSpec
 from taxi_platform.lake.base import LAKE_KEY_METADATA, LakeFile, VerifiedDownload, lake_key
 from taxi_platform.partitions import month_of, monthly_partitions
 from taxi_platform.redact import mask_url
-from taxi_platform.source.download import ReleaseFileNotFound
+from taxi_platform.source.download import DownloadResult, ReleaseFileNotFound
 from taxi_platform.source.resource import ReleaseSource
 from taxi_platform.source.verify import InvalidReleaseFile
 from taxi_platform.warehouse.base import TripWarehouse, cost_metadata
@@ -32,6 +43,13 @@ WAREHOUSE_POOL = "taxi_warehouse"
 # published range or an invalid file is final (Failure(allow_retries=False)).
 DOWNLOAD_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL,
                                        jitter=dg.Jitter.PLUS_MINUS)
+# A range is one run (UI backfills and `dagster asset materialize --partition-range`, which
+# Dagster 1.13 allows only for single-run assets). The parameter is beta in 1.13: its warning
+# would be printed at every load of the code location, so it is silenced, for it alone.
+RANGE_POLICY = dg.BackfillPolicy.single_run()
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
+# Per-partition metadata of a month a range run skipped because its file is not published yet.
+NOT_PUBLISHED = "not_published"
 
 
 def raw_file_key(spec: DatasetSpec) -> dg.AssetKey:
@@ -46,24 +64,36 @@ def final_key(spec: DatasetSpec) -> dg.AssetKey:
     return dg.AssetKey(["warehouse", spec.table_name])
 
 
+def run_months(context: dg.AssetExecutionContext) -> list[tuple[str, date]]:
+    """(partition key, month) of every month the run covers, oldest first."""
+    return sorted(((key, month_of(key)) for key in context.partition_keys), key=lambda km: km[1])
+
+
+def month_error(spec: DatasetSpec, month: date, error: object) -> dg.Failure:
+    """A range run's failed month, named with its file (a one-month run keeps the plain error)."""
+    return dg.Failure(description=f"{spec.name} {month:%Y-%m} ({spec.file_name(month)}): {error}",
+                      allow_retries=False)
+
+
+def record_months_done(key: dg.AssetKey, done: Mapping[str, dict]) -> Iterator[dg.AssetMaterialization]:
+    """Before a range run's step fails: one materialization per month it finished, so the event
+    log matches the tables (Dagster records the step's partitions only when the step succeeds)."""
+    for partition_key, metadata in done.items():
+        yield dg.AssetMaterialization(asset_key=key, partition=partition_key, metadata=metadata)
+
+
+def not_published_metadata(spec: DatasetSpec, month: date) -> dict:
+    return {NOT_PUBLISHED: True,
+            "note": f"{spec.name} {month:%Y-%m} was not published yet; nothing of it was loaded"}
+
+
 def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
                       min_in_month_share: float) -> list[dg.AssetsDefinition]:
     """The three assets of one dataset; `*_kind` only label the UI (e.g. postgres / bigquery)."""
 
-    @dg.asset(
-        key=raw_file_key(spec),
-        description=f"{spec.description} The month's release file, streamed and verified into the lake.",
-        group_name=spec.name,
-        kinds={"csv", lake_kind},
-        partitions_def=monthly_partitions,
-        io_manager_key=LAKE_IO_MANAGER_KEY,
-        output_required=False,
-        retry_policy=DOWNLOAD_RETRY_POLICY,
-        metadata={"dataset": spec.name,
-                  LAKE_KEY_METADATA: lake_key(spec.release_tag, spec.file_name_template)},
-    )
-    def raw_file(context: dg.AssetExecutionContext, source: ReleaseSource) -> Iterator[dg.Output]:
-        month = month_of(context.partition_key)
+    def fetch_month(context: dg.AssetExecutionContext, source: ReleaseSource,
+                    month: date) -> DownloadResult | None:
+        """The month's verified download, or None when the month is not published yet."""
         try:
             result = source.fetch(spec, month, context.run.run_id, context.log.info)
         except ReleaseFileNotFound as exc:
@@ -73,25 +103,51 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
                     f"404, so there is nothing to load (the latest month known to be published is "
                     f"{spec.last_published:%Y-%m}); the month loads once its file appears."
                 )
-                return
+                return None
             raise dg.Failure(description=str(exc), allow_retries=False) from None
         except InvalidReleaseFile as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         context.log.info(f"{spec.file_name(month)}: {result.bytes:,} bytes, {result.rows:,} rows, verified")
-        yield dg.Output(
-            VerifiedDownload(lake_key=lake_key(spec.release_tag, spec.file_name(month)),
-                             local_path=result.path),
-            metadata={
-                "source_url": dg.MetadataValue.url(mask_url(result.url)),
-                "bytes": dg.MetadataValue.int(result.bytes),
-                "sha256": result.sha256,
-                "rows": dg.MetadataValue.int(result.rows),
-                "uncompressed_bytes": dg.MetadataValue.int(result.decompressed_bytes),
-                "line_ending": "CRLF" if result.line_ending == "\r\n" else "LF",
-                "download_attempts": result.attempts,
-                "duration_seconds": round(result.seconds, 2),
-            },
-        )
+        return result
+
+    @dg.asset(
+        key=raw_file_key(spec),
+        description=f"{spec.description} The month's release file, streamed and verified into the lake.",
+        group_name=spec.name,
+        kinds={"csv", lake_kind},
+        partitions_def=monthly_partitions,
+        backfill_policy=RANGE_POLICY,
+        io_manager_key=LAKE_IO_MANAGER_KEY,
+        output_required=False,
+        retry_policy=DOWNLOAD_RETRY_POLICY,
+        metadata={"dataset": spec.name,
+                  LAKE_KEY_METADATA: lake_key(spec.release_tag, spec.file_name_template)},
+    )
+    def raw_file(context: dg.AssetExecutionContext, source: ReleaseSource) -> Iterator[dg.Output]:
+        months = run_months(context)
+        downloads: dict[str, VerifiedDownload] = {}
+        try:
+            for partition_key, month in months:
+                try:
+                    result = fetch_month(context, source, month)
+                except dg.Failure as exc:
+                    if len(months) == 1:
+                        raise
+                    raise month_error(spec, month, exc.description) from exc
+                if result is None:
+                    context.add_asset_metadata(not_published_metadata(spec, month), partition_key=partition_key)
+                    continue
+                key = lake_key(spec.release_tag, spec.file_name(month))
+                downloads[partition_key] = VerifiedDownload(lake_key=key, local_path=result.path)
+                context.add_asset_metadata({**download_metadata(result), "lake_key": key},
+                                           partition_key=partition_key)
+        except BaseException:
+            for download in downloads.values():  # verified files that will not enter the lake
+                download.local_path.unlink(missing_ok=True)
+            raise
+        if downloads:
+            # The output covers the run's months; the IO manager stores the downloaded ones.
+            yield dg.Output(downloads)
 
     @dg.asset(
         key=staging_key(spec),
@@ -99,20 +155,27 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
         group_name=spec.name,
         kinds={warehouse_kind},
         partitions_def=monthly_partitions,
+        backfill_policy=RANGE_POLICY,
         ins={"raw_file": dg.AssetIn(key=raw_file_key(spec))},
         pool=WAREHOUSE_POOL,
     )
-    def staging(context: dg.AssetExecutionContext, raw_file: LakeFile,
-                warehouse: TripWarehouse) -> dg.MaterializeResult:
-        month = month_of(context.partition_key)
-        result = warehouse.load_staging(spec, month, raw_file, context.log.info)
-        return dg.MaterializeResult(metadata={
-            "table": result.table,
-            "dagster/row_count": dg.MetadataValue.int(result.rows),
-            "source_file": raw_file.uri,
-            "duration_seconds": round(result.seconds, 2),
-            **cost_metadata(result),
-        })
+    def staging(context: dg.AssetExecutionContext, raw_file: dict[str, LakeFile],
+                warehouse: TripWarehouse) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult]:
+        def stage(partition_key: str, month: date) -> dict | None:
+            lake_file = raw_file.get(partition_key)
+            if lake_file is None:
+                return missing_from_lake(context, spec, partition_key, month)
+            result = warehouse.load_staging(spec, month, lake_file, context.log.info)
+            return {
+                "table": result.table,
+                "dagster/row_count": dg.MetadataValue.int(result.rows),
+                "source_file": lake_file.uri,
+                "duration_seconds": round(result.seconds, 2),
+                **cost_metadata(result),
+            }
+
+        yield from month_by_month(context, spec, staging_key(spec), stage)
+        yield dg.MaterializeResult()
 
     @dg.asset(
         key=final_key(spec),
@@ -120,22 +183,92 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
         group_name=spec.name,
         kinds={warehouse_kind},
         partitions_def=monthly_partitions,
+        backfill_policy=RANGE_POLICY,
         deps=[staging_key(spec)],
         pool=WAREHOUSE_POOL,
         check_specs=trip_check_specs(final_key(spec), min_in_month_share),
     )
-    def final(context: dg.AssetExecutionContext, warehouse: TripWarehouse) -> dg.MaterializeResult:
-        month = month_of(context.partition_key)
-        result = warehouse.replace_month(spec, month, context.log.info)
-        return dg.MaterializeResult(metadata={
-            "table": result.table,
-            "filename": spec.file_name(month),
-            "dagster/row_count": dg.MetadataValue.int(result.final_rows),
-            "staged_rows": dg.MetadataValue.int(result.staged_rows),
-            "duplicates_dropped": dg.MetadataValue.int(result.duplicates_dropped),
-            "previous_rows": dg.MetadataValue.int(result.previous_rows),
-            "duration_seconds": round(result.seconds, 2),
-            **cost_metadata(result),
-        }, check_results=evaluate_trip_checks(spec, month, warehouse, min_in_month_share))
+    def final(context: dg.AssetExecutionContext,
+              warehouse: TripWarehouse) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult]:
+        checks: dict[str, list[dg.AssetCheckResult]] = {}
+
+        def replace(partition_key: str, month: date) -> dict | None:
+            if month > spec.last_published and skipped_upstream(context, staging_key(spec), partition_key):
+                return None
+            result = warehouse.replace_month(spec, month, context.log.info)
+            checks[partition_key] = evaluate_trip_checks(spec, month, warehouse, min_in_month_share,
+                                                         ids=result.ids)
+            return {
+                "table": result.table,
+                "filename": spec.file_name(month),
+                "dagster/row_count": dg.MetadataValue.int(result.final_rows),
+                "staged_rows": dg.MetadataValue.int(result.staged_rows),
+                "duplicates_dropped": dg.MetadataValue.int(result.duplicates_dropped),
+                "previous_rows": dg.MetadataValue.int(result.previous_rows),
+                "duration_seconds": round(result.seconds, 2),
+                **cost_metadata(result),
+            }
+
+        yield from month_by_month(context, spec, final_key(spec), replace)
+        yield dg.MaterializeResult(check_results=merge_check_results(checks))
 
     return [raw_file, staging, final]
+
+
+def download_metadata(result: DownloadResult) -> dict:
+    return {
+        "source_url": dg.MetadataValue.url(mask_url(result.url)),
+        "bytes": dg.MetadataValue.int(result.bytes),
+        "sha256": result.sha256,
+        "rows": dg.MetadataValue.int(result.rows),
+        "uncompressed_bytes": dg.MetadataValue.int(result.decompressed_bytes),
+        "line_ending": "CRLF" if result.line_ending == "\r\n" else "LF",
+        "download_attempts": result.attempts,
+        "duration_seconds": round(result.seconds, 2),
+    }
+
+
+def month_by_month(context: dg.AssetExecutionContext, spec: DatasetSpec, key: dg.AssetKey,
+                   work: Callable[[str, date], dict | None]) -> Iterator[dg.AssetMaterialization]:
+    """Runs `work` for each month in order and files its metadata under that month's partition
+    (None: the month was skipped as not published). A failing month stops here: the months done
+    before it are recorded, and the error names the month and file."""
+    months = run_months(context)
+    done: dict[str, dict] = {}
+    for partition_key, month in months:
+        try:
+            metadata = work(partition_key, month)
+        except Exception as exc:
+            yield from record_months_done(key, done)
+            if len(months) == 1:
+                raise
+            raise month_error(spec, month, exc) from exc
+        if metadata is None:
+            context.add_asset_metadata(not_published_metadata(spec, month), partition_key=partition_key)
+            continue
+        context.add_asset_metadata(metadata, partition_key=partition_key)
+        done[partition_key] = metadata
+
+
+def missing_from_lake(context: dg.AssetExecutionContext, spec: DatasetSpec, partition_key: str,
+                      month: date) -> None:
+    """A month of the run whose file is not in the lake: skipped if it is not published yet (the
+    raw step of this run said so), an error otherwise."""
+    if month > spec.last_published:
+        context.log.warning(f"{spec.name} {month:%Y-%m} is not published yet: nothing to stage")
+        return None
+    raise FileNotFoundError(
+        f"{lake_key(spec.release_tag, spec.file_name(month))} is not in the lake: materialize "
+        f"{raw_file_key(spec).to_user_string()} for {partition_key} first")
+
+
+def skipped_upstream(context: dg.AssetExecutionContext, upstream: dg.AssetKey, partition_key: str) -> bool:
+    """True when this run's upstream step skipped the month as not published (its metadata says so)."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=upstream, asset_partitions=[partition_key]), limit=1).records
+    if not records or records[0].run_id != context.run.run_id:
+        return False
+    skipped = NOT_PUBLISHED in records[0].asset_materialization.metadata
+    if skipped:
+        context.log.warning(f"{partition_key[:7]} is not published yet: nothing to replace")
+    return skipped

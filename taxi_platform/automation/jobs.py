@@ -1,6 +1,7 @@
 """One partitioned asset job per dataset (raw file -> staging -> final table), built from the spec
-table; the schedules and the release sensor launch these jobs. Every run they start carries the
-tags `taxi` (the dataset) and `file` (the release file name)."""
+table; the schedules and the release sensor launch these jobs. Every run of a job carries the tag
+`taxi` (the dataset); the one-month runs the schedules and the sensor start also carry `file`
+(the release file name)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import dagster as dg
 
 from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
 from taxi_platform.datasets import DatasetSpec
-from taxi_platform.partitions import month_of, monthly_partitions
 
 
 def trip_job_name(spec: DatasetSpec) -> str:
@@ -31,11 +31,7 @@ def build_trip_job(spec: DatasetSpec) -> dg.UnresolvedAssetJobDefinition:
         name=trip_job_name(spec),
         selection=dg.AssetSelection.assets(raw_file_key(spec), staging_key(spec), final_key(spec)),
         description=f"Load one month of {spec.name} trips: release file, staging table, final table.",
-        # Any run of one of the job's partitions (schedule, sensor, `dagster job backfill`, the
-        # UI's launchpad) carries the tags.
-        config=dg.PartitionedConfig(
-            partitions_def=monthly_partitions,
-            run_config_for_partition_key_fn=lambda _key: {},
-            tags_for_partition_key_fn=lambda key: run_tags(spec, month_of(key)),
-        ),
+        # Per-partition tags (a PartitionedConfig) are refused for assets whose backfill policy
+        # puts several partitions in one run; `file` comes with the run requests instead.
+        tags={"taxi": spec.name},
     )

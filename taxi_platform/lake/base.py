@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Mapping
+
+import dagster as dg
 
 
 @dataclass(frozen=True)
@@ -43,3 +45,34 @@ def resolve_lake_key(template: str, partition_key: str | None) -> str:
             raise ValueError(f"lake key {template!r} needs a monthly partition")
         return template.format(month=partition_key[:7])
     return template
+
+
+def stored_downloads(obj: VerifiedDownload | Mapping[str, VerifiedDownload]) -> list[VerifiedDownload]:
+    """A raw asset's output: one download, or one per month a range run downloaded."""
+    return [obj] if isinstance(obj, VerifiedDownload) else list(obj.values())
+
+
+def input_lake_keys(context: dg.InputContext) -> dict[str | None, str]:
+    """Partition key (None when unpartitioned) -> lake key of every file the input covers."""
+    template = context.upstream_output.definition_metadata[LAKE_KEY_METADATA]
+    if not context.has_asset_partitions:
+        return {None: resolve_lake_key(template, None)}
+    return {key: resolve_lake_key(template, key) for key in context.asset_partition_keys}
+
+
+def lake_input(context: dg.InputContext, found: Mapping[str | None, LakeFile],
+               missing: Callable[[str, str | None], str]) -> LakeFile | dict[str, LakeFile]:
+    """What a downstream asset gets: the handle (unpartitioned), or partition key -> handle of the
+    files in the lake (a range run's months skipped as not published have none). When none of
+    the files is there: FileNotFoundError with `missing(lake key, partition key)` of the first."""
+    keys = input_lake_keys(context)
+    if not found:
+        partition, key = next(iter(keys.items()))
+        raise FileNotFoundError(missing(key, partition))
+    return found[None] if None in found else dict(found)
+
+
+def missing_message(key: str, location: str, context: dg.InputContext, partition: str | None) -> str:
+    return (f"{key} is not in the lake at {location}: materialize "
+            f"{context.upstream_output.asset_key.to_user_string()}"
+            f"{f' for {partition}' if partition else ''} first")

@@ -9,11 +9,13 @@ get a handle whose opener streams the object.
 from __future__ import annotations
 
 import time
+from typing import Mapping
 
 import dagster as dg
 from dagster_gcp import GCSResource
 
-from taxi_platform.lake.base import LAKE_KEY_METADATA, LakeFile, VerifiedDownload, resolve_lake_key
+from taxi_platform.lake.base import (LakeFile, VerifiedDownload, input_lake_keys, lake_input,
+                                     missing_message, stored_downloads)
 
 CHUNK_UNIT = 256 * 1024  # GCS resumable uploads take chunks in multiples of 256 KiB
 
@@ -34,7 +36,18 @@ class GcsLakeIOManager(dg.ConfigurableIOManager):
     def _bucket(self):
         return self.gcs.get_client().bucket(self.bucket)
 
-    def handle_output(self, context: dg.OutputContext, obj: VerifiedDownload) -> None:
+    def handle_output(self, context: dg.OutputContext,
+                      obj: VerifiedDownload | Mapping[str, VerifiedDownload]) -> None:
+        blobs = [self._upload(context, download) for download in stored_downloads(obj)]
+        if len(blobs) == 1:
+            context.add_output_metadata({
+                "lake_uri": dg.MetadataValue.url(self.uri(blobs[0].name)),
+                "gcs_generation": str(blobs[0].generation),
+            })
+        else:  # each month's object is named by its own partition's lake_key metadata
+            context.add_output_metadata({"lake_root": dg.MetadataValue.url(f"gs://{self.bucket}")})
+
+    def _upload(self, context: dg.OutputContext, obj: VerifiedDownload):
         started = time.monotonic()
         size = obj.local_path.stat().st_size
         blob = self._bucket().blob(obj.lake_key, chunk_size=self._chunk_size())
@@ -49,21 +62,16 @@ class GcsLakeIOManager(dg.ConfigurableIOManager):
         obj.local_path.unlink(missing_ok=True)
         context.log.info(f"{obj.lake_key}: {size:,} bytes uploaded to {self.uri(obj.lake_key)} "
                          f"in {time.monotonic() - started:.1f} s")
-        context.add_output_metadata({
-            "lake_uri": dg.MetadataValue.url(self.uri(obj.lake_key)),
-            "gcs_generation": str(blob.generation),
-        })
+        return blob
 
-    def load_input(self, context: dg.InputContext) -> LakeFile:
-        key = resolve_lake_key(context.upstream_output.definition_metadata[LAKE_KEY_METADATA],
-                               context.partition_key if context.has_partition_key else None)
-        blob = self._bucket().get_blob(key)
-        if blob is None:
-            partition = f" for {context.partition_key}" if context.has_partition_key else ""
-            raise FileNotFoundError(
-                f"{key} is not in the lake at {self.uri(key)}: materialize "
-                f"{context.upstream_output.asset_key.to_user_string()}{partition} first"
-            )
+    def load_input(self, context: dg.InputContext) -> LakeFile | dict[str, LakeFile]:
+        bucket = self._bucket()
+        blobs = {partition: bucket.get_blob(key) for partition, key in input_lake_keys(context).items()}
+        found = {partition: self._handle(blob) for partition, blob in blobs.items() if blob is not None}
+        return lake_input(context, found, lambda key, partition: missing_message(
+            key, self.uri(key), context, partition))
+
+    def _handle(self, blob) -> LakeFile:
         chunk = self._chunk_size()
-        return LakeFile(uri=self.uri(key), file_name=key.rsplit("/", 1)[-1], size=blob.size,
+        return LakeFile(uri=self.uri(blob.name), file_name=blob.name.rsplit("/", 1)[-1], size=blob.size,
                         opener=lambda: blob.open("rb", chunk_size=chunk))

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Mapping
 
 import dagster as dg
 
-from taxi_platform.lake.base import LAKE_KEY_METADATA, LakeFile, VerifiedDownload, resolve_lake_key
+from taxi_platform.lake.base import (LakeFile, VerifiedDownload, input_lake_keys, lake_input,
+                                     missing_message, stored_downloads)
 
 
 class LocalLakeIOManager(dg.ConfigurableIOManager):
@@ -19,7 +21,15 @@ class LocalLakeIOManager(dg.ConfigurableIOManager):
     def _path(self, key: str) -> Path:
         return Path(self.root) / key
 
-    def handle_output(self, context: dg.OutputContext, obj: VerifiedDownload) -> None:
+    def handle_output(self, context: dg.OutputContext,
+                      obj: VerifiedDownload | Mapping[str, VerifiedDownload]) -> None:
+        targets = [self._store(download) for download in stored_downloads(obj)]
+        if len(targets) == 1:
+            context.add_output_metadata({"lake_uri": dg.MetadataValue.path(str(targets[0]))})
+        else:  # each month's file is named by its own partition's lake_key metadata
+            context.add_output_metadata({"lake_root": dg.MetadataValue.path(self.root)})
+
+    def _store(self, obj: VerifiedDownload) -> Path:
         target = self._path(obj.lake_key)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -29,17 +39,15 @@ class LocalLakeIOManager(dg.ConfigurableIOManager):
             shutil.copyfile(obj.local_path, tmp)
             os.replace(tmp, target)
             obj.local_path.unlink(missing_ok=True)
-        context.add_output_metadata({"lake_uri": dg.MetadataValue.path(str(target))})
+        return target
 
-    def load_input(self, context: dg.InputContext) -> LakeFile:
-        key = resolve_lake_key(context.upstream_output.definition_metadata[LAKE_KEY_METADATA],
-                               context.partition_key if context.has_partition_key else None)
+    def load_input(self, context: dg.InputContext) -> LakeFile | dict[str, LakeFile]:
+        found = {partition: self._handle(key) for partition, key in input_lake_keys(context).items()
+                 if self._path(key).is_file()}
+        return lake_input(context, found, lambda key, partition: missing_message(
+            key, str(self._path(key)), context, partition))
+
+    def _handle(self, key: str) -> LakeFile:
         path = self._path(key)
-        if not path.is_file():
-            partition = f" for {context.partition_key}" if context.has_partition_key else ""
-            raise FileNotFoundError(
-                f"{key} is not in the lake at {path}: materialize "
-                f"{context.upstream_output.asset_key.to_user_string()}{partition} first"
-            )
         return LakeFile(uri=path.as_uri(), file_name=path.name, size=path.stat().st_size,
                         opener=lambda: open(path, "rb"))

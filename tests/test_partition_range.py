@@ -1,0 +1,209 @@
+"""A range of months in one run: `dagster asset materialize --partition-range` (a real process) and
+in-process range runs; per-month rows in the tables and in each partition's metadata; a bad month
+in the middle of a range; unpublished months inside a range."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import dagster as dg
+
+from conftest import Env, failure_message, partition_metadata
+from expected import csv_lines, expected_from_file, read_gz, write_gz
+from taxi_platform.assets.trips import NOT_PUBLISHED, final_key, raw_file_key, staging_key
+from taxi_platform.assets.zones import reference_file_key, reference_table_key
+from taxi_platform.datasets import GREEN, YELLOW, ZONES
+from taxi_platform.sample.generator import generate_month
+from taxi_platform.sample.zones import write_mirror_zones
+
+JAN, FEB, MAR = date(2019, 1, 1), date(2019, 2, 1), date(2019, 3, 1)
+MONTHS = (JAN, FEB, MAR)
+DBT_MONTHLY = tuple(dg.AssetKey(["dbt", n]) for n in
+                    ("stg_yellow_tripdata", "stg_green_tripdata", "fact_trips", "dm_monthly_zone_revenue"))
+DBT_REFERENCE = [dg.AssetKey(["dbt", "dim_zones"]), dg.AssetKey(["dbt", "payment_type_lookup"])]
+
+
+def key(month: date) -> str:
+    return f"{month:%Y-%m-01}"
+
+
+def generate(env: Env, spec, months, base_rows: int = 1_000) -> dict[str, int]:
+    """Files of different sizes per month; partition key -> distinct trips expected."""
+    expected = {}
+    for i, month in enumerate(months):
+        path = env.mirror_path(spec, month)
+        generate_month(spec, month, path, rows=base_rows + 250 * i, seed=40 + i)
+        expected[key(month)] = expected_from_file(spec, path).distinct
+    return expected
+
+
+def rows_per_month(env: Env, spec) -> dict[str, int]:
+    return {f"{f.rsplit('_', 1)[1][:7]}-01": n for f, n in env.query(
+        f"SELECT filename, count(*) FROM {env.final(spec)} GROUP BY filename")}
+
+
+def test_cli_partition_range_loads_every_month_and_its_dbt_models(env: Env):
+    yellow = generate(env, YELLOW, MONTHS)
+    green = generate(env, GREEN, MONTHS, base_rows=600)
+    assert len(set(yellow.values())) == 3  # distinct per month: a total copied to each would show
+    write_mirror_zones(env.mirror)
+    env.run([reference_file_key(ZONES), reference_table_key(ZONES)])
+    env.run(DBT_REFERENCE)
+    assert env.materialize_range(GREEN, JAN, MAR).success  # the other colour, a range in-process
+
+    proc = env.cli_materialize(YELLOW, JAN, MAR, more=DBT_MONTHLY)
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output[-5000:]
+
+    # One run covered the range; the tables hold exactly each month's distinct trips.
+    cli_runs = [r for r in env.instance.get_runs() if r.asset_selection and DBT_MONTHLY[0] in r.asset_selection]
+    assert len(cli_runs) == 1 and cli_runs[0].status == dg.DagsterRunStatus.SUCCESS
+    assert cli_runs[0].tags["dagster/asset_partition_range_start"] == key(JAN)
+    assert cli_runs[0].tags["dagster/asset_partition_range_end"] == key(MAR)
+    assert rows_per_month(env, YELLOW) == yellow and rows_per_month(env, GREEN) == green
+
+    # Each partition's materialization carries that month's numbers.
+    instance = env.instance
+    assert partition_metadata(instance, final_key(YELLOW), "dagster/row_count") == yellow
+    assert partition_metadata(instance, final_key(YELLOW), "filename") == {
+        key(m): YELLOW.file_name(m) for m in MONTHS}
+    staged = partition_metadata(instance, staging_key(YELLOW), "dagster/row_count")
+    read = partition_metadata(instance, raw_file_key(YELLOW), "rows")
+    assert staged == read and len(set(staged.values())) == 3
+    assert all(staged[k] >= yellow[k] for k in yellow)
+    assert partition_metadata(instance, raw_file_key(YELLOW), "lake_key") == {
+        key(m): f"yellow/{YELLOW.file_name(m)}" for m in MONTHS}
+    assert partition_metadata(instance, final_key(GREEN), "dagster/row_count") == green
+
+    # The checks ran for every month of the range and report each.
+    checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [dg.AssetCheckKey(final_key(YELLOW), "has_rows")])
+    evaluation = next(iter(checks.values())).event.dagster_event.event_specific_data
+    assert evaluation.passed and evaluation.metadata["months"].value == 3
+    assert {m: v["rows"] for m, v in evaluation.metadata["by_month"].value.items()} == {
+        k[:7]: n for k, n in yellow.items()}
+
+    # dbt: one build for the range; every month's partition of every monthly model is recorded,
+    # and the mart counts exactly each month's vendor trips of both colours.
+    for model in DBT_MONTHLY:
+        assert instance.get_materialized_partitions(model) == set(yellow), model
+    assert "month_start" in output and "2019-03-01" in output
+    mart = {(str(m), s): int(n) for m, s, n in env.query(
+        f'SELECT revenue_month, service_type, sum(total_monthly_trips) FROM '
+        f'"{env.settings.dbt_schema}".dm_monthly_zone_revenue GROUP BY 1, 2')}
+    expected = {}
+    for spec in (YELLOW, GREEN):
+        for filename, n in env.query(f'SELECT filename, count(*) FROM {env.final(spec)} '
+                                     f'WHERE "VendorID" IS NOT NULL GROUP BY 1'):
+            expected[(f"{filename.rsplit('_', 1)[1][:7]}-01", spec.name.capitalize())] = n
+    assert mart == expected and len(mart) == 6
+
+
+def test_a_range_run_rebuilds_only_its_months_in_dbt(env: Env):
+    """A second range run over Feb..Mar, after Feb's file changed, changes Feb's dbt rows only."""
+    generate(env, YELLOW, MONTHS)
+    generate(env, GREEN, MONTHS, base_rows=400)
+    write_mirror_zones(env.mirror)
+    env.run([reference_file_key(ZONES), reference_table_key(ZONES)])
+    env.run(DBT_REFERENCE)
+    for spec in (YELLOW, GREEN):
+        assert env.materialize_range(spec, JAN, MAR).success
+    job_tags = {"dagster/asset_partition_range_start": key(JAN), "dagster/asset_partition_range_end": key(MAR)}
+    assert env.run_range(list(DBT_MONTHLY), job_tags).success
+
+    def mart() -> dict:
+        return {(str(m), s): int(n) for m, s, n in env.query(
+            f'SELECT revenue_month, service_type, sum(total_monthly_trips) FROM '
+            f'"{env.settings.dbt_schema}".dm_monthly_zone_revenue GROUP BY 1, 2')}
+    before = mart()
+    generate_month(YELLOW, FEB, env.mirror_path(YELLOW, FEB), rows=700, seed=99)
+    assert env.materialize(YELLOW, FEB).success
+    assert env.run_range(list(DBT_MONTHLY), {**job_tags, "dagster/asset_partition_range_start": key(FEB)}).success
+    after = mart()
+    feb_trips = env.query(f'SELECT count(*) FROM {env.final(YELLOW)} WHERE filename = %s '
+                          f'AND "VendorID" IS NOT NULL', (YELLOW.file_name(FEB),))[0][0]
+    assert after[(key(FEB), "Yellow")] == feb_trips != before[(key(FEB), "Yellow")]
+    assert {k: v for k, v in after.items() if k != (key(FEB), "Yellow")} == \
+        {k: v for k, v in before.items() if k != (key(FEB), "Yellow")}
+
+
+def _poison(path) -> None:
+    lines = csv_lines(read_gz(path))
+    fields = lines[99].split(b",")
+    fields[YELLOW.column_names.index("tip_amount")] = b"abc"
+    lines[99] = b",".join(fields)
+    write_gz(path, b"".join(lines))
+
+
+def test_a_bad_month_stops_the_range_there_and_names_its_file(env: Env):
+    expected = generate(env, YELLOW, MONTHS)
+    _poison(env.mirror_path(YELLOW, MAR))  # detected by the COPY, in the staging step
+
+    result = env.materialize_range(YELLOW, JAN, MAR)
+
+    assert not result.success
+    message = failure_message(result)
+    assert "yellow 2019-03 (yellow_tripdata_2019-03.csv.gz)" in message
+    assert "line 100, column tip_amount" in message and "abc" in message
+    # The files were verified and stored for the whole range; staging did Jan and Feb, which stay
+    # staged and are recorded with their own row counts; March is recorded nowhere after the lake.
+    instance = env.instance
+    assert instance.get_materialized_partitions(raw_file_key(YELLOW)) == {key(m) for m in MONTHS}
+    staged = partition_metadata(instance, staging_key(YELLOW), "dagster/row_count")
+    assert set(staged) == {key(JAN), key(FEB)}
+    for month in (JAN, FEB):
+        table = f'"{env.settings.staging_schema}".yellow_tripdata_{month:%Y_%m}'
+        assert env.query(f"SELECT count(*) FROM {table}")[0][0] == staged[key(month)] > 0
+    # The final step did not run: nothing of the range reached the final table.
+    assert instance.get_materialized_partitions(final_key(YELLOW)) == set()
+    assert env.fingerprint(YELLOW) == []
+
+    # Fixed, the same range loads every month.
+    generate(env, YELLOW, MONTHS)
+    assert env.materialize_range(YELLOW, JAN, MAR).success
+    assert rows_per_month(env, YELLOW) == expected
+    assert partition_metadata(instance, final_key(YELLOW), "dagster/row_count") == expected
+
+
+def test_a_failed_month_keeps_the_months_loaded_before_it(env: Env):
+    """Earlier months of the final table stay as loaded when a later range run fails on a bad
+    file: downloads are verified before any table is touched."""
+    expected = generate(env, YELLOW, MONTHS)
+    assert env.materialize_range(YELLOW, JAN, MAR).success
+    before = env.fingerprint(YELLOW)
+    path = env.mirror_path(YELLOW, FEB)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])  # truncated gzip
+
+    result = env.materialize_range(YELLOW, JAN, MAR)
+
+    assert not result.success
+    message = failure_message(result)
+    assert "yellow 2019-02 (yellow_tripdata_2019-02.csv.gz)" in message and "ends early" in message
+    assert env.fingerprint(YELLOW) == before and rows_per_month(env, YELLOW) == expected
+    assert result.get_asset_materialization_events() == []
+
+
+def test_unpublished_months_inside_a_range_are_skipped_and_the_others_load(env: Env):
+    jun, jul, aug, sep = (date(2021, m, 1) for m in (6, 7, 8, 9))  # last published: 2021-07
+    expected = generate(env, YELLOW, (jun, jul))
+
+    result = env.materialize_range(YELLOW, jun, sep)
+
+    assert result.success
+    assert rows_per_month(env, YELLOW) == expected
+    logs = [r.user_message for r in env.instance.all_logs(result.run_id)]
+    for month in ("2021-08", "2021-09"):
+        assert any(m.startswith(f"yellow {month} is not published yet: ") for m in logs), logs
+    final = partition_metadata(env.instance, final_key(YELLOW), "dagster/row_count")
+    assert {k: final[k] for k in expected} == expected
+    # Dagster records every partition of a single-run step; the skipped months say so.
+    for asset in (raw_file_key(YELLOW), staging_key(YELLOW), final_key(YELLOW)):
+        flags = partition_metadata(env.instance, asset, NOT_PUBLISHED)
+        assert flags == {key(jun): None, key(jul): None, key(aug): True, key(sep): True}, asset
+    assert final[key(aug)] is None and final[key(sep)] is None
+
+
+def test_a_range_of_only_unpublished_months_materializes_nothing(env: Env):
+    result = env.materialize_range(YELLOW, date(2024, 4, 1), date(2024, 5, 1))
+    assert result.success
+    assert result.get_asset_materialization_events() == []
