@@ -48,6 +48,9 @@ class ReplaceResult:
     # BigQuery: bytes processed / billed by the operation's jobs (None where not reported).
     bytes_processed: int | None = None
     bytes_billed: int | None = None
+    # The new rows' id profile when the replace established it in its own transaction (PostgreSQL);
+    # None: the checks query the table (`id_profile`).
+    ids: IdProfile | None = None
 
     @property
     def duplicates_dropped(self) -> int:

@@ -12,15 +12,18 @@ Staging replaces the month's table atomically: a small file is one transaction (
 FREEZE); a large one loads as parts through parallel COPY streams into a new table that replaces
 the old one in one short transaction at the end (see `copy_split`).
 
-A month's replace is one transaction: TRUNCATE its partition and INSERT the distinct staged trips
-(the first occurrence of each id in file order). Readers see the old rows or the new ones; a failure
-rolls back to the old ones; other months' partitions are not touched. Advisory locks serialise two
-loads of the same month.
+A month's replace is one transaction: the distinct staged trips (the first occurrence of each id in
+file order) fill a new table, which then takes the place of the month's partition (DETACH the old,
+ATTACH the new: milliseconds under the parent's lock, no scan thanks to a CHECK on filename).
+Readers see the old rows or the new ones and are not blocked while the new ones are written; a
+failure rolls back to the old ones; other months' partitions are not touched. Advisory locks
+serialise two loads of the same month.
 
 Performance (bench/RESULTS.md): the id is computed by the COPY itself (no second pass), with the
 timestamp text from a direct alias of to_char where we may create one (superuser), not a SQL
 function called twice per row; large files load through two COPY streams; the duplicates are
-found by a second connection sorting the ids while the replace copies the rows.
+found by a second connection sorting the ids while the replace copies the rows, and that sort also
+proves the new rows' ids unique (no second grouping of 7.7 M ids for the uniqueness check).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import re
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Iterator
@@ -409,7 +413,13 @@ class PostgresWarehouse(TripWarehouse):
     def replace_month(self, spec: DatasetSpec, month: date, log: Log) -> ReplaceResult:
         started = time.monotonic()
         file_name = spec.file_name(month)
+        name = f"{spec.table_name}_{month_suffix(month)}"
+        warehouse = self._schemas()[0]
         staging, partition = self._staging(spec, month), self._partition(spec, month)
+        # The month's new rows are written to a new table (created in this transaction: with
+        # wal_level=minimal they skip the WAL), which replaces the month's partition at the end.
+        # Readers of the old partition are not blocked while it fills.
+        filling = sql.Identifier(warehouse, f"{name}_new")
         finder = None
         try:
             with self.connect(f"replace {file_name}") as conn, conn.cursor() as cur:
@@ -417,47 +427,63 @@ class PostgresWarehouse(TripWarehouse):
                 conn.commit()
                 cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
                             (LOCK_NAMESPACE, f"final:{file_name}"))
-                cur.execute("SELECT to_regclass(%s)", (self.staging_table(spec, month),))
-                if cur.fetchone()[0] is None:
+                cur.execute("SELECT to_regclass(%s), to_regclass(%s)",
+                            (self.staging_table(spec, month), f"{warehouse}.{name}"))
+                staged_table, old_partition = cur.fetchone()
+                if staged_table is None:
                     raise WarehouseError(
                         f"no staging table {self.staging_table(spec, month)}: materialize the "
                         f"{spec.name} staging asset for {month:%Y-%m} first")
                 # Held to the end: a staging load of the month replaces the table only after this.
                 cur.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(staging))
                 # First occurrence in file order wins among rows sharing an id. While this
-                # transaction copies every staged row into the partition, a second connection finds
-                # the ids that occur more than once and where each first occurs (one sort of narrow
-                # tuples: the two use both cores); all copies of those ids are then replaced by the
-                # first occurrence. The result is the same as copying only the first occurrences.
-                dups = sql.Identifier(self._schemas()[1], f"{spec.table_name}_{month_suffix(month)}_dups")
-                finder = _DuplicateFinder(self, staging, dups, f"replace {file_name} (duplicates)")
-                cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES IN ({})")
-                            .format(partition, self._final(spec), sql.Literal(file_name)))
-                cur.execute(sql.SQL("SELECT count(*) FROM {}").format(partition))
-                previous = cur.fetchone()[0]
+                # transaction copies every staged row, a second connection counts the old
+                # partition's rows and finds the ids that occur more than once and where each first
+                # occurs (one sort of narrow tuples: the two use both cores); all copies of those
+                # ids are then replaced by the first occurrence. The result is the same as copying
+                # only the first occurrences.
+                dups = sql.Identifier(self._schemas()[1], f"{name}_dups")
+                finder = _DuplicateFinder(self, staging, dups, f"replace {file_name} (duplicates)",
+                                          old_partition=partition if old_partition else None)
                 cols = self._columns(spec)
-                cur.execute(sql.SQL("TRUNCATE {}").format(partition))
+                # Column for column the parent's (no LIKE: it would lock the parent for the whole
+                # transaction, and two months swapping at once would deadlock). The CHECK lets
+                # ATTACH skip scanning the rows for the partition constraint.
+                cur.execute(sql.SQL(
+                    "CREATE TABLE {} (unique_row_id text NOT NULL, filename text NOT NULL "
+                    "CONSTRAINT {} CHECK (filename = {}), {})"
+                ).format(filling, sql.Identifier(f"{name}_filename"), sql.Literal(file_name),
+                         self._column_defs(spec)))
                 cur.execute(sql.SQL("INSERT INTO {} (unique_row_id, filename, {}) "
                                     "SELECT unique_row_id, filename, {} FROM {}")
-                            .format(partition, cols, cols, staging))
-                staged = final_rows = cur.rowcount
-                if staged == 0:  # (the TRUNCATE is rolled back with the transaction)
+                            .format(filling, cols, cols, staging))
+                staged = cur.rowcount
+                if staged == 0:
                     raise WarehouseError(
                         f"staging table {self.staging_table(spec, month)} is empty (an UNLOGGED table "
                         "is emptied by a server crash): re-materialize the staging asset for this month")
-                if finder.wait():
+                found = finder.wait()
+                if found.duplicated_ids:
                     cur.execute(sql.SQL("DELETE FROM {} p USING {} d WHERE p.unique_row_id = d.unique_row_id")
-                                .format(partition, dups))
-                    final_rows -= cur.rowcount
+                                .format(filling, dups))
                     cur.execute(sql.SQL(
                         "INSERT INTO {} (unique_row_id, filename, {}) "
                         "SELECT s.unique_row_id, s.filename, {} FROM {} s JOIN {} d "
                         "ON s.source_part = d.source_part AND s.source_row = d.source_row"
-                    ).format(partition, cols, sql.SQL(", ").join(sql.Identifier("s", c) for c in spec.column_names),
+                    ).format(filling, cols, sql.SQL(", ").join(sql.Identifier("s", c) for c in spec.column_names),
                              staging, dups))
-                    final_rows += cur.rowcount
+                ids = self._verify_ids(cur, filling, dups, staged, found)
+                final_rows = ids.rows
                 cur.execute(sql.SQL("DROP TABLE {}").format(dups))
-                cur.execute(sql.SQL("ANALYZE {}").format(partition))
+                cur.execute(sql.SQL("ANALYZE {}").format(filling))
+                # The swap: both statements take the parent's lock; held for milliseconds.
+                if old_partition:
+                    cur.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(self._final(spec), partition))
+                    cur.execute(sql.SQL("DROP TABLE {}").format(partition))
+                cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(filling, sql.Identifier(name)))
+                cur.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})")
+                            .format(self._final(spec), partition, sql.Literal(file_name)))
+                previous = found.previous_rows
         except BaseException:
             if finder is not None:  # the replace's transaction is rolled back by now
                 finder.close(drop_table=True)
@@ -466,7 +492,29 @@ class PostgresWarehouse(TripWarehouse):
         log(f"{file_name}: {final_rows:,} trips in {self.final_table(spec)} "
             f"({staged - final_rows:,} duplicates dropped, {previous:,} rows replaced)")
         return ReplaceResult(table=self.final_table(spec), staged_rows=staged, final_rows=final_rows,
-                             previous_rows=previous, seconds=time.monotonic() - started)
+                             previous_rows=previous, seconds=time.monotonic() - started, ids=ids)
+
+    @staticmethod
+    def _verify_ids(cur, table: sql.Composed, dups: sql.Composed, staged: int,
+                    found: "_Duplicates") -> IdProfile:
+        """The new rows' id profile, without grouping them all again: the finder grouped every
+        staged id, so only the few ids it saw repeated can be repeated here, counted exactly; the
+        others occurred once in staging, and more rows of them than there are ids are duplicates."""
+        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(table))
+        rows = cur.fetchone()[0]
+        repeated_rows = repeated_ids = 0
+        if found.duplicated_ids:
+            cur.execute(sql.SQL("SELECT count(*), count(DISTINCT unique_row_id) FROM {} "
+                                "JOIN {} USING (unique_row_id)").format(table, dups))
+            repeated_rows, repeated_ids = cur.fetchone()
+        single_ids = staged - found.surplus_rows - found.duplicated_ids  # ids staged once
+        single_rows = rows - repeated_rows
+        if single_rows < single_ids or repeated_ids < found.duplicated_ids:  # never expected
+            raise WarehouseError(
+                f"replace of {table.as_string(cur)} lost rows: {rows:,} rows, "
+                f"{staged - found.surplus_rows:,} distinct ids staged")
+        duplicates = (repeated_rows - repeated_ids) + (single_rows - single_ids)
+        return IdProfile(rows=rows, distinct_ids=rows - duplicates)
 
     def _month_query(self, spec: DatasetSpec, month: date, select: str, params=()) -> tuple:
         """Run `SELECT <select> FROM <partition>`; None when the month was never loaded."""
@@ -568,17 +616,25 @@ def _is_lost(conn, exc: psycopg2.Error) -> bool:
             and (conn.closed or isinstance(exc, psycopg2.errors.AdminShutdown)))
 
 
+@dataclass(frozen=True)
+class _Duplicates:
+    duplicated_ids: int  # ids that occur more than once among the staged rows
+    surplus_rows: int  # staged rows beyond the first occurrence of each id
+    previous_rows: int  # rows of the month's partition before the replace
+
+
 class _DuplicateFinder:
-    """On its own connection and thread: `dups` := the ids that occur more than once in `staging`,
-    each with the position (source_part, source_row) of its first occurrence in file order."""
+    """On its own connection and thread: the old partition's row count, and `dups` := the ids
+    that occur more than once in `staging`, each with the position (source_part, source_row) of
+    its first occurrence in file order."""
 
     def __init__(self, warehouse: "PostgresWarehouse", staging: sql.Composed, dups: sql.Composed,
-                 purpose: str) -> None:
+                 purpose: str, old_partition: sql.Composed | None) -> None:
         self._warehouse, self._purpose = warehouse, purpose
         self._conn = warehouse._open_connection(purpose)
         self._conn.autocommit = True
-        self._staging, self._dups = staging, dups
-        self._result: int | None = None
+        self._staging, self._dups, self._old = staging, dups, old_partition
+        self._result: _Duplicates | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True, name="duplicate-finder")
         self._thread.start()
@@ -586,13 +642,19 @@ class _DuplicateFinder:
     def _run(self) -> None:
         try:
             with self._conn.cursor() as cur:
+                previous = 0
+                if self._old is not None:
+                    cur.execute(sql.SQL("SELECT count(*) FROM {}").format(self._old))
+                    previous = cur.fetchone()[0]
                 cur.execute("SET max_parallel_workers_per_gather = 0")  # the INSERT has the other core
                 # Grouping 7.7 M ids costs less by sorting than by hashing them (measured).
                 cur.execute("SET enable_hashagg = off")
                 cur.execute(sql.SQL(
-                    "CREATE TEMP TABLE taxi_duplicated_ids AS SELECT unique_row_id FROM {} "
-                    "GROUP BY unique_row_id HAVING count(*) > 1").format(self._staging))
+                    "CREATE TEMP TABLE taxi_duplicated_ids AS SELECT unique_row_id, count(*) AS n "
+                    "FROM {} GROUP BY unique_row_id HAVING count(*) > 1").format(self._staging))
                 duplicated = cur.rowcount
+                cur.execute("SELECT coalesce(sum(n - 1), 0) FROM taxi_duplicated_ids")
+                surplus = cur.fetchone()[0]
                 cur.execute("ANALYZE taxi_duplicated_ids")
                 cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._dups))
                 cur.execute(sql.SQL(
@@ -602,19 +664,21 @@ class _DuplicateFinder:
                     "ORDER BY s.unique_row_id, s.source_part, s.source_row"
                     + ("" if duplicated else " LIMIT 0")  # nothing to look for: no second scan
                 ).format(dups=self._dups, stg=self._staging))
-                self._result = cur.rowcount
                 cur.execute(sql.SQL("ANALYZE {}").format(self._dups))
+                self._result = _Duplicates(duplicated_ids=duplicated, surplus_rows=int(surplus),
+                                           previous_rows=previous)
         except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread by wait()
             self._error = exc
 
-    def wait(self) -> int:
-        """The number of duplicated ids; re-raises the finder's error in the caller's thread."""
+    def wait(self) -> _Duplicates:
+        """What the finder found; re-raises its error in the caller's thread."""
         self._thread.join()
         if isinstance(self._error, psycopg2.Error) and _is_lost(self._conn, self._error):
             raise self._warehouse._connection_lost(self._purpose, self._error)
         if self._error is not None:
             raise self._error
-        return self._result or 0
+        assert self._result is not None
+        return self._result
 
     def close(self, drop_table: bool) -> None:
         """Stop (cancel) the search if it still runs; `drop_table` after a failed replace (whose

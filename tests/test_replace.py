@@ -1,0 +1,135 @@
+"""The month's replace in PostgreSQL: a new table swapped in for the month's partition, the id
+profile the checks use established inside that transaction, and months swapping at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import date
+
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+from conftest import Env, materialization_metadata
+from expected import csv_lines, expected_from_file, read_gz, write_gz
+from taxi_platform.assets.trips import final_key
+from taxi_platform.datasets import YELLOW
+from taxi_platform.sample.generator import generate_month
+from taxi_platform.warehouse.base import WarehouseError
+from taxi_platform.warehouse.postgres import PostgresWarehouse, _Duplicates
+
+JAN, FEB = date(2019, 1, 1), date(2019, 2, 1)
+
+
+def _verify(env: Env, rows: list[tuple[str]], staged: int, found: _Duplicates):
+    """Run the replace's id verification on a table holding `rows` (ids), with the finder's
+    duplicates table holding the ids it saw repeated."""
+    table = sql.Identifier(env.settings.warehouse_schema, "ids_under_test")
+    dups = sql.Identifier(env.settings.warehouse_schema, "ids_under_test_dups")
+    conn = psycopg2.connect(env.pg_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                sql.Identifier(env.settings.warehouse_schema)))
+            cur.execute(sql.SQL("CREATE TABLE {} (unique_row_id text)").format(table))
+            cur.executemany(sql.SQL("INSERT INTO {} VALUES (%s)").format(table), rows)
+            cur.execute(sql.SQL("CREATE TABLE {} AS SELECT DISTINCT unique_row_id FROM {} "
+                                "WHERE unique_row_id LIKE 'dup%%'").format(dups, table))
+            return PostgresWarehouse._verify_ids(cur, table, dups, staged, found)
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+def test_id_profile_of_a_clean_replace_has_no_duplicates(env: Env):
+    # Staged: a, b, dup1 x3 -> 5 rows, 2 surplus; the replace kept a, b, dup1.
+    found = _Duplicates(duplicated_ids=1, surplus_rows=2, previous_rows=0)
+    ids = _verify(env, [("a",), ("b",), ("dup1",)], staged=5, found=found)
+    assert (ids.rows, ids.distinct_ids, ids.duplicate_ids) == (3, 3, 0)
+
+
+def test_id_profile_counts_a_duplicate_the_replace_left(env: Env):
+    # The same staging, but a copy of dup1 survived: the blocking uniqueness check must fail.
+    found = _Duplicates(duplicated_ids=1, surplus_rows=2, previous_rows=0)
+    ids = _verify(env, [("a",), ("b",), ("dup1",), ("dup1",)], staged=5, found=found)
+    assert (ids.rows, ids.duplicate_ids) == (4, 1)
+
+
+def test_id_profile_refuses_a_replace_that_lost_rows(env: Env):
+    found = _Duplicates(duplicated_ids=1, surplus_rows=2, previous_rows=0)
+    with pytest.raises(WarehouseError, match="lost rows: 2 rows, 3 distinct ids staged"):
+        _verify(env, [("a",), ("dup1",)], staged=5, found=found)
+
+
+def test_check_metadata_of_a_month_with_duplicates(env: Env):
+    path = env.mirror_path(YELLOW, JAN)
+    generate_month(YELLOW, JAN, path, rows=3_000, seed=8)
+    lines = csv_lines(read_gz(path))
+    write_gz(path, b"".join(lines + [lines[10]] * 2 + [lines[20]]))
+    expected = expected_from_file(YELLOW, path)
+
+    result = env.materialize(YELLOW, JAN, raise_on_error=True)
+
+    (unique,) = [c for c in result.get_asset_check_evaluations()
+                 if c.check_name == "unique_row_id_is_unique"]
+    assert unique.passed
+    assert {k: v.value for k, v in unique.metadata.items()} == {"rows": expected.distinct, "duplicate_ids": 0}
+    assert env.query(f"SELECT count(*), count(DISTINCT unique_row_id) FROM {env.final(YELLOW)}")[0] == (
+        expected.distinct, expected.distinct)
+
+
+def test_readers_see_the_old_rows_while_the_new_ones_are_written(env: Env):
+    small = generate_month(YELLOW, JAN, env.mirror_path(YELLOW, JAN), rows=1_000, seed=1)
+    env.materialize(YELLOW, JAN, raise_on_error=True)
+    old_rows = small.rows - small.duplicate_rows
+    big = generate_month(YELLOW, JAN, env.mirror_path(YELLOW, JAN), rows=300_000, seed=2)
+
+    seen: list[int] = []
+    waited: list[float] = []
+    done = threading.Event()
+
+    def read() -> None:
+        conn = psycopg2.connect(env.pg_url)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SET lock_timeout = '5s'")
+            while not done.is_set():
+                t = time.monotonic()
+                cur.execute(f"SELECT count(*) FROM {env.final(YELLOW)}")
+                waited.append(time.monotonic() - t)
+                seen.append(cur.fetchone()[0])
+                time.sleep(0.02)
+        conn.close()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        result = env.materialize(YELLOW, JAN, raise_on_error=True)
+    finally:
+        done.set()
+        reader.join()
+    new_rows = big.rows - big.duplicate_rows
+    assert materialization_metadata(result, final_key(YELLOW))["previous_rows"] == old_rows
+    # Every read saw one whole version, the old one until the swap, then the new one.
+    assert set(seen) <= {old_rows, new_rows} and seen[0] == old_rows and seen[-1] == new_rows
+    assert seen == sorted(seen, key=lambda n: n == new_rows)
+    assert len(seen) > 10 and max(waited) < 2.0, (len(seen), max(waited))
+
+
+def test_two_months_swap_in_at_once(env: Env):
+    # Two processes replacing different months of the same table: each swap takes the parent's
+    # lock at its very end only, so neither waits for the other's load, and they cannot deadlock.
+    expected = {}
+    for month, seed in ((JAN, 31), (FEB, 32)):
+        generated = generate_month(YELLOW, month, env.mirror_path(YELLOW, month), rows=150_000, seed=seed)
+        expected[YELLOW.file_name(month)] = generated.rows - generated.duplicate_rows
+    for _round in range(2):  # the second round replaces existing partitions (DETACH + ATTACH)
+        procs = [env.cli_materialize(YELLOW, month) for month in (JAN, FEB)]
+        outputs = [p.communicate(timeout=600) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outputs
+        assert dict(env.query(f"SELECT filename, count(*) FROM {env.final(YELLOW)} GROUP BY 1")) == expected
+    partitions = env.query(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = %s::regclass ORDER BY 1", (f"{env.settings.warehouse_schema}.{YELLOW.table_name}",))
+    assert [p for (p,) in partitions] == ["yellow_tripdata_2019_01", "yellow_tripdata_2019_02"]
