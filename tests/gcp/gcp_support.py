@@ -180,6 +180,26 @@ class GcpEnv:
         return dg.materialize(defs, partition_key=f"{month:%Y-%m-01}", instance=self.instance,
                               resources=resources or self.resources, raise_on_error=raise_on_error)
 
+    def materialize_range(self, spec, first: date, last: date) -> dg.ExecuteInProcessResult:
+        """One run of the months first..last (as a range backfill or `--partition-range`)."""
+        from taxi_platform.assets.trips import build_trip_assets
+
+        defs = build_trip_assets(spec, warehouse_kind="bigquery", lake_kind="gcs",
+                                 min_in_month_share=self.settings.min_in_month_share)
+        return dg.materialize(defs, instance=self.instance, resources=self.resources, raise_on_error=False,
+                              tags={"dagster/asset_partition_range_start": f"{first:%Y-%m-01}",
+                                    "dagster/asset_partition_range_end": f"{last:%Y-%m-01}"})
+
+    def run_range(self, selection: list[dg.AssetKey], first: date, last: date) -> dg.ExecuteInProcessResult:
+        """A selection of the real code location's assets as one run of the months first..last."""
+        from taxi_platform.definitions import build_definitions
+
+        job = build_definitions(self.settings).resolve_implicit_global_asset_job_def()
+        return job.execute_in_process(
+            instance=self.instance, asset_selection=selection,
+            tags={"dagster/asset_partition_range_start": f"{first:%Y-%m-01}",
+                  "dagster/asset_partition_range_end": f"{last:%Y-%m-01}"})
+
     def run(self, selection: list[dg.AssetKey], partition: date | None = None, *,
             raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
         from taxi_platform.definitions import build_definitions

@@ -64,3 +64,48 @@ def check_month(env: GcpEnv) -> None:
                      f"FROM {dbt_table(env, 'dm_monthly_zone_revenue')} GROUP BY service_type")
     assert {r[0]: (r[1], r[2]) for r in mart} == {s: (fares[s], trips[s]) for s in fares}
     assert {(r[3], r[4]) for r in mart} == {(MONTH, MONTH)}
+
+
+def test_dbt_bigquery_target_builds_a_range_of_months_in_one_run(gcp_env: GcpEnv):
+    """Jan..Feb in one dbt build (insert_overwrite of both months' partitions); a later range run
+    over the same months after Feb's file changed changes Feb only."""
+    env = gcp_env
+    jan, feb = date(2019, 1, 1), date(2019, 2, 1)
+    target = env.mirror / ZONES.release_tag / ZONES.file_name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(ZONES_CSV.read_bytes())
+    env.run([reference_file_key(ZONES), reference_table_key(ZONES)])
+    for spec, rows in ((YELLOW, 1_500), (GREEN, 600)):
+        for i, month in enumerate((jan, feb)):
+            generate_month(spec, month, env.mirror_path(spec, month), rows=rows + 400 * i, seed=3 + i)
+        assert env.materialize_range(spec, jan, feb).success
+    env.run(DBT_REFERENCE)
+
+    def trips_by_month() -> tuple[dict, dict]:
+        mart = {(m, s): n for m, s, n in env.query(
+            f"SELECT revenue_month, service_type, SUM(total_monthly_trips) "
+            f"FROM {dbt_table(env, 'dm_monthly_zone_revenue')} GROUP BY 1, 2")}
+        final = {}
+        for spec in (YELLOW, GREEN):
+            for month in (jan, feb):
+                final[(month, spec.name.capitalize())] = env.query(
+                    f"SELECT COUNT(*) FROM {env.final(spec)} WHERE filename = '{spec.file_name(month)}' "
+                    f"AND VendorID IS NOT NULL")[0][0]
+        return mart, final
+
+    env.run_range(DBT_MONTHLY, jan, feb)
+    mart, final = trips_by_month()
+    assert mart == final and len(mart) == 4
+    before = snapshot(env)
+    generate_month(YELLOW, feb, env.mirror_path(YELLOW, feb), rows=900, seed=77)
+    env.run([raw_file_key(YELLOW), staging_key(YELLOW), final_key(YELLOW)], feb)
+    env.run_range(DBT_MONTHLY, jan, feb)
+    mart, final = trips_by_month()
+    assert mart == final and mart[(feb, "Yellow")] != before_count(before, feb)
+    after = snapshot(env)
+    assert [r for r in after["fact_trips"] if jan in r] == [r for r in before["fact_trips"] if jan in r]
+
+
+def before_count(snap: dict[str, list], month: date) -> int:
+    """Yellow trips of `month` in a snapshot of fact_trips."""
+    return sum(1 for r in snap["fact_trips"] if month in r and "Yellow" in r)

@@ -186,3 +186,38 @@ def test_a_failure_inside_the_replace_transaction_rolls_back(gcp_env: GcpEnv):
     with pytest.raises(WarehouseError, match="replace yellow_tripdata_2019-01.csv.gz failed"):
         env.warehouse().replace_month(YELLOW, JAN, lambda m: None)
     assert env.fingerprint(YELLOW) == before
+
+
+# --- a range of months in one run ----------------------------------------------------------------
+
+def test_a_range_run_goes_through_the_gcs_lake_month_by_month(gcp_env: GcpEnv):
+    """Jun..Sep 2021 in one run: Jun and Jul load (objects in the bucket, rows per month in
+    BigQuery, each partition's own metadata); Aug and Sep are not published (404) and skipped."""
+    jun, jul, aug, sep = (date(2021, m, 1) for m in (6, 7, 8, 9))  # last published: 2021-07
+    expected = {}
+    for i, month in enumerate((jun, jul)):
+        path = generate_month(YELLOW, month, gcp_env.mirror_path(YELLOW, month), rows=800 + 300 * i,
+                              seed=60 + i).path
+        expected[f"{month:%Y-%m-01}"] = (expected_from_file(YELLOW, path).distinct, path.read_bytes())
+
+    result = gcp_env.materialize_range(YELLOW, jun, sep)
+
+    assert result.success, failure_message(result)
+    bucket = gcp_env.gcs_client().bucket(gcp_env.gcp.gcs_bucket)
+    events = {}
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        events[(mat.asset_key, mat.partition)] = {k: v.value for k, v in mat.metadata.items()}
+    for partition, (distinct, data) in expected.items():
+        file_name = YELLOW.file_name(date.fromisoformat(partition))
+        assert bucket.get_blob(f"yellow/{file_name}").download_as_bytes() == data
+        raw = events[(raw_file_key(YELLOW), partition)]
+        assert raw["lake_key"] == f"yellow/{file_name}" and raw["bytes"] == len(data)
+        assert raw["lake_root"] == f"gs://{gcp_env.gcp.gcs_bucket}"
+        assert events[(final_key(YELLOW), partition)]["dagster/row_count"] == distinct
+        assert events[(staging_key(YELLOW), partition)]["source_file"] == f"gs://{gcp_env.gcp.gcs_bucket}/yellow/{file_name}"
+    for month in (aug, sep):
+        assert bucket.get_blob(f"yellow/{YELLOW.file_name(month)}") is None
+        assert events[(final_key(YELLOW), f"{month:%Y-%m-01}")].get("not_published") is True
+    counts = dict(gcp_env.query(f"SELECT filename, COUNT(*) FROM {gcp_env.final(YELLOW)} GROUP BY filename"))
+    assert counts == {YELLOW.file_name(date.fromisoformat(p)): d for p, (d, _) in expected.items()}
