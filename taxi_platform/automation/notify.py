@@ -14,7 +14,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 import dagster as dg
 
@@ -112,6 +112,14 @@ def _first_line(text: str, limit: int = 500) -> str:
     return Redactor()(line[:limit])  # a connection URL's password never reaches a notifier
 
 
+def _partitions(tags: Mapping[str, str]) -> str | None:
+    """`2019-01-01`, or `2019-01-01...2019-03-01` for a range run."""
+    start, end = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
+    if start and end and start != end:
+        return f"{start}...{end}"
+    return tags.get("dagster/partition") or start
+
+
 def summarize(context: dg.RunFailureSensorContext) -> FailureSummary:
     run = context.dagster_run
     steps = []
@@ -125,7 +133,7 @@ def summarize(context: dg.RunFailureSensorContext) -> FailureSummary:
             error = error.cause
         steps.append(StepFailure(step=event.step_key or "?", error=_first_line(message)))
     return FailureSummary(
-        run_id=run.run_id, job_name=run.job_name, partition=run.tags.get("dagster/partition"),
+        run_id=run.run_id, job_name=run.job_name, partition=_partitions(run.tags),
         dataset=run.tags.get("taxi"), file=run.tags.get("file"), failed_steps=tuple(steps),
         message=_first_line(context.failure_event.message or ""),
     )
