@@ -4,7 +4,9 @@ this process (as `taxi-platform demo` runs it), so that this process's peak RSS 
 the materialization. Prints a JSON line: the run id and the process's peak RSS (VmHWM: the peak
 of this process's own memory; `ru_maxrss` would also count the parent's at the time of the fork).
 
-    python -m bench.materialize yellow 2019-01
+    python -m bench.materialize yellow 2019-01     # raw file -> staging -> final of a month
+    python -m bench.materialize reference          # zones and the unpartitioned dbt models
+    python -m bench.materialize dbt 2019-01        # the monthly dbt models of a month (both colours)
 """
 
 from __future__ import annotations
@@ -17,16 +19,28 @@ def main(argv: list[str]) -> int:
     import dagster as dg
 
     from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
-    from taxi_platform.datasets import get_dataset
+    from taxi_platform.assets.zones import reference_file_key, reference_table_key
+    from taxi_platform.datasets import ZONES, get_dataset
     from taxi_platform.definitions import build_definitions
 
-    spec, month = get_dataset(argv[0]), argv[1]
     job = build_definitions().resolve_implicit_global_asset_job_def()
+    reference = [reference_file_key(ZONES), reference_table_key(ZONES),
+                 dg.AssetKey(["dbt", "dim_zones"]), dg.AssetKey(["dbt", "payment_type_lookup"])]
     with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            instance=instance, partition_key=f"{month}-01", raise_on_error=False,
-            asset_selection=[raw_file_key(spec), staging_key(spec), final_key(spec)],
-            tags={"taxi": spec.name, "file": spec.file_name(month_date(month))})
+        if argv[0] == "reference":
+            result = job.execute_in_process(instance=instance, asset_selection=reference,
+                                            raise_on_error=False)
+        elif argv[0] == "dbt":
+            monthly = [k for k in job.asset_layer.asset_graph.get_all_asset_keys()
+                       if k.path[0] == "dbt" and k not in reference]
+            result = job.execute_in_process(instance=instance, asset_selection=monthly,
+                                            partition_key=f"{argv[1]}-01", raise_on_error=False)
+        else:
+            spec, month = get_dataset(argv[0]), argv[1]
+            result = job.execute_in_process(
+                instance=instance, partition_key=f"{month}-01", raise_on_error=False,
+                asset_selection=[raw_file_key(spec), staging_key(spec), final_key(spec)],
+                tags={"taxi": spec.name, "file": spec.file_name(month_date(month))})
     print(json.dumps({"run_id": result.run_id, "peak_rss_kb": peak_rss_kb()}))
     return 0 if result.success else 1
 

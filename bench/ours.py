@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -42,16 +43,60 @@ def child_env(home: Path, mirror: Path, dagster_home: Path) -> dict[str, str]:
 def materialize(spec: DatasetSpec, month: date, *, home: Path, mirror: Path, dagster_home: Path,
                 log_file: Path, cli: bool = False) -> dict:
     selection = ",".join(k.to_user_string() for k in (raw_file_key(spec), staging_key(spec), final_key(spec)))
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    instance_yaml = dagster_home / "dagster.yaml"
-    if not instance_yaml.exists():
-        instance_yaml.write_text("telemetry:\n  enabled: false\n")
     if cli:
         command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
                    "-m", "taxi_platform.definitions", "--select", selection,
                    "--partition", f"{month:%Y-%m-01}"]
     else:
         command = [sys.executable, "-m", "bench.materialize", spec.name, f"{month:%Y-%m}"]
+    proc, process_seconds = _run_child(command, home=home, mirror=mirror, dagster_home=dagster_home,
+                                       log_file=log_file)
+    peak_kb = None
+    if not cli:
+        peak_kb = json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_kb"]
+    result = _run_details(dagster_home, spec)
+    result.update(process_seconds=process_seconds, peak_rss_mb=peak_kb / 1024 if peak_kb else None)
+    return result
+
+
+def build_dbt(month: date | None, *, home: Path, mirror: Path, dagster_home: Path, log_file: Path) -> dict:
+    """A Dagster run of the monthly dbt models for `month` (both colours), or of the zones and
+    unpartitioned models when `month` is None: {"seconds", "process_seconds", "checks"}."""
+    args = ["dbt", f"{month:%Y-%m}"] if month else ["reference"]
+    _proc, process_seconds = _run_child([sys.executable, "-m", "bench.materialize", *args], home=home,
+                                        mirror=mirror, dagster_home=dagster_home, log_file=log_file)
+    import dagster as dg
+
+    with _dagster_home(dagster_home), dg.DagsterInstance.get() as instance:
+        run = instance.get_runs(limit=1)[0]
+        if run.status != dg.DagsterRunStatus.SUCCESS:
+            raise RuntimeError(f"run {run.run_id} ended {run.status}")
+        stats = instance.get_run_stats(run.run_id)
+        checks = [r.dagster_event.event_specific_data.passed for r in
+                  instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)]
+    return {"seconds": stats.end_time - stats.start_time, "process_seconds": process_seconds,
+            "run_id": run.run_id, "checks_passed": sum(checks), "checks_failed": len(checks) - sum(checks)}
+
+
+@contextmanager
+def _dagster_home(path: Path):
+    previous = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(path)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("DAGSTER_HOME", None)
+        else:
+            os.environ["DAGSTER_HOME"] = previous
+
+
+def _run_child(command: list[str], *, home: Path, mirror: Path, dagster_home: Path,
+               log_file: Path) -> tuple[subprocess.CompletedProcess, float]:
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    instance_yaml = dagster_home / "dagster.yaml"
+    if not instance_yaml.exists():
+        instance_yaml.write_text("telemetry:\n  enabled: false\n")
     with open(log_file, "a") as log:
         log.write(f"\n$ {' '.join(command)}\n")
         log.flush()
@@ -62,12 +107,7 @@ def materialize(spec: DatasetSpec, month: date, *, home: Path, mirror: Path, dag
         log.write(proc.stdout)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(command[:4])} ... failed (exit {proc.returncode}); see {log_file}")
-    peak_kb = None
-    if not cli:
-        peak_kb = json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_kb"]
-    result = _run_details(dagster_home, spec)
-    result.update(process_seconds=process_seconds, peak_rss_mb=peak_kb / 1024 if peak_kb else None)
-    return result
+    return proc, process_seconds
 
 
 def _run_details(dagster_home: Path, spec: DatasetSpec) -> dict:

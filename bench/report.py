@@ -96,6 +96,18 @@ def markdown(results: dict) -> str:
             lines.append(f"| {label} {key.removeprefix('ours_').replace('_', ' ')} | {o['seconds']:.1f} | {o['phases']['raw_file']:.1f} | "
                          f"{o['phases']['staging']:.1f} | {o['phases']['replace']:.1f} | "
                          f"{_fmt(final_step, '.1f')} | {o['process_seconds']:.1f} |")
+    dbt = results.get("dbt")
+    if dbt:
+        g = dbt["green_ingest"]
+        lines += ["", f"dbt build of {dbt['month']} for both colours (a Dagster run of the monthly models: "
+                  "staging views, fact_trips and the revenue mart rebuilt for the source month, with their "
+                  "tests as asset checks), against the ingest of that month:", "",
+                  "| measure | seconds | CPU s: database + client |", "|---|--:|--:|",
+                  f"| ingest, yellow ({results['sizes'][next(iter(results['sizes']))]['rows']:,} rows, our first load) "
+                  f"| {dbt['yellow_ingest_seconds']:.1f} | |",
+                  f"| ingest, green ({dbt['green_rows']:,} rows) | {g['seconds']:.1f} | {_cpu_text(_cpu(g))} |",
+                  f"| dbt build of the month ({dbt['dbt']['checks_passed']} checks passed, "
+                  f"{dbt['dbt']['checks_failed']} failed) | {dbt['seconds']:.1f} | {_cpu_text(_cpu(dbt['dbt']))} |"]
     lines += ["", "Targets (the large month, same run):", "", "| target | value | required | |", "|---|--:|--:|---|"]
     for t in results["targets"].values():
         state = {True: "met", False: "**not met**", None: t.get("status", "")}[t["met"]]
