@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -315,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.pandas_rows > args.small_rows:
         parser.error("--pandas-rows must not exceed --small-rows (pandas reads the small month)")
 
+    # A stopped benchmark (Ctrl-C, kill) still stops its server and removes its folder.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -13,9 +13,9 @@
 ) }}
 
 with trips as (
-    select *, 'Green' as service_type from {{ ref('stg_green_tripdata') }} {{ where_month('source_month') }}
+    select *, 'Green' as service_type from {{ ref('stg_green_tripdata') }} {{ where_source_file('green') }}
     union all
-    select *, 'Yellow' as service_type from {{ ref('stg_yellow_tripdata') }} {{ where_month('source_month') }}
+    select *, 'Yellow' as service_type from {{ ref('stg_yellow_tripdata') }} {{ where_source_file('yellow') }}
 )
 
 select
