@@ -133,3 +133,20 @@ def test_two_months_swap_in_at_once(env: Env):
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
         "WHERE i.inhparent = %s::regclass ORDER BY 1", (f"{env.settings.warehouse_schema}.{YELLOW.table_name}",))
     assert [p for (p,) in partitions] == ["yellow_tripdata_2019_01", "yellow_tripdata_2019_02"]
+
+
+def test_previous_rows_come_from_the_partitions_comment_or_a_count(env: Env):
+    generated = generate_month(YELLOW, JAN, env.mirror_path(YELLOW, JAN), rows=2_000, seed=12)
+    rows = generated.rows - generated.duplicate_rows
+    env.materialize(YELLOW, JAN, raise_on_error=True)
+    partition = f'"{env.settings.warehouse_schema}"."yellow_tripdata_2019_01"'
+    comment = env.query(f"SELECT obj_description('{partition}'::regclass, 'pg_class')")[0][0]
+    assert comment == f"rows={rows} (yellow_tripdata_2019-01.csv.gz, loaded by taxi_platform)"
+    result = env.materialize(YELLOW, JAN, raise_on_error=True)
+    assert materialization_metadata(result, final_key(YELLOW))["previous_rows"] == rows
+
+    # A partition without the comment (made by an older version, or the comment removed) is counted.
+    env.query(f"DELETE FROM {partition} WHERE ctid IN (SELECT ctid FROM {partition} LIMIT 5)")
+    env.query(f"COMMENT ON TABLE {partition} IS NULL")
+    result = env.materialize(YELLOW, JAN, raise_on_error=True)
+    assert materialization_metadata(result, final_key(YELLOW))["previous_rows"] == rows - 5
