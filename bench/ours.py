@@ -2,9 +2,9 @@
 its checks) for one month, in its own process, against the benchmark's PostgreSQL.
 
 `materialize()` runs `python -m bench.materialize`: the code location's definitions, resources and
-instance, the steps executed in that one process, which reports its own peak RSS (VmHWM). `materialize(cli=True)` runs `dagster asset materialize` instead, with the
-code location's executor (a process per step, as runs launched by the daemon): the same work plus
-the executor's per-step process start. Times:
+instance, the steps executed in that one process, which reports its own peak RSS (VmHWM).
+`materialize(cli=True)` runs `dagster asset materialize` instead, as a person types it: the code
+location's executor (in-process) under the CLI's own launch. Times:
 
 - `seconds`: the run, from its start to its success event (the Dagster instance's run stats);
 - `process_seconds`: the whole command, including starting Python and importing Dagster and the

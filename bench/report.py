@@ -7,7 +7,7 @@ MEASURES = [
     ("floor_unlogged", "floor, UNLOGGED table created in the COPY's transaction (extra)"),
     ("ours_first", "ours: Dagster run raw file -> staging -> final + checks, new month"),
     ("ours_reload", "ours: the same month again (its rows replaced)"),
-    ("ours_cli_reload", "ours, reload by `dagster asset materialize` (a process per step; extra)"),
+    ("ours_cli_reload", "ours, reload by `dagster asset materialize` (the CLI a person types; extra)"),
     ("reference", "reference: Kestra SQL (TRUNCATE, COPY, UPDATE md5, MERGE)"),
 ]
 

@@ -15,7 +15,7 @@ end), generates the months (yellow 2019-01 at `--rows`, its real size; yellow 20
                    process (bench/materialize.py: the code location's definitions and instance)
   ours_reload      the same month again (the month's rows are replaced)
   ours_cli_reload  (extra, large month, --no-cli to skip) the reload through `dagster asset
-                   materialize`, with the code location's executor, as the daemon runs it
+                   materialize`, the command a person types
 
 and pandas `read_csv(chunksize=100_000)` + `to_sql` on `--pandas-rows` rows, extrapolated
 linearly to each size. With `--repeat N` every measurement is taken N times and the fastest
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path, default=None,
                         help="the Markdown table (default: bench/RESULTS.md for a full-size run)")
     parser.add_argument("--cli", action=argparse.BooleanOptionalAction, default=True,
-                        help="also reload through `dagster asset materialize` (a process per step)")
+                        help="also reload through `dagster asset materialize` (the CLI)")
     parser.add_argument("--dbt", action=argparse.BooleanOptionalAction, default=True,
                         help="also time the dbt build of the large month for both colours")
     parser.add_argument("--green-rows", type=int, default=None,

@@ -24,10 +24,10 @@ from taxi_platform.resources import build_resources
 from taxi_platform.settings import Settings
 from taxi_platform.warehouse.embedded import EmbeddedPostgres
 
+# Re-exported: tests import them from conftest.
+from run_results import REAL_SAMPLES, ZONES_CSV, failure_message, materialization_metadata  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-REAL_SAMPLES = SHARED / "data" / "real_samples"
-ZONES_CSV = SHARED / "data" / "taxi_zone_lookup.csv"
 
 
 def _tmp_root() -> Path:
@@ -188,25 +188,6 @@ def env(session_root: Path, pg_url: str, monkeypatch) -> Iterator[Env]:
     with dg.instance_for_test() as instance:
         yield Env(settings=settings, mirror=mirror, instance=instance, pg_url=pg_url)
     shutil.rmtree(mirror, ignore_errors=True)
-
-
-def materialization_metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict:
-    events = [e for e in result.get_asset_materialization_events()
-              if e.event_specific_data.materialization.asset_key == key]
-    assert events, f"no materialization of {key.to_user_string()}"
-    return {k: v.value for k, v in events[-1].event_specific_data.materialization.metadata.items()}
-
-
-def failure_message(result: dg.ExecuteInProcessResult) -> str:
-    """Text of every step failure in a run (message, cause chain)."""
-    texts = []
-    for event in result.all_events:
-        if event.is_step_failure:
-            error = event.step_failure_data.error
-            while error is not None:
-                texts.append(error.message)
-                error = error.cause
-    return "\n".join(texts)
 
 
 def partition_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, name: str) -> dict[str, object]:

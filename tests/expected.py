@@ -63,3 +63,27 @@ def write_gz(path: Path, data: bytes) -> None:
 
 def csv_lines(data: bytes) -> list[bytes]:
     return io.BytesIO(data).read().splitlines(keepends=True)
+
+
+# --- damaged release files: the bad input the tests feed the platform -------------------------
+
+def truncate_gzip(path: Path) -> None:
+    """Cut the compressed file at two thirds: the gzip stream ends early."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+
+
+def cut_row(path: Path, line: int, keep: int) -> None:
+    """Keep only the first `keep` fields of file line `line` (1-based, the header is line 1)."""
+    lines = csv_lines(read_gz(path))
+    lines[line - 1] = b",".join(lines[line - 1].split(b",")[:keep]) + b"\n"
+    write_gz(path, b"".join(lines))
+
+
+def set_value(path: Path, spec: DatasetSpec, line: int, column: str, value: bytes) -> None:
+    """Replace the value of `column` on file line `line` (1-based, the header is line 1)."""
+    lines = csv_lines(read_gz(path))
+    fields = lines[line - 1].split(b",")
+    fields[spec.column_names.index(column)] = value
+    lines[line - 1] = b",".join(fields)
+    write_gz(path, b"".join(lines))

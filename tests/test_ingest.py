@@ -6,12 +6,10 @@ import threading
 import time
 from datetime import date
 
-import dagster as dg
-import psycopg2
-
 from conftest import REAL_SAMPLES, Env, failure_message, materialization_metadata
-from expected import csv_lines, expected_from_file, gzip_csv, read_gz, write_gz
-from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
+from expected import (csv_lines, cut_row, expected_from_file, gzip_csv, read_gz, set_value,
+                      truncate_gzip, write_gz)
+from taxi_platform.assets.trips import final_key, raw_file_key
 from taxi_platform.datasets import GREEN, YELLOW
 from taxi_platform.sample.generator import generate_month
 
@@ -193,10 +191,7 @@ def test_404_in_published_range_fails_naming_url_and_month(env: Env):
 
 
 def test_truncated_gzip_fails_before_anything_changes(env: Env):
-    def truncate(path):
-        data = path.read_bytes()
-        path.write_bytes(data[: len(data) * 2 // 3])
-    message, before, after = _load_good_then(env, truncate)
+    message, before, after = _load_good_then(env, truncate_gzip)
     assert "yellow_tripdata_2019-01.csv.gz" in message and "ends early" in message
     assert after == before
 
@@ -219,23 +214,14 @@ def test_header_with_a_missing_column_fails(env: Env):
 
 
 def test_row_with_too_few_fields_fails_naming_the_line(env: Env):
-    def cut(path):
-        lines = csv_lines(read_gz(path))
-        lines[41] = b",".join(lines[41].split(b",")[:14]) + b"\n"
-        write_gz(path, b"".join(lines))
-    message, before, after = _load_good_then(env, cut)
+    message, before, after = _load_good_then(env, lambda path: cut_row(path, line=42, keep=14))
     assert "yellow_tripdata_2019-01.csv.gz line 42: 14 fields, expected 18" in message
     assert after == before
 
 
 def test_non_numeric_value_fails_naming_line_and_column(env: Env):
-    def poison(path):
-        lines = csv_lines(read_gz(path))
-        fields = lines[99].split(b",")
-        fields[YELLOW.column_names.index("tip_amount")] = b"abc"
-        lines[99] = b",".join(fields)
-        write_gz(path, b"".join(lines))
-    message, before, after = _load_good_then(env, poison)
+    message, before, after = _load_good_then(
+        env, lambda path: set_value(path, YELLOW, line=100, column="tip_amount", value=b"abc"))
     assert "yellow_tripdata_2019-01.csv.gz line 100, column tip_amount" in message
     assert "abc" in message
     assert after == before

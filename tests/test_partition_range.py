@@ -9,7 +9,7 @@ from datetime import date
 import dagster as dg
 
 from conftest import Env, failure_message, partition_metadata
-from expected import csv_lines, expected_from_file, read_gz, write_gz
+from expected import expected_from_file, set_value
 from taxi_platform.assets.trips import NOT_PUBLISHED, final_key, raw_file_key, staging_key
 from taxi_platform.assets.zones import reference_file_key, reference_table_key
 from taxi_platform.datasets import GREEN, YELLOW, ZONES
@@ -128,11 +128,7 @@ def test_a_range_run_rebuilds_only_its_months_in_dbt(env: Env):
 
 
 def _poison(path) -> None:
-    lines = csv_lines(read_gz(path))
-    fields = lines[99].split(b",")
-    fields[YELLOW.column_names.index("tip_amount")] = b"abc"
-    lines[99] = b",".join(fields)
-    write_gz(path, b"".join(lines))
+    set_value(path, YELLOW, line=100, column="tip_amount", value=b"abc")
 
 
 def test_a_bad_month_stops_the_range_there_and_names_its_file(env: Env):

@@ -29,6 +29,8 @@ from typing import Iterator
 
 import dagster as dg
 
+from run_results import REAL_SAMPLES, ZONES_CSV, failure_message, materialization_metadata  # noqa: F401 - for the gcp tests
+
 REPO = Path(__file__).resolve().parents[2]
 BQ_VENV = Path(os.environ.get("TAXI_BQ_EMULATOR_VENV", REPO / ".venv-bqemulator"))
 PROJECT = "test-project"
@@ -254,28 +256,3 @@ class GcpEnv:
 
     def gcs_client(self):
         return self.resources["lake_io_manager"].gcs.get_client()
-
-
-# --- helpers shared with tests/conftest.py (that module is not importable by name from here:
-# both folders have a conftest.py) --------------------------------------------------------------
-
-REAL_SAMPLES = REPO.parent / "shared" / "data" / "real_samples"
-ZONES_CSV = REPO.parent / "shared" / "data" / "taxi_zone_lookup.csv"
-
-
-def materialization_metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict:
-    events = [e for e in result.get_asset_materialization_events()
-              if e.event_specific_data.materialization.asset_key == key]
-    assert events, f"no materialization of {key.to_user_string()}"
-    return {k: v.value for k, v in events[-1].event_specific_data.materialization.metadata.items()}
-
-
-def failure_message(result: dg.ExecuteInProcessResult) -> str:
-    texts = []
-    for event in result.all_events:
-        if event.is_step_failure:
-            error = event.step_failure_data.error
-            while error is not None:
-                texts.append(error.message)
-                error = error.cause
-    return "\n".join(texts)

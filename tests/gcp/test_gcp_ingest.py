@@ -7,7 +7,8 @@ from datetime import date
 from decimal import Decimal
 
 from gcp.gcp_support import REAL_SAMPLES, GcpEnv, failure_message, materialization_metadata
-from expected import csv_lines, expected_from_file, gzip_csv, read_gz, write_gz
+from expected import (csv_lines, cut_row, expected_from_file, gzip_csv, read_gz, set_value,
+                      truncate_gzip, write_gz)
 from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
 from taxi_platform.datasets import GREEN, YELLOW
 from taxi_platform.sample.generator import generate_month
@@ -140,32 +141,20 @@ def _load_good_then(env: GcpEnv, damage) -> tuple[str, list, list]:
 
 
 def test_truncated_gzip_fails_before_anything_changes(gcp_env: GcpEnv):
-    def truncate(path):
-        data = path.read_bytes()
-        path.write_bytes(data[: len(data) * 2 // 3])
-    message, before, after = _load_good_then(gcp_env, truncate)
+    message, before, after = _load_good_then(gcp_env, truncate_gzip)
     assert "yellow_tripdata_2019-01.csv.gz" in message and "ends early" in message
     assert after == before
 
 
 def test_short_row_fails_before_anything_changes(gcp_env: GcpEnv):
-    def cut(path):
-        lines = csv_lines(read_gz(path))
-        lines[41] = b",".join(lines[41].split(b",")[:14]) + b"\n"
-        write_gz(path, b"".join(lines))
-    message, before, after = _load_good_then(gcp_env, cut)
+    message, before, after = _load_good_then(gcp_env, lambda path: cut_row(path, line=42, keep=14))
     assert "yellow_tripdata_2019-01.csv.gz line 42: 14 fields, expected 18" in message
     assert after == before
 
 
 def test_non_numeric_value_fails_in_the_load_job_and_the_final_table_is_untouched(gcp_env: GcpEnv):
-    def poison(path):
-        lines = csv_lines(read_gz(path))
-        fields = lines[99].split(b",")
-        fields[YELLOW.column_names.index("tip_amount")] = b"abc"
-        lines[99] = b",".join(fields)
-        write_gz(path, b"".join(lines))
-    message, before, after = _load_good_then(gcp_env, poison)
+    message, before, after = _load_good_then(
+        gcp_env, lambda path: set_value(path, YELLOW, line=100, column="tip_amount", value=b"abc"))
     assert "yellow_tripdata_2019-01.csv.gz: " in message and "abc" in message
     assert after == before
 
