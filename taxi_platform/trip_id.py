@@ -114,11 +114,11 @@ def bigquery_trip_id_sql(spec: DatasetSpec) -> str:
     Timestamps are TIMESTAMP (UTC, as a load job reads zone-less datetimes), so the text is
     formatted in UTC; integers are INT64, decimals NUMERIC.
     """
-    from taxi_platform.warehouse.sql import quote_ident
+    from taxi_platform.warehouse.sql import bq_ident
 
     parts = []
     for name in spec.identity_columns:
-        col = "`" + quote_ident(name)[1:-1] + "`"  # validated plain name, backquoted
+        col = bq_ident(name)  # validated plain name, backquoted
         type_ = spec.column(name).type
         if type_ is ColumnType.TIMESTAMP:
             rendered = f"FORMAT_TIMESTAMP('%Y-%m-%d %H:%M:%S', {col}, 'UTC')"

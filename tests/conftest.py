@@ -8,6 +8,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import date
@@ -25,7 +27,7 @@ from taxi_platform.settings import Settings
 from taxi_platform.warehouse.embedded import EmbeddedPostgres
 
 # Re-exported: tests import them from conftest.
-from run_results import REAL_SAMPLES, ZONES_CSV, failure_message, materialization_metadata  # noqa: F401
+from run_results import REAL_SAMPLES, ZONES_CSV, failure_message, materialization_metadata, query  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -142,14 +144,7 @@ class Env:
         return job.execute_in_process(instance=self.instance, asset_selection=selection, tags=tags)
 
     def query(self, sql: str, params=()) -> list[tuple]:
-        conn = psycopg2.connect(self.pg_url)
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                return cur.fetchall() if cur.description else []
-        finally:
-            conn.close()
+        return query(self.pg_url, sql, params)
 
     def final(self, spec: DatasetSpec) -> str:
         return f'"{self.settings.warehouse_schema}"."{spec.table_name}"'
@@ -162,6 +157,26 @@ class Env:
 
     def mirror_path(self, spec: DatasetSpec, month: date) -> Path:
         return self.mirror / spec.release_tag / spec.file_name(month)
+
+
+def materialize_killing_copy(env: "Env", pg, spec: DatasetSpec, month: date,
+                             backend: str) -> tuple[dg.ExecuteInProcessResult, int]:
+    """Materialize the month while terminating the COPY backends whose application_name is LIKE
+    `backend` as soon as one runs; the run's result and how many backends were killed."""
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.update(result=env.materialize(spec, month)))
+    runner.start()
+    killed = 0
+    deadline = time.monotonic() + 120
+    with pg.cursor() as cur:
+        while not killed and runner.is_alive() and time.monotonic() < deadline:
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE application_name LIKE %s AND query LIKE 'COPY%%' AND state = 'active'",
+                        (backend,))
+            killed = sum(1 for (ok,) in cur.fetchall() if ok)
+            time.sleep(0.05)
+    runner.join()
+    return outcome["result"], killed
 
 
 def range_tags(first: date, last: date) -> dict[str, str]:

@@ -1,11 +1,12 @@
-"""Reading Dagster run results in tests: shared by tests/conftest.py and tests/gcp (a module of its
-own: the two conftest.py files cannot import each other by name)."""
+"""Reading Dagster run results and the database in tests: shared by tests/conftest.py, tests/gcp and
+tests/e2e (a module of its own: the conftest.py files cannot import each other by name)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import dagster as dg
+import psycopg2
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_SAMPLES = REPO.parent / "shared" / "data" / "real_samples"
@@ -30,3 +31,15 @@ def failure_message(result: dg.ExecuteInProcessResult) -> str:
                 texts.append(error.message)
                 error = error.cause
     return "\n".join(texts)
+
+
+def query(url: str, sql: str, params=()) -> list[tuple]:
+    """Run one statement on its own autocommit connection; its rows (none for a command)."""
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from datetime import date
 
-from conftest import REAL_SAMPLES, Env, failure_message, materialization_metadata
+from conftest import REAL_SAMPLES, Env, failure_message, materialization_metadata, materialize_killing_copy
 from expected import (csv_lines, cut_row, expected_from_file, gzip_csv, read_gz, set_value,
                       truncate_gzip, write_gz)
 from taxi_platform.assets.trips import final_key, raw_file_key
@@ -260,20 +258,8 @@ def test_connection_dropped_mid_load_keeps_previous_rows_and_rerun_succeeds(env:
 
     # Big enough to be caught mid-COPY; the generator's duplicate count is exact (see its tests).
     big = generate_month(YELLOW, JAN, path, rows=400_000, seed=5)
-    outcome = {}
-    runner = threading.Thread(target=lambda: outcome.update(result=env.materialize(YELLOW, JAN)))
-    runner.start()
-    killed = 0
-    deadline = time.monotonic() + 120
-    with pg.cursor() as cur:
-        while not killed and runner.is_alive() and time.monotonic() < deadline:
-            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE application_name LIKE 'taxi_platform:staging%%' AND query LIKE 'COPY%%'")
-            killed = sum(1 for (ok,) in cur.fetchall() if ok)
-            time.sleep(0.05)
-    runner.join()
+    result, killed = materialize_killing_copy(env, pg, YELLOW, JAN, "taxi_platform:staging%")
     assert killed == 1
-    result = outcome["result"]
     assert not result.success
     message = failure_message(result)
     assert "lost the connection to PostgreSQL during staging yellow_tripdata_2019-01.csv.gz" in message

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import gzip
 import io
-import threading
-import time
 from datetime import date
 
 import pytest
 
 import taxi_platform.warehouse.postgres as postgres
-from conftest import Env, failure_message, materialization_metadata
+from conftest import Env, failure_message, materialization_metadata, materialize_killing_copy
 from expected import csv_lines, expected_from_file, read_gz, set_value, write_gz
 from taxi_platform.assets.trips import final_key
 from taxi_platform.datasets import YELLOW
@@ -152,22 +150,9 @@ def test_stream_killed_mid_copy_keeps_previous_rows_and_rerun_succeeds(env: Env,
     before = env.fingerprint(YELLOW)
 
     big = generate_month(YELLOW, JAN, path, rows=400_000, seed=5)
-    outcome = {}
-    runner = threading.Thread(target=lambda: outcome.update(result=env.materialize(YELLOW, JAN)))
-    runner.start()
-    killed = 0
-    deadline = time.monotonic() + 120
-    with pg.cursor() as cur:
-        while not killed and runner.is_alive() and time.monotonic() < deadline:
-            # Only the second part's connection: the main one must notice and give up cleanly.
-            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE application_name LIKE 'taxi_platform:staging % (part 2/%%' "
-                        "AND query LIKE 'COPY%%' AND state = 'active'")
-            killed = sum(1 for (ok,) in cur.fetchall() if ok)
-            time.sleep(0.05)
-    runner.join()
+    # Only the second part's connection: the main one must notice and give up cleanly.
+    result, killed = materialize_killing_copy(env, pg, YELLOW, JAN, "taxi_platform:staging % (part 2/%")
     assert killed == 1
-    result = outcome["result"]
     assert not result.success
     assert ("lost the connection to PostgreSQL during staging yellow_tripdata_2019-01.csv.gz"
             in failure_message(result))

@@ -48,7 +48,7 @@ from taxi_platform.warehouse.base import (
     TripWarehouse,
     WarehouseError,
 )
-from taxi_platform.warehouse.sql import quote_ident
+from taxi_platform.warehouse.sql import bq_ident
 
 BQ_TYPES = {
     ColumnType.INTEGER: "INT64",
@@ -63,11 +63,6 @@ _SAFE_FILE_NAME = re.compile(r"^[a-z0-9_]+_tripdata_[0-9]{4}-[0-9]{2}\.csv\.gz$"
 
 def month_suffix(month: date) -> str:
     return f"{month:%Y_%m}"
-
-
-def bq_ident(name: str) -> str:
-    """`name` backquoted, after the same plain-name check as PostgreSQL identifiers."""
-    return "`" + quote_ident(name)[1:-1] + "`"
 
 
 class JobCost:
@@ -250,13 +245,15 @@ class BigQueryWarehouse(TripWarehouse):
                 f"SELECT unique_row_id, filename, {cols} FROM {staging}\n"
                 f"QUALIFY ROW_NUMBER() OVER (PARTITION BY unique_row_id ORDER BY {cols}) = 1;\n"
                 "COMMIT TRANSACTION;"), cost)
-            ((final_rows,),) = [tuple(r.values()) for r in self._query(
-                client, f"SELECT COUNT(*) FROM {final_q} WHERE filename = @file", cost, file_param)]
+            ((final_rows, distinct_ids),) = [tuple(r.values()) for r in self._query(
+                client, f"SELECT COUNT(*), COUNT(DISTINCT unique_row_id) FROM {final_q} WHERE filename = @file",
+                cost, file_param)]
         log(f"{file_name}: {final_rows:,} trips in {self.final_table(spec)} "
             f"({staged - final_rows:,} duplicates dropped, {previous:,} rows replaced)")
         return ReplaceResult(table=self.final_table(spec), staged_rows=staged, final_rows=final_rows,
                              previous_rows=previous, seconds=time.monotonic() - started,
-                             bytes_processed=cost.processed, bytes_billed=cost.billed)
+                             bytes_processed=cost.processed, bytes_billed=cost.billed,
+                             ids=IdProfile(rows=final_rows, distinct_ids=distinct_ids))
 
     def _month_query(self, spec: DatasetSpec, month: date, select: str, params: list) -> tuple | None:
         from google.api_core import exceptions as gexc

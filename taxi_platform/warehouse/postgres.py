@@ -122,7 +122,6 @@ class PostgresWarehouse(TripWarehouse):
     def connect(self, purpose: str) -> Iterator["psycopg2.extensions.connection"]:
         """A connection in a transaction; committed on success, rolled back and closed always."""
         conn = self._open_connection(purpose)
-        redact = self.redactor()  # the embedded password exists now
         try:
             yield conn
             conn.commit()
@@ -130,7 +129,7 @@ class PostgresWarehouse(TripWarehouse):
             self._rollback(conn)
             if _is_lost(conn, exc):
                 raise self._connection_lost(purpose, exc) from None
-            raise WarehouseError(f"{purpose} failed: {redact(str(exc)).strip()}") from None
+            raise WarehouseError(f"{purpose} failed: {self.redactor()(str(exc)).strip()}") from None
         except BaseException:
             self._rollback(conn)
             raise
@@ -143,12 +142,11 @@ class PostgresWarehouse(TripWarehouse):
             f"(the previous rows are intact): {self.redactor()(str(exc)).strip()}")
 
     def _open_connection(self, purpose: str) -> "psycopg2.extensions.connection":
-        redact = self.redactor()
         try:
             return psycopg2.connect(self.connection_url(), connect_timeout=15,
                                     application_name=f"taxi_platform:{purpose}"[:63])
         except psycopg2.Error as exc:
-            raise WarehouseError(f"cannot connect to PostgreSQL: {redact(str(exc)).strip()}") from None
+            raise WarehouseError(f"cannot connect to PostgreSQL: {self.redactor()(str(exc)).strip()}") from None
 
     @staticmethod
     def _rollback(conn) -> None:
@@ -427,14 +425,11 @@ class PostgresWarehouse(TripWarehouse):
                 conn.commit()
                 cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
                             (LOCK_NAMESPACE, f"final:{file_name}"))
-                cur.execute("SELECT to_regclass(%s), to_regclass(%s)",
-                            (self.staging_table(spec, month), f"{warehouse}.{name}"))
-                staged_table, old_partition = cur.fetchone()
-                # The old partition's row count, as its replace recorded it (exact; else counted).
-                recorded = None
-                if old_partition:
-                    cur.execute("SELECT obj_description(%s::regclass, 'pg_class')", (f"{warehouse}.{name}",))
-                    recorded = _recorded_rows(cur.fetchone()[0])
+                # The old partition, and its row count as its replace recorded it (exact; else counted).
+                cur.execute("SELECT to_regclass(%s), to_regclass(%s), obj_description(to_regclass(%s), 'pg_class')",
+                            (self.staging_table(spec, month), f"{warehouse}.{name}", f"{warehouse}.{name}"))
+                staged_table, old_partition, comment = cur.fetchone()
+                recorded = _recorded_rows(comment)
                 if staged_table is None:
                     raise WarehouseError(
                         f"no staging table {self.staging_table(spec, month)}: materialize the "
@@ -480,7 +475,8 @@ class PostgresWarehouse(TripWarehouse):
                              staging, dups))
                 ids = self._verify_ids(cur, filling, dups, staged, found)
                 final_rows = ids.rows
-                cur.execute(sql.SQL("DROP TABLE {}").format(dups))
+                if found.duplicated_ids:
+                    cur.execute(sql.SQL("DROP TABLE {}").format(dups))
                 cur.execute(sql.SQL("ANALYZE {}").format(filling))
                 # The swap: both statements take the parent's lock; held for milliseconds.
                 if old_partition:
@@ -671,15 +667,15 @@ class _DuplicateFinder:
                 cur.execute("SELECT coalesce(sum(n - 1), 0) FROM taxi_duplicated_ids")
                 surplus = cur.fetchone()[0]
                 cur.execute("ANALYZE taxi_duplicated_ids")
-                cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._dups))
-                cur.execute(sql.SQL(
-                    "CREATE UNLOGGED TABLE {dups} AS "
-                    "SELECT DISTINCT ON (s.unique_row_id) s.unique_row_id, s.source_part, s.source_row "
-                    "FROM {stg} s JOIN taxi_duplicated_ids USING (unique_row_id) "
-                    "ORDER BY s.unique_row_id, s.source_part, s.source_row"
-                    + ("" if duplicated else " LIMIT 0")  # nothing to look for: no second scan
-                ).format(dups=self._dups, stg=self._staging))
-                cur.execute(sql.SQL("ANALYZE {}").format(self._dups))
+                cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._dups))  # left by a crash
+                if duplicated:  # else no second scan, and no table
+                    cur.execute(sql.SQL(
+                        "CREATE UNLOGGED TABLE {dups} AS "
+                        "SELECT DISTINCT ON (s.unique_row_id) s.unique_row_id, s.source_part, s.source_row "
+                        "FROM {stg} s JOIN taxi_duplicated_ids USING (unique_row_id) "
+                        "ORDER BY s.unique_row_id, s.source_part, s.source_row"
+                    ).format(dups=self._dups, stg=self._staging))
+                    cur.execute(sql.SQL("ANALYZE {}").format(self._dups))
                 self._result = _Duplicates(duplicated_ids=duplicated, surplus_rows=int(surplus),
                                            previous_rows=previous)
         except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread by wait()

@@ -18,5 +18,10 @@ def quote_ident(name: str) -> str:
     return f'"{name}"'
 
 
+def bq_ident(name: str) -> str:
+    """`name` backquoted for BigQuery, after the same plain-name check."""
+    return "`" + quote_ident(name)[1:-1] + "`"
+
+
 def qualified(schema: str, table: str) -> str:
     return f"{quote_ident(schema)}.{quote_ident(table)}"

@@ -29,6 +29,7 @@ import pytest
 import requests
 import yaml
 
+from run_results import query
 from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
 from taxi_platform.assets.zones import reference_file_key, reference_table_key
 from taxi_platform.datasets import DATASETS, ZONES
@@ -60,15 +61,6 @@ def with_database(url: str, db: str) -> str:
     return urlunsplit(parts._replace(path=f"/{db}"))
 
 
-def query(url: str, sql: str, params=()) -> list[tuple]:
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
 
 
 @dataclass
