@@ -7,7 +7,7 @@ from datetime import date
 from conftest import REAL_SAMPLES, Env, failure_message, materialization_metadata, materialize_killing_copy
 from expected import (csv_lines, cut_row, expected_from_file, gzip_csv, read_gz, set_value,
                       truncate_gzip, write_gz)
-from taxi_platform.assets.trips import final_key, raw_file_key
+from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
 from taxi_platform.datasets import GREEN, YELLOW
 from taxi_platform.sample.generator import generate_month
 
@@ -47,14 +47,23 @@ def test_month_gives_exactly_the_expected_trips(env: Env):
 def test_green_month_and_filename_column(env: Env):
     generated = generate_month(GREEN, FEB, env.mirror_path(GREEN, FEB), rows=5_000, seed=3)
     expected = expected_from_file(GREEN, generated.path)
+    assert expected.duplicates > 0
+    # Staging alone: the month's typed rows, first occurrences only, each with its file name.
+    result = env.run([raw_file_key(GREEN), staging_key(GREEN)], FEB)
+    staging_table = f'"{env.settings.staging_schema}"."green_tripdata_2019_02"'
+    staging = env.query(
+        f"SELECT count(*), count(DISTINCT unique_row_id), min(filename), max(filename) FROM {staging_table}")[0]
+    assert staging == (expected.distinct, expected.distinct, "green_tripdata_2019-02.csv.gz",
+                       "green_tripdata_2019-02.csv.gz")
+    metadata = materialization_metadata(result, staging_key(GREEN))
+    assert (metadata["rows_read"], metadata["duplicates_dropped"], metadata["dagster/row_count"]) == (
+        expected.rows, expected.duplicates, expected.distinct)
+    assert set(r[0] for r in env.query(f"SELECT unique_row_id FROM {staging_table}")) == set(expected.ids)
+
+    # The final step attaches that very table as the month's partition.
     env.materialize(GREEN, FEB, raise_on_error=True)
     rows = env.query(f"SELECT filename, count(*) FROM {env.final(GREEN)} GROUP BY 1")
     assert rows == [("green_tripdata_2019-02.csv.gz", expected.distinct)]
-    staging = env.query(
-        f'SELECT count(*), count(DISTINCT unique_row_id), min(filename), max(filename) '
-        f'FROM "{env.settings.staging_schema}"."green_tripdata_2019_02"')[0]
-    assert staging == (expected.rows, expected.distinct, "green_tripdata_2019-02.csv.gz",
-                       "green_tripdata_2019-02.csv.gz")
 
 
 def test_real_yellow_2021_01_head_loads_with_right_counts(env: Env):
@@ -300,9 +309,9 @@ def test_no_password_reaches_logs_metadata_or_errors(env: Env, pg, monkeypatch):
 
 def test_long_downloads_and_loads_log_their_progress(env: Env, monkeypatch):
     import taxi_platform.source.download as download
-    import taxi_platform.warehouse.postgres as postgres
+    import taxi_platform.warehouse.postgres_month as postgres_month
     monkeypatch.setattr(download, "PROGRESS_EVERY_SECONDS", 0.0)
-    monkeypatch.setattr(postgres, "PROGRESS_EVERY_SECONDS", 0.0)
+    monkeypatch.setattr(postgres_month, "PROGRESS_EVERY_SECONDS", 0.0)
     monkeypatch.setattr(download, "CHUNK", 64 * 1024)
     generate_month(YELLOW, JAN, env.mirror_path(YELLOW, JAN), rows=50_000, seed=3)
     result = env.materialize(YELLOW, JAN, raise_on_error=True)

@@ -17,49 +17,37 @@ from taxi_platform.assets.trips import final_key
 from taxi_platform.datasets import YELLOW
 from taxi_platform.sample.generator import generate_month
 from taxi_platform.warehouse.base import WarehouseError
-from taxi_platform.warehouse.postgres import PostgresWarehouse, _Duplicates
+import taxi_platform.warehouse.postgres_month as postgres_month
+from taxi_platform.warehouse.postgres import PostgresWarehouse
+from taxi_platform.warehouse.postgres_month import StagedMonth
 
 JAN, FEB = date(2019, 1, 1), date(2019, 2, 1)
 
 
-def _verify(env: Env, rows: list[tuple[str]], staged: int, found: _Duplicates):
-    """Run the replace's id verification on a table holding `rows` (ids), with the finder's
-    duplicates table holding the ids it saw repeated."""
-    table = sql.Identifier(env.settings.warehouse_schema, "ids_under_test")
-    dups = sql.Identifier(env.settings.warehouse_schema, "ids_under_test_dups")
-    conn = psycopg2.connect(env.pg_url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                sql.Identifier(env.settings.warehouse_schema)))
-            cur.execute(sql.SQL("CREATE TABLE {} (unique_row_id text)").format(table))
-            cur.executemany(sql.SQL("INSERT INTO {} VALUES (%s)").format(table), rows)
-            cur.execute(sql.SQL("CREATE TABLE {} AS SELECT DISTINCT unique_row_id FROM {} "
-                                "WHERE unique_row_id LIKE 'dup%%'").format(dups, table))
-            return PostgresWarehouse._verify_ids(cur, table, dups, staged, found)
-    finally:
-        conn.rollback()
-        conn.close()
+def test_a_duplicate_left_in_the_staged_rows_fails_the_blocking_check(env: Env, monkeypatch):
+    # The engine counted the file's distinct ids; the server counts the rows kept. If the later
+    # occurrences were not deleted, the two differ and the blocking uniqueness check fails.
+    path = env.mirror_path(YELLOW, JAN)
+    generate_month(YELLOW, JAN, path, rows=3_000, seed=8)
+    lines = csv_lines(read_gz(path))
+    write_gz(path, b"".join(lines + [lines[10]] * 2 + [lines[20]]))
+    expected = expected_from_file(YELLOW, path)
+    monkeypatch.setattr(postgres_month, "_delete_later_occurrences", lambda cur, staging, ids: 0)
+
+    result = env.materialize(YELLOW, JAN)
+
+    (unique,) = [c for c in result.get_asset_check_evaluations()
+                 if c.check_name == "unique_row_id_is_unique"]
+    assert not unique.passed
+    assert {k: v.value for k, v in unique.metadata.items()} == {
+        "rows": expected.rows, "duplicate_ids": expected.duplicates}
 
 
-def test_id_profile_of_a_clean_replace_has_no_duplicates(env: Env):
-    # Staged: a, b, dup1 x3 -> 5 rows, 2 surplus; the replace kept a, b, dup1.
-    found = _Duplicates(duplicated_ids=1, surplus_rows=2, previous_rows=0)
-    ids = _verify(env, [("a",), ("b",), ("dup1",)], staged=5, found=found)
-    assert (ids.rows, ids.distinct_ids, ids.duplicate_ids) == (3, 3, 0)
-
-
-def test_id_profile_counts_a_duplicate_the_replace_left(env: Env):
-    # The same staging, but a copy of dup1 survived: the blocking uniqueness check must fail.
-    found = _Duplicates(duplicated_ids=1, surplus_rows=2, previous_rows=0)
-    ids = _verify(env, [("a",), ("b",), ("dup1",), ("dup1",)], staged=5, found=found)
-    assert (ids.rows, ids.duplicate_ids) == (4, 1)
-
-
-def test_id_profile_refuses_a_replace_that_lost_rows(env: Env):
-    found = _Duplicates(duplicated_ids=1, surplus_rows=2, previous_rows=0)
-    with pytest.raises(WarehouseError, match="lost rows: 2 rows, 3 distinct ids staged"):
-        _verify(env, [("a",), ("dup1",)], staged=5, found=found)
+def test_staged_month_comment_round_trips():
+    staged = StagedMonth(rows=7_692_280, distinct=7_692_280, read=7_700_000, run_id="abc-123")
+    assert StagedMonth.parse(staged.comment("yellow_tripdata_2019-01.csv.gz")) == staged
+    assert StagedMonth.parse("rows=5 (yellow_tripdata_2019-01.csv.gz, loaded by taxi_platform)") is None
+    assert StagedMonth.parse(None) is None
 
 
 def test_check_metadata_of_a_month_with_duplicates(env: Env):
@@ -141,7 +129,8 @@ def test_previous_rows_come_from_the_partitions_comment_or_a_count(env: Env):
     env.materialize(YELLOW, JAN, raise_on_error=True)
     partition = f'"{env.settings.warehouse_schema}"."yellow_tripdata_2019_01"'
     comment = env.query(f"SELECT obj_description('{partition}'::regclass, 'pg_class')")[0][0]
-    assert comment == f"rows={rows} (yellow_tripdata_2019-01.csv.gz, loaded by taxi_platform)"
+    assert comment.startswith(f"rows={rows} distinct={rows} read={generated.rows} run=")
+    assert comment.endswith(" (yellow_tripdata_2019-01.csv.gz, loaded by taxi_platform)")
     result = env.materialize(YELLOW, JAN, raise_on_error=True)
     assert materialization_metadata(result, final_key(YELLOW))["previous_rows"] == rows
 

@@ -165,10 +165,15 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
             lake_file = raw_file.get(partition_key)
             if lake_file is None:
                 return missing_from_lake(context, spec, partition_key, month)
-            result = warehouse.load_staging(spec, month, lake_file, context.log.info)
+            result = warehouse.load_staging(spec, month, lake_file, context.log.info,
+                                            run_id=context.run.run_id)
+            read = {} if result.rows_read is None else {
+                "rows_read": dg.MetadataValue.int(result.rows_read),
+                "duplicates_dropped": dg.MetadataValue.int(result.rows_read - result.rows)}
             return {
                 "table": result.table,
                 "dagster/row_count": dg.MetadataValue.int(result.rows),
+                **read,
                 "source_file": lake_file.uri,
                 "duration_seconds": round(result.seconds, 2),
                 **cost_metadata(result),
@@ -195,7 +200,7 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
         def replace(partition_key: str, month: date) -> dict | None:
             if month > spec.last_published and skipped_upstream(context, staging_key(spec), partition_key):
                 return None
-            result = warehouse.replace_month(spec, month, context.log.info)
+            result = warehouse.replace_month(spec, month, context.log.info, run_id=context.run.run_id)
             checks[partition_key] = evaluate_trip_checks(spec, month, warehouse, min_in_month_share,
                                                          ids=result.ids)
             return {

@@ -31,11 +31,13 @@ class ConnectionLostError(WarehouseError):
 @dataclass(frozen=True)
 class StagingResult:
     table: str
-    rows: int
+    rows: int  # rows in the staging table
     seconds: float
     # BigQuery: bytes processed / billed by the operation's jobs (None where not reported).
     bytes_processed: int | None = None
     bytes_billed: int | None = None
+    # Data rows of the file, when staging dropped its in-file duplicates (PostgreSQL); None: all staged.
+    rows_read: int | None = None
 
 
 @dataclass(frozen=True)
@@ -96,12 +98,15 @@ class TripWarehouse(dg.ConfigurableResource, ABC):
         """Fully qualified name of `<colour>_tripdata`, for metadata."""
 
     @abstractmethod
-    def load_staging(self, spec: DatasetSpec, month: date, lake_file: LakeFile, log: Log) -> StagingResult:
-        """Replace the month's staging table with the file's rows, ids and file name computed in the load."""
+    def load_staging(self, spec: DatasetSpec, month: date, lake_file: LakeFile, log: Log,
+                     run_id: str = "") -> StagingResult:
+        """Replace the month's staging table with the file's rows, ids and file name computed in
+        the load; `run_id` tags what this run staged."""
 
     @abstractmethod
-    def replace_month(self, spec: DatasetSpec, month: date, log: Log) -> ReplaceResult:
-        """Replace exactly that month's rows of the final table with the distinct staged trips, atomically."""
+    def replace_month(self, spec: DatasetSpec, month: date, log: Log, run_id: str = "") -> ReplaceResult:
+        """Replace exactly that month's rows of the final table with the distinct staged trips,
+        atomically; `run_id`: the run whose staging this replace follows."""
 
     @abstractmethod
     def id_profile(self, spec: DatasetSpec, month: date) -> IdProfile:

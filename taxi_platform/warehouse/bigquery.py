@@ -166,7 +166,8 @@ class BigQueryWarehouse(TripWarehouse):
         return rows
 
     # --- staging ------------------------------------------------------------------------------
-    def load_staging(self, spec: DatasetSpec, month: date, lake_file: LakeFile, log: Log) -> StagingResult:
+    def load_staging(self, spec: DatasetSpec, month: date, lake_file: LakeFile, log: Log,
+                     run_id: str = "") -> StagingResult:
         from google.api_core import exceptions as gexc
         from google.cloud import bigquery
 
@@ -208,7 +209,7 @@ class BigQueryWarehouse(TripWarehouse):
                              bytes_processed=cost.processed, bytes_billed=cost.billed)
 
     # --- final --------------------------------------------------------------------------------
-    def replace_month(self, spec: DatasetSpec, month: date, log: Log) -> ReplaceResult:
+    def replace_month(self, spec: DatasetSpec, month: date, log: Log, run_id: str = "") -> ReplaceResult:
         from google.api_core import exceptions as gexc
         from google.cloud import bigquery
 

@@ -1,0 +1,138 @@
+"""A CSV.gz release file as blocks of whole lines, decompressed once, in bounded memory.
+
+Each block holds the raw bytes of consecutive data lines (the header is checked and left out),
+every line ending in a newline, blank lines removed, and the file line number of each line known
+(`Block.file_line`). The bytes are never re-encoded: the PostgreSQL writer sends them as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import BinaryIO, Iterator
+
+import numpy as np
+
+from taxi_platform.source.gzip_stream import GzipDecompressor, TruncatedGzipError
+
+BOM = b"\xef\xbb\xbf"
+READ_SIZE = 1 << 20
+BLOCK_BYTES = 16 << 20  # decompressed bytes per block: the unit of work of the pipeline
+
+
+class BadCsvError(ValueError):
+    """The file cannot be read as the dataset's CSV; the message names file and line."""
+
+
+@dataclass
+class Block:
+    data: bytes  # whole lines, each ending in b"\n" (b"\r\n" files keep their \r)
+    ends: np.ndarray  # int64 offset just after each line's newline
+    first_line: int  # file line number of the first line (the header is line 1)
+    # File line numbers skipped inside the block (blank lines), ascending: usually none.
+    skipped: list[int] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return len(self.ends)
+
+    def file_line(self, index: int) -> int:
+        """The file line number of the block's `index`-th line (0-based)."""
+        line = self.first_line + index
+        for skipped in self.skipped:
+            if skipped <= line:
+                line += 1
+        return line
+
+    def line_text(self, index: int, limit: int = 200) -> str:
+        start = int(self.ends[index - 1]) if index else 0
+        text = self.data[start:int(self.ends[index])].rstrip(b"\r\n")
+        return text[:limit].decode("utf-8", "replace")
+
+
+def expected_header(column_names: tuple[str, ...]) -> bytes:
+    return ",".join(column_names).encode()
+
+
+def read_blocks(fh: BinaryIO, file_name: str, column_names: tuple[str, ...],
+                block_bytes: int | None = None) -> Iterator[Block]:
+    """The data lines of a gzip CSV as blocks; the header must name the columns in order."""
+    block_bytes = block_bytes or BLOCK_BYTES
+    gz = GzipDecompressor()
+    pending = bytearray()
+    next_line = 1  # file line number of the first line in `pending`
+    header_done = False
+    line_end = b"\n"  # the header's: a last line without one gets it
+
+    def chunks() -> Iterator[bytes]:
+        while data := fh.read(READ_SIZE):
+            try:
+                yield gz.feed(data)
+            except ValueError as exc:
+                raise BadCsvError(f"{file_name}: {exc}") from None
+        try:
+            yield gz.finish()
+        except TruncatedGzipError as exc:
+            raise BadCsvError(f"{file_name}: {exc}") from None
+
+    for chunk in chunks():
+        pending += chunk
+        if not header_done:
+            end = pending.find(b"\n")
+            if end < 0:
+                if len(pending) > 1 << 20:
+                    raise BadCsvError(f"{file_name} line 1: no line end in the first MB (not a CSV file?)")
+                continue
+            _check_header(pending[:end], file_name, column_names)
+            line_end = b"\r\n" if pending[:end].endswith(b"\r") else b"\n"
+            del pending[:end + 1]
+            next_line, header_done = 2, True
+        if len(pending) >= block_bytes:
+            cut = pending.rfind(b"\n") + 1
+            if cut:
+                block = _block(bytes(pending[:cut]), next_line)
+                del pending[:cut]
+                next_line += block.rows + len(block.skipped)
+                if block.rows:
+                    yield block
+    if not header_done:
+        if pending.strip():
+            _check_header(bytes(pending), file_name, column_names)
+            return
+        raise BadCsvError(f"{file_name}: the file is empty (no header line)")
+    if pending:
+        if not pending.endswith(b"\n"):
+            pending += line_end
+        block = _block(bytes(pending), next_line)
+        if block.rows:
+            yield block
+
+
+def _check_header(line: bytes | bytearray, file_name: str, column_names: tuple[str, ...]) -> None:
+    text = bytes(line).removeprefix(BOM).rstrip(b"\r")
+    if text != expected_header(column_names):
+        got = text[:2000].decode("utf-8", "replace").split(",")
+        missing = [c for c in column_names if c not in got]
+        unexpected = [c for c in got if c not in column_names][:10]
+        detail = "; ".join(part for part in (
+            f"missing {', '.join(missing)}" if missing else "",
+            f"unexpected {', '.join(unexpected)}" if unexpected else "",
+            "same columns in another order" if not missing and not unexpected else "") if part)
+        raise BadCsvError(f"{file_name} line 1: the header does not match the spec ({detail})")
+
+
+def _block(data: bytes, first_line: int) -> Block:
+    arr = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(arr == 10) + 1
+    starts = np.empty_like(ends)
+    starts[0], starts[1:] = 0, ends[:-1]
+    lengths = ends - starts
+    blank = lengths == 1
+    if lengths.min(initial=3) <= 2:  # "\n" or "\r\n": blank lines (rare) are dropped
+        blank |= (lengths == 2) & (arr[np.maximum(ends - 2, 0)] == 13)
+    if not blank.any():
+        return Block(data=data, ends=ends, first_line=first_line)
+    keep = ~blank
+    skipped = (first_line + np.flatnonzero(blank)).tolist()
+    pieces = [data[s:e] for s, e in zip(starts[keep].tolist(), ends[keep].tolist())]
+    compact = b"".join(pieces)
+    return Block(data=compact, ends=np.cumsum(lengths[keep]), first_line=first_line, skipped=skipped)

@@ -1,0 +1,146 @@
+"""The trip id of every row of a block, computed in DuckDB (vectorised), exactly as defined in
+`taxi_platform/trip_id.py`: MD5 of the identity fields' canonical texts joined by '|'.
+
+Only the identity fields are parsed here (pyarrow's CSV parser, as text). Each is then read as its
+type and rendered canonically; a value the engine cannot read with certainty is refused, naming
+the file line and column, before anything is committed. What the engine accepts:
+
+    integer    what DuckDB reads as a 64-bit integer ('264', ' 7', '+3')
+    timestamp  'YYYY-MM-DD HH:MM:SS' with optional fractional seconds (ignored, as to_char does)
+    decimal    plain decimal notation ('12', '-0.5', '.20', '7.00'), at most 12 digits before the
+               point and 6 after it (the TLC's values have 2)
+    text       anything
+
+Values outside these forms are valid for PostgreSQL in ways the engine does not reproduce (other
+date styles, exponents): they are refused rather than given an id that could differ.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+
+from taxi_platform.datasets import ColumnType, DatasetSpec
+from taxi_platform.engine.csv_blocks import BadCsvError, Block
+from taxi_platform.trip_id import NULL_TEXT, SEPARATOR
+
+# Per type: the value read (v), whether the text may be read that way (ok), and the canonical
+# text of the value (canon); {c} is the field's text, {v} its value.
+_VALUE = {
+    ColumnType.INTEGER: "TRY_CAST({c} AS BIGINT)",
+    ColumnType.TIMESTAMP: "TRY_CAST({c} AS TIMESTAMP)",
+    ColumnType.DECIMAL: "TRY_CAST({c} AS DECIMAL(18,6))",
+    ColumnType.TEXT: "{c}",
+}
+_READABLE = {
+    ColumnType.INTEGER: "{v} IS NOT NULL",
+    # 'YYYY-MM-DD HH:MM:SS' then nothing or a fraction: no zone offset, no other date style.
+    ColumnType.TIMESTAMP: ("{v} IS NOT NULL AND {c} LIKE '____-__-__ __:__:__%' "
+                           "AND (length({c}) = 19 OR (substr({c}, 20, 1) = '.' AND length({c}) <= 26))"),
+    # Plain notation with at most 6 decimals (a 7th would be rounded by DECIMAL(18,6)).
+    ColumnType.DECIMAL: ("{v} IS NOT NULL AND NOT (contains({c}, 'e') OR contains({c}, 'E')) "
+                         "AND (NOT contains({c}, '.') OR length(rtrim({c})) - strpos({c}, '.') <= 6)"),
+    ColumnType.TEXT: "true",
+}
+_CANONICAL = {
+    ColumnType.INTEGER: "CAST({v} AS VARCHAR)",
+    ColumnType.TIMESTAMP: "strftime({v}, '%Y-%m-%d %H:%M:%S')",
+    # DECIMAL(18,6) prints all six decimals ('0.670000'): the shortest form drops the trailing
+    # zeros and then a bare point; zero is '0' whatever its sign.
+    ColumnType.DECIMAL: "(CASE WHEN {v} = 0 THEN '0' ELSE rtrim(rtrim(CAST({v} AS VARCHAR), '0'), '.') END)",
+    ColumnType.TEXT: "{v}",
+}
+_WHAT = {ColumnType.INTEGER: "an integer", ColumnType.TIMESTAMP: "a timestamp (YYYY-MM-DD HH:MM:SS)",
+         ColumnType.DECIMAL: "a decimal (plain notation, at most 12 digits before the point and 6 after)",
+         ColumnType.TEXT: "text"}
+
+
+def _column_ref(index: int) -> str:
+    return f"c{index}"
+
+
+def duckdb_trip_id_sql(spec: DatasetSpec, table: str = "batch") -> str:
+    """SELECT id, bad FROM `table` (columns c0.. = the identity fields as text): `id` the trip id,
+    `bad` the index of the first identity field that cannot be read (-1: none)."""
+    values, canon, checks = [], [], []
+    for index, name in enumerate(spec.identity_columns):
+        type_, c, v = spec.column(name).type, _column_ref(index), f"v{index}"
+        values.append(f"{c}, {_VALUE[type_].replace('{c}', c)} AS {v}")
+        rendered = _CANONICAL[type_].replace("{v}", v)
+        readable = _READABLE[type_].replace("{c}", c).replace("{v}", v)
+        canon.append(f"coalesce({rendered}, '{NULL_TEXT}')")
+        checks.append(f"WHEN {c} IS NOT NULL AND NOT ({readable}) THEN {index}")
+    joined = f", '{SEPARATOR}', ".join(canon)
+    return (f"SELECT md5(concat({joined})) AS id, CASE {' '.join(checks)} ELSE -1 END AS bad "
+            f"FROM (SELECT {', '.join(values)} FROM {table})")
+
+
+@dataclass
+class BlockIds:
+    ids: pa.Array  # string: the trip id of each line of the block
+
+
+class TripIdEngine:
+    """Computes the ids of blocks of one file; one DuckDB connection, one thread (the database
+    server has the other core)."""
+
+    def __init__(self, spec: DatasetSpec, file_name: str, threads: int = 1) -> None:
+        self.spec, self.file_name = spec, file_name
+        self._con = duckdb.connect(config={"threads": threads})
+        self._sql = duckdb_trip_id_sql(spec)
+        names = spec.column_names
+        self._read = pcsv.ReadOptions(column_names=list(names), use_threads=False, block_size=1 << 30)
+        self._parse = pcsv.ParseOptions(newlines_in_values=False)
+        self._convert = pcsv.ConvertOptions(
+            include_columns=list(spec.identity_columns),
+            column_types={n: pa.string() for n in spec.identity_columns},
+            strings_can_be_null=True, null_values=[""], quoted_strings_can_be_null=False)
+
+    def close(self) -> None:
+        self._con.close()
+
+    def ids(self, block: Block) -> pa.Array:
+        try:
+            fields = pcsv.read_csv(pa.BufferReader(block.data), read_options=self._read,
+                                   parse_options=self._parse, convert_options=self._convert)
+        except pa.ArrowInvalid as exc:
+            raise self._parse_error(block, exc) from None
+        if fields.num_rows != block.rows:  # a quoted field holding a line end
+            raise BadCsvError(f"{self.file_name} lines {block.first_line}..{block.file_line(block.rows - 1)}: "
+                              "a quoted field spans lines, which this reader does not accept")
+        batch = pa.table([fields.column(n) for n in self.spec.identity_columns],
+                         names=[_column_ref(i) for i in range(len(self.spec.identity_columns))])
+        self._con.register("batch", batch)
+        try:
+            result = self._con.execute(self._sql).to_arrow_table()
+        finally:
+            self._con.unregister("batch")
+        bad = result.column("bad").to_numpy()
+        if (bad >= 0).any():
+            raise self._value_error(block, fields, bad)
+        return result.column("id").combine_chunks()
+
+    def _value_error(self, block: Block, fields: pa.Table, bad: np.ndarray) -> BadCsvError:
+        row = int(np.flatnonzero(bad >= 0)[0])
+        name = self.spec.identity_columns[int(bad[row])]
+        value = fields.column(name)[row].as_py()
+        return BadCsvError(
+            f"{self.file_name} line {block.file_line(row)}, column {name}: {value[:80]!r} cannot be "
+            f"read as {_WHAT[self.spec.column(name).type]}")
+
+    def _parse_error(self, block: Block, exc: Exception) -> BadCsvError:
+        expected = len(self.spec.column_names)
+        text = block.data.decode("utf-8", "replace")
+        for index, row in enumerate(csv.reader(io.StringIO(text, newline=""))):
+            if len(row) != expected:
+                kind = "too few" if len(row) < expected else "too many"
+                return BadCsvError(
+                    f"{self.file_name} line {block.file_line(index)}: {len(row)} fields, expected "
+                    f"{expected} ({kind}; a truncated or malformed row)")
+        return BadCsvError(f"{self.file_name} lines {block.first_line}..: {str(exc)[:300]}")

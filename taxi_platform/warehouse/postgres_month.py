@@ -1,0 +1,201 @@
+"""A month of trips into PostgreSQL: written once by the ingest engine, then swapped in.
+
+Staging (`stage_month`), one transaction:
+  the month's new table is created in the staging schema, shaped like a partition of the final
+  table (`filename` stored, with the CHECK that lets ATTACH skip its scan); one COPY fills it with
+  the file's lines, each prefixed with its trip id by the engine (`engine/copy_stream.py`), while
+  the engine is still reading the file; the later occurrences of the ids the engine saw more than
+  once are deleted (file order = the table's physical order: one COPY stream into a table created
+  in the same transaction appends its rows in order); the table's comment records what it holds.
+  Created in the COPY's transaction, the table is written FROZEN and, with wal_level=minimal (the
+  embedded server), without WAL.
+
+Swap (`swap_month`), one transaction, milliseconds: the old partition is detached and dropped, the
+staged table moves into the warehouse schema and is attached as the month's partition. Readers see
+the old month or the new one, never a mix; a failure anywhere leaves the previous month intact.
+
+The staging table is tagged with the run that staged it. Two loads of the same month at once:
+their staging steps take turns (the later one's table wins), and the swap moves whichever table
+is staged; a swap that finds its run's table already moved (by the other run's swap) has nothing
+left to do.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import date
+
+import psycopg2
+import psycopg2.errors
+from psycopg2 import sql
+
+from taxi_platform.datasets import DatasetSpec
+from taxi_platform.engine.copy_stream import IdPrefixedLines, StreamStats
+from taxi_platform.engine.csv_blocks import BadCsvError
+from taxi_platform.engine.duplicates import DuplicateTracker
+from taxi_platform.lake.base import LakeFile
+from taxi_platform.warehouse.base import BadInputError, Log, WarehouseError
+
+PROGRESS_EVERY_SECONDS = 10.0
+LOCK_NAMESPACE = 0x7A11  # first key of every advisory lock we take
+_COMMENT = re.compile(r"rows=(\d+) distinct=(\d+) read=(\d+) run=(\S*) ")
+
+
+@dataclass(frozen=True)
+class StagedMonth:
+    """What a staging table holds, from its comment (written in the transaction that filled it)."""
+
+    rows: int  # rows in the table (the server's count: COPY minus the duplicates deleted)
+    distinct: int  # distinct ids the engine found in the file
+    read: int  # data rows of the file
+    run_id: str  # the run that staged it
+
+    def comment(self, file_name: str) -> str:
+        return (f"rows={self.rows} distinct={self.distinct} read={self.read} run={self.run_id} "
+                f"({file_name}, staged by taxi_platform)")
+
+    @classmethod
+    def parse(cls, comment: str | None) -> "StagedMonth | None":
+        match = _COMMENT.match(comment or "")
+        if not match:
+            return None
+        return cls(int(match.group(1)), int(match.group(2)), int(match.group(3)), match.group(4))
+
+
+def stage_month(wh, cur, spec: DatasetSpec, month: date, lake_file: LakeFile, run_id: str,
+                log: Log) -> StagedMonth:
+    """Fill the month's staging table from the file (see the module's docstring)."""
+    file_name = spec.file_name(month)
+    staging = wh._staging(spec, month)
+    name = wh.month_table_name(spec, month)
+    cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_NAMESPACE, f"staging:{file_name}"))
+    cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(staging))
+    cur.execute(sql.SQL(
+        "CREATE TABLE {} (unique_row_id text NOT NULL, filename text NOT NULL DEFAULT {} "
+        "CONSTRAINT {} CHECK (filename = {}), {})"
+    ).format(staging, sql.Literal(file_name), sql.Identifier(f"{name}_filename"),
+             sql.Literal(file_name), wh._column_defs(spec)))
+    copy = sql.SQL("COPY {} (unique_row_id, {}) FROM STDIN WITH (FORMAT csv, FREEZE)").format(
+        staging, wh._columns(spec)).as_string(cur.connection)
+    tracker = DuplicateTracker(wh.engine_memory, spill_dir=wh.engine_spill_dir())
+    try:
+        with lake_file.open() as fh:
+            lines = IdPrefixedLines(fh, spec, file_name, tracker, on_block=_progress(file_name, log))
+            try:
+                cur.copy_expert(copy, lines, size=1 << 20)
+            except psycopg2.Error as exc:
+                if isinstance(lines.error, BadCsvError):
+                    raise BadInputError(str(lines.error)) from None
+                if lines.error is not None:
+                    raise lines.error from None
+                if isinstance(exc, (psycopg2.DataError, psycopg2.errors.BadCopyFileFormat)):
+                    raise BadInputError(copy_error_message(file_name, exc, lines.stats)) from None
+                raise
+            finally:
+                lines.close()
+            copied = cur.rowcount
+            if copied != lines.stats.rows:  # never expected: COPY counts what it received
+                raise WarehouseError(f"{file_name}: {lines.stats.rows:,} rows sent, {copied:,} copied")
+            dups = lines.duplicates()
+        deleted = _delete_later_occurrences(cur, staging, dups.ids)
+    finally:
+        tracker.close()
+    staged = StagedMonth(rows=copied - deleted, distinct=copied - dups.surplus_rows, read=copied,
+                         run_id=run_id)
+    cur.execute(sql.SQL("ANALYZE {}").format(staging))
+    cur.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(staging, sql.Literal(staged.comment(file_name))))
+    return staged
+
+
+def _delete_later_occurrences(cur, staging: sql.Composed, ids: list[str]) -> int:
+    """Delete every row of `ids` but the first in the table's physical (= file) order."""
+    if not ids:
+        return 0
+    cur.execute("CREATE TEMP TABLE taxi_duplicate_ids (unique_row_id text PRIMARY KEY) ON COMMIT DROP")
+    cur.execute("INSERT INTO taxi_duplicate_ids SELECT unnest(%s::text[])", (ids,))
+    cur.execute("ANALYZE taxi_duplicate_ids")
+    cur.execute(sql.SQL(
+        "DELETE FROM {t} USING (SELECT ctid AS row_ctid, row_number() OVER "
+        "(PARTITION BY unique_row_id ORDER BY ctid) AS occurrence FROM {t} "
+        "WHERE unique_row_id IN (SELECT unique_row_id FROM taxi_duplicate_ids)) later "
+        "WHERE {t}.ctid = later.row_ctid AND later.occurrence > 1").format(t=staging))
+    return cur.rowcount
+
+
+@dataclass(frozen=True)
+class SwapResult:
+    staged: StagedMonth
+    previous_rows: int
+
+
+def swap_month(wh, cur, spec: DatasetSpec, month: date, run_id: str) -> SwapResult:
+    """Attach the month's staging table as its partition (see the module's docstring)."""
+    file_name = spec.file_name(month)
+    warehouse = wh.warehouse_schema_name()
+    name = wh.month_table_name(spec, month)
+    staging, partition = wh._staging(spec, month), wh._partition(spec, month)
+    cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_NAMESPACE, f"final:{file_name}"))
+    cur.execute("SELECT to_regclass(%s)", (wh.staging_table(spec, month),))
+    if cur.fetchone()[0] is not None:
+        # Locked before its comment is read: a staging load of the month that is still writing
+        # its table is waited for, and what is read is what will be attached.
+        cur.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(staging))
+    cur.execute("SELECT obj_description(to_regclass(%s), 'pg_class'), to_regclass(%s), "
+                "obj_description(to_regclass(%s), 'pg_class')",
+                (wh.staging_table(spec, month), f"{warehouse}.{name}", f"{warehouse}.{name}"))
+    staging_comment, old_partition, partition_comment = cur.fetchone()
+    staged = StagedMonth.parse(staging_comment)
+    if staged is None:
+        in_place = StagedMonth.parse(partition_comment)
+        if in_place is not None and run_id and in_place.run_id == run_id:
+            # This run's rows were staged, then swapped in by another run's swap of the month.
+            return SwapResult(staged=in_place, previous_rows=in_place.rows)
+        raise WarehouseError(
+            f"no staging table {wh.staging_table(spec, month)}: materialize the {spec.name} "
+            f"staging asset for {month:%Y-%m} first")
+    previous = 0
+    if old_partition:
+        recorded = StagedMonth.parse(partition_comment)
+        if recorded is not None:
+            previous = recorded.rows
+        else:
+            cur.execute(sql.SQL("SELECT count(*) FROM {}").format(partition))
+            previous = cur.fetchone()[0]
+        cur.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(wh._final(spec), partition))
+        cur.execute(sql.SQL("DROP TABLE {}").format(partition))
+    cur.execute(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(staging, sql.Identifier(warehouse)))
+    cur.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})")
+                .format(wh._final(spec), partition, sql.Literal(file_name)))
+    cur.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(
+        partition, sql.Literal(staged.comment(file_name).replace("staged by", "loaded by"))))
+    return SwapResult(staged=staged, previous_rows=previous)
+
+
+_CONTEXT = re.compile(r"line (\d+)(?:, column (\w+))?")
+
+
+def copy_error_message(file_name: str, exc: psycopg2.Error, stats: StreamStats | None = None) -> str:
+    """`yellow_tripdata_2019-01.csv.gz line 5, column fare_amount: invalid input syntax ...`:
+    COPY's line number turned into the file's (the header and blank lines are not sent)."""
+    primary = (exc.diag.message_primary or str(exc)).strip()
+    match = _CONTEXT.search(exc.diag.context or "")
+    if not match:
+        return f"{file_name}: {primary}"
+    line = int(match.group(1))
+    line = stats.file_line(line) if stats is not None else line
+    where = f"line {line}" + (f", column {match.group(2)}" if match.group(2) else "")
+    return f"{file_name} {where}: {primary}"
+
+
+def _progress(file_name: str, log: Log):
+    state = {"last": time.monotonic()}
+
+    def report(stats: StreamStats) -> None:
+        now = time.monotonic()
+        if now - state["last"] >= PROGRESS_EVERY_SECONDS:
+            state["last"] = now
+            log(f"{file_name}: {stats.bytes_in / 1e6:,.0f} MB loaded, about {stats.rows:,} rows")
+
+    return report
