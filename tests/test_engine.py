@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import gzip
 import io
-import random
 from datetime import date
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -18,7 +18,7 @@ from expected import csv_lines, expected_from_file, read_gz, set_value, write_gz
 from taxi_platform.assets.trips import final_key
 from taxi_platform.datasets import GREEN, YELLOW
 from taxi_platform.engine.csv_blocks import BadCsvError, read_blocks
-from taxi_platform.engine.duplicates import DuplicateTracker
+from taxi_platform.engine.duplicates import DuplicateTracker, id_prefixes
 from taxi_platform.engine.trip_ids import TripIdEngine
 from taxi_platform.sample.generator import generate_month
 from taxi_platform.trip_id import trip_id_from_csv_row
@@ -66,6 +66,11 @@ def test_an_empty_file_is_refused():
         _blocks(b"")
 
 
+def test_id_prefixes_are_the_first_64_bits():
+    ids = pa.array(["0123456789abcdef" + "0" * 16, "f" * 32, "00000000000000010123456789abcdef"]).slice(1)
+    assert [f"{p:016x}" for p in id_prefixes(ids)] == ["f" * 16, "0000000000000001"]
+
+
 def test_ids_equal_the_reference_definition_for_every_notation():
     rows = [_row(i) for i in range(20)]
     # Decimals in every notation that means the same value, integers with spaces and signs,
@@ -74,7 +79,8 @@ def test_ids_equal_the_reference_definition_for_every_notation():
            dict(fare_amount="-0.50"), dict(fare_amount="0.00"), dict(fare_amount="-0"),
            dict(trip_distance="12"), dict(trip_distance=" 3.10 "), dict(VendorID=""),
            dict(PULocationID="+7"), dict(DOLocationID="007"), dict(fare_amount=""),
-           dict(tpep_dropoff_datetime="2019-01-01 00:10:00.75"), dict(fare_amount="123456789012.123456")]
+           dict(tpep_dropoff_datetime="2019-01-01 00:10:00.75"), dict(fare_amount="123456789012.123456"),
+           dict(fare_amount="1e3"), dict(trip_distance="1_0.5")]
     rows += [_row(100 + i, **values) for i, values in enumerate(odd)]
     rows.append(_row(100, fare_amount="0.2"))  # the first odd row's trip, written otherwise
     data = HEADER + b"\n" + b"".join(",".join(r).encode() + b"\n" for r in rows)
@@ -92,7 +98,7 @@ def test_ids_equal_the_reference_definition_for_every_notation():
 @pytest.mark.parametrize(("column", "value", "what"), [
     ("tpep_pickup_datetime", "01/02/2019 10:00:00", "a timestamp"),
     ("tpep_pickup_datetime", "2019-01-01 00:00:00+05", "a timestamp"),
-    ("fare_amount", "1e3", "a decimal"),
+    ("fare_amount", "1e-7", "a decimal"),
     ("fare_amount", "1.2345678", "a decimal"),
     ("PULocationID", "12x", "an integer"),
 ])
@@ -117,21 +123,28 @@ def test_a_row_with_too_few_fields_is_refused_naming_its_line():
             engine.ids(block)
 
 
-def test_duplicates_are_found_exactly_beyond_the_memory_limit(tmp_path):
-    # 1,000,000 ids (32 MB of text alone) through a tracker limited to 32 MB: DuckDB spills.
-    rng = random.Random(5)
-    ids = [f"{rng.getrandbits(128):032x}" for _ in range(1_000_000)]
-    repeated = rng.sample(ids, 250)
+def _random_ids(count: int, seed: int) -> pa.Array:
+    """`count` random ids (32 hex digits), built without a Python loop."""
+    digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+    text = digits[np.random.default_rng(seed).integers(0, 16, size=count * 32, dtype=np.uint8)]
+    offsets = np.arange(0, (count + 1) * 32, 32, dtype=np.int32)
+    return pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(text))
+
+
+def test_repeated_ids_are_found_beyond_the_memory_limit(tmp_path):
+    # 6,000,000 id prefixes (48 MB as integers) through a tracker limited to 32 MB: DuckDB spills.
+    ids = _random_ids(6_000_000, seed=5)
+    repeated = ids.take(pa.array(np.random.default_rng(6).choice(len(ids), 250, replace=False)))
     tracker = DuplicateTracker("32MB", spill_dir=str(tmp_path))
     try:
-        for start in range(0, len(ids), 200_000):
-            tracker.add(pa.array(ids[start:start + 200_000]))
-        tracker.add(pa.array(repeated + repeated[:10]))
-        found = tracker.duplicates()
+        for start in range(0, len(ids), 500_000):
+            tracker.add(ids.slice(start, 500_000))
+        tracker.add(repeated)
+        tracker.add(repeated.slice(0, 10))
+        found = tracker.repeated_prefixes()
     finally:
         tracker.close()
-    assert found.ids == sorted(repeated)
-    assert found.surplus_rows == 260
+    assert found == sorted(r[:16] for r in repeated.to_pylist())
     assert not any(tmp_path.iterdir())  # the spill folder is removed
 
 

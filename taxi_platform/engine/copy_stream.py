@@ -4,7 +4,7 @@ file would, and receives the month once.
 
 A background thread reads, parses and hashes the next blocks while COPY consumes the current one;
 at most `queue_blocks` blocks wait between them, which bounds the memory used whatever the file's
-size. The trip ids also feed the duplicate tracker.
+size. The trip ids also feed the duplicate tracker (their first 64 bits).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from taxi_platform.datasets import DatasetSpec
-from taxi_platform.engine.csv_blocks import Block, read_blocks
-from taxi_platform.engine.duplicates import DuplicateIds, DuplicateTracker
+from taxi_platform.engine.csv_blocks import Block, LinePositions, read_blocks
+from taxi_platform.engine.duplicates import DuplicateTracker
 from taxi_platform.engine.trip_ids import TripIdEngine
 
 _DONE = object()
@@ -30,19 +30,19 @@ _DONE = object()
 class StreamStats:
     rows: int = 0  # data rows sent (blank lines excluded)
     bytes_in: int = 0  # decompressed bytes of the data lines
-    # (first stream line, block) of every block sent, to turn a COPY line number into a file line.
-    blocks: list[tuple[int, Block]] = field(default_factory=list)
+    # (first stream line, line positions) of every block sent: a COPY line number -> a file line.
+    blocks: list[tuple[int, LinePositions]] = field(default_factory=list)
 
     def file_line(self, stream_line: int) -> int:
         """The file line of COPY's line `stream_line` (1-based, as COPY counts)."""
-        first_line, block = 1, None
+        first_line, positions = 1, None
         for first, candidate in self.blocks:
             if first > stream_line:
                 break
-            first_line, block = first, candidate
-        if block is None:
+            first_line, positions = first, candidate
+        if positions is None:
             return stream_line + 1
-        return block.file_line(stream_line - first_line)
+        return positions.file_line(stream_line - first_line)
 
 
 class IdPrefixedLines:
@@ -98,17 +98,19 @@ class IdPrefixedLines:
         if isinstance(item, BaseException):
             raise item
         joined, block = item
-        self.stats.blocks.append((self.stats.rows + 1, block))
+        self.stats.blocks.append((self.stats.rows + 1, block.positions))
         self.stats.rows += block.rows
         self.stats.bytes_in += len(block.data)
         if self._on_block is not None:
             self._on_block(self.stats)
         offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32)
         # psycopg2 takes bytes only: one copy of the block (memcpy), released once sent.
-        return joined.buffers()[2].to_pybytes()[offsets[joined.offset]:offsets[joined.offset + len(joined)]]
+        data = joined.buffers()[2]
+        start, end = int(offsets[joined.offset]), int(offsets[joined.offset + len(joined)])
+        return data.slice(start, end - start).to_pybytes()
 
-    def duplicates(self) -> DuplicateIds:
-        return self._tracker.duplicates()
+    def repeated_prefixes(self) -> list[str]:
+        return self._tracker.repeated_prefixes()
 
     def close(self) -> None:
         self._stop.set()

@@ -7,7 +7,7 @@ every line ending in a newline, blank lines removed, and the file line number of
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
 import numpy as np
@@ -16,24 +16,20 @@ from taxi_platform.source.gzip_stream import GzipDecompressor, TruncatedGzipErro
 
 BOM = b"\xef\xbb\xbf"
 READ_SIZE = 1 << 20
-BLOCK_BYTES = 16 << 20  # decompressed bytes per block: the unit of work of the pipeline
+BLOCK_BYTES = 4 << 20  # decompressed bytes per block: the unit of work of the pipeline
 
 
 class BadCsvError(ValueError):
     """The file cannot be read as the dataset's CSV; the message names file and line."""
 
 
-@dataclass
-class Block:
-    data: bytes  # whole lines, each ending in b"\n" (b"\r\n" files keep their \r)
-    ends: np.ndarray  # int64 offset just after each line's newline
+@dataclass(frozen=True)
+class LinePositions:
+    """Where a block's lines stand in the file: enough to name a line, without its bytes."""
+
     first_line: int  # file line number of the first line (the header is line 1)
     # File line numbers skipped inside the block (blank lines), ascending: usually none.
-    skipped: list[int] = field(default_factory=list)
-
-    @property
-    def rows(self) -> int:
-        return len(self.ends)
+    skipped: tuple[int, ...] = ()
 
     def file_line(self, index: int) -> int:
         """The file line number of the block's `index`-th line (0-based)."""
@@ -42,6 +38,28 @@ class Block:
             if skipped <= line:
                 line += 1
         return line
+
+
+@dataclass
+class Block:
+    data: bytes  # whole lines, each ending in b"\n" (b"\r\n" files keep their \r)
+    ends: np.ndarray  # int64 offset just after each line's newline
+    positions: LinePositions
+
+    @property
+    def rows(self) -> int:
+        return len(self.ends)
+
+    @property
+    def first_line(self) -> int:
+        return self.positions.first_line
+
+    @property
+    def skipped(self) -> tuple[int, ...]:
+        return self.positions.skipped
+
+    def file_line(self, index: int) -> int:
+        return self.positions.file_line(index)
 
     def line_text(self, index: int, limit: int = 200) -> str:
         start = int(self.ends[index - 1]) if index else 0
@@ -130,9 +148,9 @@ def _block(data: bytes, first_line: int) -> Block:
     if lengths.min(initial=3) <= 2:  # "\n" or "\r\n": blank lines (rare) are dropped
         blank |= (lengths == 2) & (arr[np.maximum(ends - 2, 0)] == 13)
     if not blank.any():
-        return Block(data=data, ends=ends, first_line=first_line)
+        return Block(data=data, ends=ends, positions=LinePositions(first_line))
     keep = ~blank
-    skipped = (first_line + np.flatnonzero(blank)).tolist()
+    skipped = tuple((first_line + np.flatnonzero(blank)).tolist())
     pieces = [data[s:e] for s, e in zip(starts[keep].tolist(), ends[keep].tolist())]
     compact = b"".join(pieces)
-    return Block(data=compact, ends=np.cumsum(lengths[keep]), first_line=first_line, skipped=skipped)
+    return Block(data=compact, ends=np.cumsum(lengths[keep]), positions=LinePositions(first_line, skipped))

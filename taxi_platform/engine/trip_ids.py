@@ -7,12 +7,13 @@ the file line and column, before anything is committed. What the engine accepts:
 
     integer    what DuckDB reads as a 64-bit integer ('264', ' 7', '+3')
     timestamp  'YYYY-MM-DD HH:MM:SS' with optional fractional seconds (ignored, as to_char does)
-    decimal    plain decimal notation ('12', '-0.5', '.20', '7.00'), at most 12 digits before the
-               point and 6 after it (the TLC's values have 2)
+    decimal    what DuckDB reads as DECIMAL(18,6) without loss ('12', '-0.5', '.20', '7.00',
+               '1e3'): at most 12 digits before the point and 6 after it (the TLC's have 2)
     text       anything
 
-Values outside these forms are valid for PostgreSQL in ways the engine does not reproduce (other
-date styles, exponents): they are refused rather than given an id that could differ.
+Values outside these forms may be valid for PostgreSQL in ways the engine does not reproduce
+(other date styles, zone offsets, more decimals): they are refused rather than given an id that
+could differ.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from taxi_platform.datasets import ColumnType, DatasetSpec
@@ -43,21 +45,23 @@ _READABLE = {
     # 'YYYY-MM-DD HH:MM:SS' then nothing or a fraction: no zone offset, no other date style.
     ColumnType.TIMESTAMP: ("{v} IS NOT NULL AND {c} LIKE '____-__-__ __:__:__%' "
                            "AND (length({c}) = 19 OR (substr({c}, 20, 1) = '.' AND length({c}) <= 26))"),
-    # Plain notation with at most 6 decimals (a 7th would be rounded by DECIMAL(18,6)).
-    ColumnType.DECIMAL: ("{v} IS NOT NULL AND NOT (contains({c}, 'e') OR contains({c}, 'E')) "
-                         "AND (NOT contains({c}, '.') OR length(rtrim({c})) - strpos({c}, '.') <= 6)"),
+    # Read without loss: DECIMAL(18,6) would round a 7th decimal ('1.2345678', '1e-7'), which
+    # the same text read as a double shows.
+    ColumnType.DECIMAL: "{v} IS NOT NULL AND CAST({v} AS DOUBLE) = TRY_CAST({c} AS DOUBLE)",
     ColumnType.TEXT: "true",
 }
 _CANONICAL = {
     ColumnType.INTEGER: "CAST({v} AS VARCHAR)",
-    ColumnType.TIMESTAMP: "strftime({v}, '%Y-%m-%d %H:%M:%S')",
-    # DECIMAL(18,6) prints all six decimals ('0.670000'): the shortest form drops the trailing
-    # zeros and then a bare point; zero is '0' whatever its sign.
-    ColumnType.DECIMAL: "(CASE WHEN {v} = 0 THEN '0' ELSE rtrim(rtrim(CAST({v} AS VARCHAR), '0'), '.') END)",
+    # Already canonical when it is exactly 'YYYY-MM-DD HH:MM:SS' (hour 24 is the next day).
+    ColumnType.TIMESTAMP: ("CASE WHEN length({c}) = 19 AND substr({c}, 12, 2) <> '24' THEN {c} "
+                           "ELSE strftime({v}, '%Y-%m-%d %H:%M:%S') END"),
+    # DECIMAL(18,6) prints all six decimals ('0.670000', '7.000000'): the shortest form drops
+    # the trailing zeros, and the point when nothing follows it ('0.67', '7', '0').
+    ColumnType.DECIMAL: r"regexp_replace(CAST({v} AS VARCHAR), '\.?0+$', '')",
     ColumnType.TEXT: "{v}",
 }
 _WHAT = {ColumnType.INTEGER: "an integer", ColumnType.TIMESTAMP: "a timestamp (YYYY-MM-DD HH:MM:SS)",
-         ColumnType.DECIMAL: "a decimal (plain notation, at most 12 digits before the point and 6 after)",
+         ColumnType.DECIMAL: "a decimal of at most 12 digits before the point and 6 after it",
          ColumnType.TEXT: "text"}
 
 
@@ -65,25 +69,24 @@ def _column_ref(index: int) -> str:
     return f"c{index}"
 
 
-def duckdb_trip_id_sql(spec: DatasetSpec, table: str = "batch") -> str:
-    """SELECT id, bad FROM `table` (columns c0.. = the identity fields as text): `id` the trip id,
-    `bad` the index of the first identity field that cannot be read (-1: none)."""
+def duckdb_trip_id_sql(spec: DatasetSpec, table: str = "batch") -> tuple[str, str]:
+    """Two queries over `table` (columns c0.. = the identity fields as text):
+    `SELECT id, ok`: the trip id, and whether every field could be read; and, for the rare block
+    where one could not, `SELECT bad`: the index of the first unreadable field (-1: none)."""
     values, canon, checks = [], [], []
     for index, name in enumerate(spec.identity_columns):
         type_, c, v = spec.column(name).type, _column_ref(index), f"v{index}"
         values.append(f"{c}, {_VALUE[type_].replace('{c}', c)} AS {v}")
-        rendered = _CANONICAL[type_].replace("{v}", v)
+        rendered = _CANONICAL[type_].replace("{c}", c).replace("{v}", v)
         readable = _READABLE[type_].replace("{c}", c).replace("{v}", v)
         canon.append(f"coalesce({rendered}, '{NULL_TEXT}')")
-        checks.append(f"WHEN {c} IS NOT NULL AND NOT ({readable}) THEN {index}")
+        checks.append((index, f"({c} IS NULL OR ({readable}))"))
     joined = f", '{SEPARATOR}', ".join(canon)
-    return (f"SELECT md5(concat({joined})) AS id, CASE {' '.join(checks)} ELSE -1 END AS bad "
-            f"FROM (SELECT {', '.join(values)} FROM {table})")
-
-
-@dataclass
-class BlockIds:
-    ids: pa.Array  # string: the trip id of each line of the block
+    source = f"(SELECT {', '.join(values)} FROM {table})"
+    ok = " AND ".join(check for _, check in checks)
+    cases = " ".join(f"WHEN NOT {check} THEN {index}" for index, check in checks)
+    return (f"SELECT md5(concat({joined})) AS id, {ok} AS ok FROM {source}",
+            f"SELECT CASE {cases} ELSE -1 END AS bad FROM {source}")
 
 
 class TripIdEngine:
@@ -92,8 +95,8 @@ class TripIdEngine:
 
     def __init__(self, spec: DatasetSpec, file_name: str, threads: int = 1) -> None:
         self.spec, self.file_name = spec, file_name
-        self._con = duckdb.connect(config={"threads": threads})
-        self._sql = duckdb_trip_id_sql(spec)
+        self._con = duckdb.connect(config={"threads": threads, "memory_limit": "64MB"})
+        self._sql, self._bad_sql = duckdb_trip_id_sql(spec)
         names = spec.column_names
         self._read = pcsv.ReadOptions(column_names=list(names), use_threads=False, block_size=1 << 30)
         self._parse = pcsv.ParseOptions(newlines_in_values=False)
@@ -119,11 +122,11 @@ class TripIdEngine:
         self._con.register("batch", batch)
         try:
             result = self._con.execute(self._sql).to_arrow_table()
+            if not pc.all(result.column("ok")).as_py():
+                bad = self._con.execute(self._bad_sql).to_arrow_table().column("bad").to_numpy()
+                raise self._value_error(block, fields, bad)
         finally:
             self._con.unregister("batch")
-        bad = result.column("bad").to_numpy()
-        if (bad >= 0).any():
-            raise self._value_error(block, fields, bad)
         return result.column("id").combine_chunks()
 
     def _value_error(self, block: Block, fields: pa.Table, bad: np.ndarray) -> BadCsvError:

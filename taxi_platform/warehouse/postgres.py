@@ -68,7 +68,7 @@ class PostgresWarehouse(TripWarehouse):
     staging_schema: str = "taxi_staging"
     dbt_schema: str = "taxi_dbt"
     # The ingest engine's memory for the file's ids (DuckDB spills to TAXI_HOME past it).
-    engine_memory: str = "256MB"
+    engine_memory: str = "128MB"
 
     # --- connection ---------------------------------------------------------------------------
     def _embedded(self) -> EmbeddedPostgres:

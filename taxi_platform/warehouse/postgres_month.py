@@ -98,30 +98,37 @@ def stage_month(wh, cur, spec: DatasetSpec, month: date, lake_file: LakeFile, ru
             copied = cur.rowcount
             if copied != lines.stats.rows:  # never expected: COPY counts what it received
                 raise WarehouseError(f"{file_name}: {lines.stats.rows:,} rows sent, {copied:,} copied")
-            dups = lines.duplicates()
-        deleted = _delete_later_occurrences(cur, staging, dups.ids)
+            candidates = lines.repeated_prefixes()
+        deleted, surplus = _delete_later_occurrences(cur, staging, candidates)
     finally:
         tracker.close()
-    staged = StagedMonth(rows=copied - deleted, distinct=copied - dups.surplus_rows, read=copied,
-                         run_id=run_id)
+    staged = StagedMonth(rows=copied - deleted, distinct=copied - surplus, read=copied, run_id=run_id)
     cur.execute(sql.SQL("ANALYZE {}").format(staging))
     cur.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(staging, sql.Literal(staged.comment(file_name))))
     return staged
 
 
-def _delete_later_occurrences(cur, staging: sql.Composed, ids: list[str]) -> int:
-    """Delete every row of `ids` but the first in the table's physical (= file) order."""
-    if not ids:
-        return 0
-    cur.execute("CREATE TEMP TABLE taxi_duplicate_ids (unique_row_id text PRIMARY KEY) ON COMMIT DROP")
-    cur.execute("INSERT INTO taxi_duplicate_ids SELECT unnest(%s::text[])", (ids,))
-    cur.execute("ANALYZE taxi_duplicate_ids")
-    cur.execute(sql.SQL(
-        "DELETE FROM {t} USING (SELECT ctid AS row_ctid, row_number() OVER "
-        "(PARTITION BY unique_row_id ORDER BY ctid) AS occurrence FROM {t} "
-        "WHERE unique_row_id IN (SELECT unique_row_id FROM taxi_duplicate_ids)) later "
-        "WHERE {t}.ctid = later.row_ctid AND later.occurrence > 1").format(t=staging))
-    return cur.rowcount
+def _delete_later_occurrences(cur, staging: sql.Composed, prefixes: list[str]) -> tuple[int, int]:
+    """Delete every row whose id occurred earlier in the table's physical (= file) order, among
+    the rows whose id starts with one of the repeated `prefixes`; (rows deleted, surplus rows).
+
+    One scan finds those rows and their positions (a constant array: PostgreSQL hashes it); the
+    full ids are compared here, and the later occurrences deleted by position (a TID scan). The
+    surplus is what the file holds beyond the first occurrence of each id; the deleted rows are
+    what the server removed: the two agree unless a delete went missing."""
+    if not prefixes:
+        return 0, 0
+    cur.execute(sql.SQL("SELECT unique_row_id, ctid::text FROM {} WHERE left(unique_row_id, %s) = ANY(%s)")
+                .format(staging), (len(prefixes[0]), prefixes))
+    by_id: dict[str, list[tuple[int, int]]] = {}
+    for row_id, ctid in cur.fetchall():
+        block, offset = ctid.strip("()").split(",")
+        by_id.setdefault(row_id, []).append((int(block), int(offset)))
+    later = [f"({b},{o})" for positions in by_id.values() for b, o in sorted(positions)[1:]]
+    if not later:
+        return 0, 0
+    cur.execute(sql.SQL("DELETE FROM {} WHERE ctid = ANY(%s::tid[])").format(staging), (later,))
+    return cur.rowcount, len(later)
 
 
 @dataclass(frozen=True)
