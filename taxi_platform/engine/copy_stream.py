@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from taxi_platform.datasets import DatasetSpec
 from taxi_platform.engine.csv_blocks import Block, LinePositions, read_blocks
 from taxi_platform.engine.duplicates import DuplicateTracker
-from taxi_platform.engine.trip_ids import TripIdEngine
+from taxi_platform.engine.trip_ids import MEMORY_POOL, TripIdEngine
 
 _DONE = object()
 
@@ -69,7 +69,7 @@ class IdPrefixedLines:
                     return
                 ids = self._ids.ids(block)
                 self._tracker.add(ids)
-                joined = pc.binary_join_element_wise(ids, _lines(block), ",")
+                joined = pc.binary_join_element_wise(ids, _lines(block), ",", memory_pool=MEMORY_POOL)
                 self._put((joined, block))
             self._put(_DONE)
         except BaseException as exc:  # noqa: BLE001 - raised in the consumer by read()
