@@ -39,6 +39,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             warehouse_schema=settings.warehouse_schema,
             staging_schema=settings.staging_schema,
             dbt_schema=settings.dbt_schema,
+            engine_memory=f"{settings.engine_memory_mb}MB",
         ),
         "dbt": DbtCliResource(project_dir=str(settings.dbt_project_dir),
                               profiles_dir=str(settings.dbt_project_dir),

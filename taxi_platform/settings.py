@@ -87,6 +87,8 @@ class Settings:
     download_attempts: int = 5
     download_timeout_seconds: int = 60
     min_in_month_share: float = 0.95
+    # Memory of the ingest engine's id tracker (DuckDB spills to TAXI_HOME/engine past it).
+    engine_memory_mb: int = 128
     embedded_port: int = 0  # 0: pick a free port the first time, then keep it
     gcp: GcpSettings | None = None  # TAXI_TARGET=gcp: GCS lake + BigQuery (see GcpSettings)
     # Automation (automation/): the release sensor and failure notifications.
@@ -152,6 +154,7 @@ class Settings:
             download_attempts=_int("TAXI_DOWNLOAD_ATTEMPTS", 5, minimum=1),
             download_timeout_seconds=_int("TAXI_DOWNLOAD_TIMEOUT", 60, minimum=1),
             min_in_month_share=_float("TAXI_MIN_IN_MONTH_SHARE", 0.95, 0.0, 1.0),
+            engine_memory_mb=_int("TAXI_ENGINE_MEMORY_MB", 128, minimum=64),
             embedded_port=_int("TAXI_EMBEDDED_PG_PORT", 0, minimum=0),
             gcp=GcpSettings.from_env() if (_env("TAXI_TARGET") or "").lower() == "gcp" else None,
             releases_api_url=(_env("TAXI_RELEASES_API_URL", DEFAULT_RELEASES_API_URL) or "").rstrip("/"),

@@ -28,9 +28,10 @@ def test_good_settings_from_env(monkeypatch, tmp_path):
     monkeypatch.setenv("TAXI_WAREHOUSE_SCHEMA", "nyc_taxi")
     monkeypatch.setenv("TAXI_SOURCE_URL", "file:///srv/mirror/")
     monkeypatch.setenv("TAXI_MIN_IN_MONTH_SHARE", "0.9")
+    monkeypatch.setenv("TAXI_ENGINE_MEMORY_MB", "512")
     s = Settings.from_env()
-    assert (s.home, s.warehouse_schema, s.source_url, s.min_in_month_share) == (
-        tmp_path, "nyc_taxi", "file:///srv/mirror", 0.9)
+    assert (s.home, s.warehouse_schema, s.source_url, s.min_in_month_share, s.engine_memory_mb) == (
+        tmp_path, "nyc_taxi", "file:///srv/mirror", 0.9, 512)
     assert s.lake_dir == tmp_path / "lake"
 
 
@@ -39,6 +40,7 @@ def test_good_settings_from_env(monkeypatch, tmp_path):
     ("TAXI_SOURCE_URL", "ftp://x", "must start with http://, https:// or file://"),
     ("TAXI_DOWNLOAD_ATTEMPTS", "many", "TAXI_DOWNLOAD_ATTEMPTS='many' is not an integer"),
     ("TAXI_MIN_IN_MONTH_SHARE", "1.5", "TAXI_MIN_IN_MONTH_SHARE=1.5 must lie between"),
+    ("TAXI_ENGINE_MEMORY_MB", "16", "TAXI_ENGINE_MEMORY_MB=16 must be at least 64"),
 ])
 def test_other_bad_settings(monkeypatch, variable, value, message):
     monkeypatch.setenv(variable, value)

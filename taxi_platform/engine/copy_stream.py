@@ -49,7 +49,7 @@ class IdPrefixedLines:
     """A file-like `read()` for `cursor.copy_expert`: `<id>,<line>` for every data line."""
 
     def __init__(self, fh: BinaryIO, spec: DatasetSpec, file_name: str, tracker: DuplicateTracker,
-                 *, queue_blocks: int = 2, block_bytes: int | None = None,
+                 *, queue_blocks: int = 1, block_bytes: int | None = None,
                  on_block: Callable[[StreamStats], None] | None = None) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=queue_blocks)
         self._stop = threading.Event()

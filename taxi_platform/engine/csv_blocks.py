@@ -16,7 +16,7 @@ from taxi_platform.source.gzip_stream import GzipDecompressor, TruncatedGzipErro
 
 BOM = b"\xef\xbb\xbf"
 READ_SIZE = 1 << 20
-BLOCK_BYTES = 4 << 20  # decompressed bytes per block: the unit of work of the pipeline
+BLOCK_BYTES = 2 << 20  # decompressed bytes per block: the unit of work of the pipeline
 
 
 class BadCsvError(ValueError):
