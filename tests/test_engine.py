@@ -205,3 +205,19 @@ def test_green_ids_from_the_engine_equal_the_reference(env: Env):
     env.materialize(GREEN, JAN, raise_on_error=True)
     ids = [r[0] for r in env.query(f"SELECT unique_row_id FROM {env.final(GREEN)}")]
     assert sorted(ids) == sorted(expected.ids)
+
+
+def test_a_value_the_engine_refuses_fails_the_month_and_changes_nothing(env: Env, small_blocks):
+    path = env.mirror_path(YELLOW, JAN)
+    generate_month(YELLOW, JAN, path, rows=2_000, seed=11)
+    env.materialize(YELLOW, JAN, raise_on_error=True)
+    before = env.fingerprint(YELLOW)
+    # Passes the download's checks (a well-formed row), refused by the engine, many blocks in.
+    set_value(path, YELLOW, line=1500, column="tpep_pickup_datetime", value=b"01/02/2019 10:00:00")
+
+    result = env.materialize(YELLOW, JAN)
+
+    assert not result.success
+    assert ("yellow_tripdata_2019-01.csv.gz line 1500, column tpep_pickup_datetime: "
+            "'01/02/2019 10:00:00' cannot be read as a timestamp") in failure_message(result)
+    assert env.fingerprint(YELLOW) == before

@@ -8,9 +8,9 @@ One job per module:
     trip_ids.py     the normaliser and the trip id: each identity field parsed and rendered to its
                     canonical text, the MD5 taken (DuckDB, vectorised); values it cannot read are
                     refused, naming file line and column
-    duplicates.py   the first occurrence of each id in file order: every id of the file grouped in
-                    DuckDB, which spills to disk past its memory limit (the file's size does not
-                    set the memory used)
+    duplicates.py   which ids may repeat: the first 64 bits of every id grouped in DuckDB, which
+                    spills to disk past its memory limit (the file's size does not set the memory
+                    used); the PostgreSQL writer keeps the first occurrence in file order
     copy_stream.py  the PostgreSQL writer's input: the file's own lines, each prefixed with its id,
                     produced by a background thread while COPY consumes them (a pipeline: the
                     write starts while the file is still being read)
