@@ -18,7 +18,7 @@ from expected import csv_lines, expected_from_file, read_gz, set_value, write_gz
 from taxi_platform.assets.trips import final_key
 from taxi_platform.datasets import GREEN, YELLOW
 from taxi_platform.engine.csv_blocks import BadCsvError, read_blocks
-from taxi_platform.engine.duplicates import DuplicateTracker, id_prefixes
+from taxi_platform.engine.duplicates import DuplicateTracker, id_words
 from taxi_platform.engine.trip_ids import TripIdEngine
 from taxi_platform.sample.generator import generate_month
 from taxi_platform.trip_id import trip_id_from_csv_row
@@ -66,9 +66,10 @@ def test_an_empty_file_is_refused():
         _blocks(b"")
 
 
-def test_id_prefixes_are_the_first_64_bits():
+def test_ids_as_two_64_bit_words():
     ids = pa.array(["0123456789abcdef" + "0" * 16, "f" * 32, "00000000000000010123456789abcdef"]).slice(1)
-    assert [f"{p:016x}" for p in id_prefixes(ids)] == ["f" * 16, "0000000000000001"]
+    high, low = id_words(ids)
+    assert [f"{h:016x}{lo:016x}" for h, lo in zip(high.tolist(), low.tolist())] == ids.to_pylist()
 
 
 def test_ids_equal_the_reference_definition_for_every_notation():
@@ -132,19 +133,20 @@ def _random_ids(count: int, seed: int) -> pa.Array:
 
 
 def test_repeated_ids_are_found_beyond_the_memory_limit(tmp_path):
-    # 6,000,000 id prefixes (48 MB as integers) through a tracker limited to 32 MB: DuckDB spills.
-    ids = _random_ids(6_000_000, seed=5)
+    # 10,000,000 ids (160 MB as integers) through a tracker limited to 64 MB (the setting's
+    # minimum): DuckDB spills.
+    ids = _random_ids(10_000_000, seed=5)
     repeated = ids.take(pa.array(np.random.default_rng(6).choice(len(ids), 250, replace=False)))
-    tracker = DuplicateTracker("32MB", spill_dir=str(tmp_path))
+    tracker = DuplicateTracker("64MB", spill_dir=str(tmp_path))
     try:
         for start in range(0, len(ids), 500_000):
             tracker.add(ids.slice(start, 500_000))
         tracker.add(repeated)
         tracker.add(repeated.slice(0, 10))
-        found = tracker.repeated_prefixes()
+        found = tracker.repeated_ids()
     finally:
         tracker.close()
-    assert found == sorted(r[:16] for r in repeated.to_pylist())
+    assert found == sorted(repeated.to_pylist())
     assert not any(tmp_path.iterdir())  # the spill folder is removed
 
 

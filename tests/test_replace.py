@@ -46,7 +46,7 @@ def test_a_duplicate_left_in_the_staged_rows_fails_the_blocking_check(env: Env, 
             return self.cur.fetchall()
 
     monkeypatch.setattr(postgres_month, "_delete_later_occurrences",
-                        lambda cur, staging, prefixes: delete_later(NoDelete(cur), staging, prefixes))
+                        lambda cur, staging, ids: delete_later(NoDelete(cur), staging, ids))
 
     result = env.materialize(YELLOW, JAN)
 

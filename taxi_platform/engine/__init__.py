@@ -8,7 +8,7 @@ One job per module:
     trip_ids.py     the normaliser and the trip id: each identity field parsed and rendered to its
                     canonical text, the MD5 taken (DuckDB, vectorised); values it cannot read are
                     refused, naming file line and column
-    duplicates.py   which ids may repeat: the first 64 bits of every id grouped in DuckDB, which
+    duplicates.py   which ids repeat: every id (as two 64-bit words) grouped in DuckDB, which
                     spills to disk past its memory limit (the file's size does not set the memory
                     used); the PostgreSQL writer keeps the first occurrence in file order
     copy_stream.py  the PostgreSQL writer's input: the file's own lines, each prefixed with its id,

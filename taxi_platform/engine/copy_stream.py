@@ -4,7 +4,7 @@ file would, and receives the month once.
 
 A background thread reads, parses and hashes the next blocks while COPY consumes the current one;
 at most `queue_blocks` blocks wait between them, which bounds the memory used whatever the file's
-size. The trip ids also feed the duplicate tracker (their first 64 bits).
+size. The trip ids also feed the duplicate tracker.
 """
 
 from __future__ import annotations
@@ -109,8 +109,8 @@ class IdPrefixedLines:
         start, end = int(offsets[joined.offset]), int(offsets[joined.offset + len(joined)])
         return data.slice(start, end - start).to_pybytes()
 
-    def repeated_prefixes(self) -> list[str]:
-        return self._tracker.repeated_prefixes()
+    def repeated_ids(self) -> list[str]:
+        return self._tracker.repeated_ids()
 
     def close(self) -> None:
         self._stop.set()

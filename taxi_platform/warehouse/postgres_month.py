@@ -98,8 +98,8 @@ def stage_month(wh, cur, spec: DatasetSpec, month: date, lake_file: LakeFile, ru
             copied = cur.rowcount
             if copied != lines.stats.rows:  # never expected: COPY counts what it received
                 raise WarehouseError(f"{file_name}: {lines.stats.rows:,} rows sent, {copied:,} copied")
-            candidates = lines.repeated_prefixes()
-        deleted, surplus = _delete_later_occurrences(cur, staging, candidates)
+            repeated = lines.repeated_ids()
+        deleted, surplus = _delete_later_occurrences(cur, staging, repeated)
     finally:
         tracker.close()
     staged = StagedMonth(rows=copied - deleted, distinct=copied - surplus, read=copied, run_id=run_id)
@@ -108,18 +108,18 @@ def stage_month(wh, cur, spec: DatasetSpec, month: date, lake_file: LakeFile, ru
     return staged
 
 
-def _delete_later_occurrences(cur, staging: sql.Composed, prefixes: list[str]) -> tuple[int, int]:
-    """Delete every row whose id occurred earlier in the table's physical (= file) order, among
-    the rows whose id starts with one of the repeated `prefixes`; (rows deleted, surplus rows).
+def _delete_later_occurrences(cur, staging: sql.Composed, ids: list[str]) -> tuple[int, int]:
+    """Delete every row of `ids` but the first in the table's physical (= file) order; (rows
+    deleted, surplus rows).
 
     One scan finds those rows and their positions (a constant array: PostgreSQL hashes it); the
-    full ids are compared here, and the later occurrences deleted by position (a TID scan). The
-    surplus is what the file holds beyond the first occurrence of each id; the deleted rows are
-    what the server removed: the two agree unless a delete went missing."""
-    if not prefixes:
+    later occurrences are deleted by position (a TID scan). The surplus is what the file holds
+    beyond the first occurrence of each id; the deleted rows are what the server removed: the two
+    agree unless a delete went missing."""
+    if not ids:
         return 0, 0
-    cur.execute(sql.SQL("SELECT unique_row_id, ctid::text FROM {} WHERE left(unique_row_id, %s) = ANY(%s)")
-                .format(staging), (len(prefixes[0]), prefixes))
+    cur.execute(sql.SQL("SELECT unique_row_id, ctid::text FROM {} WHERE unique_row_id = ANY(%s)")
+                .format(staging), (ids,))
     by_id: dict[str, list[tuple[int, int]]] = {}
     for row_id, ctid in cur.fetchall():
         block, offset = ctid.strip("()").split(",")
