@@ -11,7 +11,7 @@ from typing import Mapping
 import dagster as dg
 
 from taxi_platform.datasets import DatasetSpec
-from taxi_platform.warehouse.base import IdProfile, TripWarehouse
+from taxi_platform.warehouse.base import IdProfile, PickupProfile, TripWarehouse
 
 UNIQUE_IDS = "unique_row_id_is_unique"
 HAS_ROWS = "has_rows"
@@ -33,11 +33,12 @@ def trip_check_specs(asset_key: dg.AssetKey, min_in_month_share: float) -> list[
 
 
 def evaluate_trip_checks(spec: DatasetSpec, month: date, warehouse: TripWarehouse,
-                         min_in_month_share: float, ids: IdProfile | None = None) -> list[dg.AssetCheckResult]:
-    """`ids`: the profile the replace established in its own transaction, if it did (saves
-    grouping millions of ids a second time); otherwise the table is queried."""
+                         min_in_month_share: float, ids: IdProfile | None = None,
+                         pickups: PickupProfile | None = None) -> list[dg.AssetCheckResult]:
+    """`ids`, `pickups`: the profiles the load established from the rows it wrote, if it did
+    (saves scanning millions of rows again); otherwise the table is queried."""
     ids = ids or warehouse.id_profile(spec, month)
-    pickups = warehouse.pickup_profile(spec, month)
+    pickups = pickups or warehouse.pickup_profile(spec, month)
     return [
         dg.AssetCheckResult(
             check_name=UNIQUE_IDS, passed=ids.duplicate_ids == 0,

@@ -223,3 +223,23 @@ def test_a_value_the_engine_refuses_fails_the_month_and_changes_nothing(env: Env
     assert ("yellow_tripdata_2019-01.csv.gz line 1500, column tpep_pickup_datetime: "
             "'01/02/2019 10:00:00' cannot be read as a timestamp") in failure_message(result)
     assert env.fingerprint(YELLOW) == before
+
+
+def test_pickups_in_month_counted_by_the_engine_equal_the_tables(env: Env, small_blocks):
+    path = env.mirror_path(YELLOW, JAN)
+    generate_month(YELLOW, JAN, path, rows=5_000, seed=3)
+    set_value(path, YELLOW, line=10, column="tpep_pickup_datetime", value=b"2018-12-31 23:59:00")
+    set_value(path, YELLOW, line=11, column="tpep_pickup_datetime", value=b"2019-02-01 00:00:00")
+    lines = csv_lines(read_gz(path))
+    # Duplicates of an out-of-month row and of an in-month row: dropped, and not counted twice.
+    write_gz(path, b"".join(lines + [lines[9]] * 2 + [lines[20]]))
+
+    result = env.materialize(YELLOW, JAN, raise_on_error=True)
+
+    (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "pickups_in_month"]
+    counted = {k: v.value for k, v in check.metadata.items()}
+    rows, in_month = env.query(
+        f"SELECT count(*), count(*) FILTER (WHERE tpep_pickup_datetime >= '2019-01-01' "
+        f"AND tpep_pickup_datetime < '2019-02-01') FROM {env.final(YELLOW)}")[0]
+    assert (counted["rows"], counted["in_month_rows"]) == (rows, in_month)
+    assert rows - in_month >= 2

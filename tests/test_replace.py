@@ -46,7 +46,7 @@ def test_a_duplicate_left_in_the_staged_rows_fails_the_blocking_check(env: Env, 
             return self.cur.fetchall()
 
     monkeypatch.setattr(postgres_month, "_delete_later_occurrences",
-                        lambda cur, staging, ids: delete_later(NoDelete(cur), staging, ids))
+                        lambda cur, *args: delete_later(NoDelete(cur), *args))
 
     result = env.materialize(YELLOW, JAN)
 
@@ -58,8 +58,11 @@ def test_a_duplicate_left_in_the_staged_rows_fails_the_blocking_check(env: Env, 
 
 
 def test_staged_month_comment_round_trips():
-    staged = StagedMonth(rows=7_692_280, distinct=7_692_280, read=7_700_000, run_id="abc-123")
+    staged = StagedMonth(rows=7_692_280, distinct=7_692_280, read=7_700_000, in_month=7_691_000,
+                         run_id="abc-123")
     assert StagedMonth.parse(staged.comment("yellow_tripdata_2019-01.csv.gz")) == staged
+    uncounted = StagedMonth(rows=5, distinct=5, read=6, in_month=None, run_id="")
+    assert StagedMonth.parse(uncounted.comment("f.csv.gz")) == uncounted
     assert StagedMonth.parse("rows=5 (yellow_tripdata_2019-01.csv.gz, loaded by taxi_platform)") is None
     assert StagedMonth.parse(None) is None
 
@@ -143,7 +146,7 @@ def test_previous_rows_come_from_the_partitions_comment_or_a_count(env: Env):
     env.materialize(YELLOW, JAN, raise_on_error=True)
     partition = f'"{env.settings.warehouse_schema}"."yellow_tripdata_2019_01"'
     comment = env.query(f"SELECT obj_description('{partition}'::regclass, 'pg_class')")[0][0]
-    assert comment.startswith(f"rows={rows} distinct={rows} read={generated.rows} run=")
+    assert comment.startswith(f"rows={rows} distinct={rows} read={generated.rows} in_month=")
     assert comment.endswith(" (yellow_tripdata_2019-01.csv.gz, loaded by taxi_platform)")
     result = env.materialize(YELLOW, JAN, raise_on_error=True)
     assert materialization_metadata(result, final_key(YELLOW))["previous_rows"] == rows

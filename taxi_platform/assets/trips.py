@@ -202,7 +202,7 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
                 return None
             result = warehouse.replace_month(spec, month, context.log.info, run_id=context.run.run_id)
             checks[partition_key] = evaluate_trip_checks(spec, month, warehouse, min_in_month_share,
-                                                         ids=result.ids)
+                                                         ids=result.ids, pickups=result.pickups)
             return {
                 "table": result.table,
                 "filename": spec.file_name(month),

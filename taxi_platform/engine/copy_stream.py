@@ -12,6 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 from dataclasses import dataclass, field
+from datetime import date
 from typing import BinaryIO, Callable
 
 import numpy as np
@@ -29,6 +30,7 @@ _DONE = object()
 @dataclass
 class StreamStats:
     rows: int = 0  # data rows sent (blank lines excluded)
+    in_month_rows: int | None = None  # rows sent whose pickup lies in the month (None: not counted)
     bytes_in: int = 0  # decompressed bytes of the data lines
     # (first stream line, line positions) of every block sent: a COPY line number -> a file line.
     blocks: list[tuple[int, LinePositions]] = field(default_factory=list)
@@ -49,12 +51,12 @@ class IdPrefixedLines:
     """A file-like `read()` for `cursor.copy_expert`: `<id>,<line>` for every data line."""
 
     def __init__(self, fh: BinaryIO, spec: DatasetSpec, file_name: str, tracker: DuplicateTracker,
-                 *, queue_blocks: int = 1, block_bytes: int | None = None,
+                 *, month: date | None = None, queue_blocks: int = 1, block_bytes: int | None = None,
                  on_block: Callable[[StreamStats], None] | None = None) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=queue_blocks)
         self._stop = threading.Event()
         self._tracker = tracker
-        self._ids = TripIdEngine(spec, file_name)
+        self._ids = TripIdEngine(spec, file_name, month)
         self._on_block = on_block
         self.stats = StreamStats()
         self.error: BaseException | None = None  # the producer's, re-raised by read()
@@ -67,10 +69,10 @@ class IdPrefixedLines:
             for block in self._blocks:
                 if self._stop.is_set():
                     return
-                ids = self._ids.ids(block)
+                ids, in_month = self._ids.ids_and_in_month(block)
                 self._tracker.add(ids)
                 joined = pc.binary_join_element_wise(ids, _lines(block), ",", memory_pool=MEMORY_POOL)
-                self._put((joined, block))
+                self._put((joined, block, in_month))
             self._put(_DONE)
         except BaseException as exc:  # noqa: BLE001 - raised in the consumer by read()
             self._put(exc)
@@ -97,7 +99,9 @@ class IdPrefixedLines:
             return b""
         if isinstance(item, BaseException):
             raise item
-        joined, block = item
+        joined, block, in_month = item
+        if in_month is not None:
+            self.stats.in_month_rows = (self.stats.in_month_rows or 0) + in_month
         self.stats.blocks.append((self.stats.rows + 1, block.positions))
         self.stats.rows += block.rows
         self.stats.bytes_in += len(block.data)

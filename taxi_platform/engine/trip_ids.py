@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from datetime import date
 
 import duckdb
 import numpy as np
@@ -30,6 +30,7 @@ import pyarrow.csv as pcsv
 
 from taxi_platform.datasets import ColumnType, DatasetSpec
 from taxi_platform.engine.csv_blocks import BadCsvError, Block
+from taxi_platform.partitions import next_month
 from taxi_platform.trip_id import NULL_TEXT, SEPARATOR
 
 # Per type: the value read (v), whether the text may be read that way (ok), and the canonical
@@ -73,10 +74,13 @@ def _column_ref(index: int) -> str:
     return f"c{index}"
 
 
-def duckdb_trip_id_sql(spec: DatasetSpec, table: str = "batch") -> tuple[str, str]:
+def duckdb_trip_id_sql(spec: DatasetSpec, table: str = "batch",
+                       month: tuple[date, date] | None = None) -> tuple[str, str]:
     """Two queries over `table` (columns c0.. = the identity fields as text):
-    `SELECT id, ok`: the trip id, and whether every field could be read; and, for the rare block
-    where one could not, `SELECT bad`: the index of the first unreadable field (-1: none)."""
+    `SELECT id, ok[, in_month]`: the trip id, whether every field could be read, and (with
+    `month`: its first day and the next month's) whether the pickup lies in the month; and, for
+    the rare block where a field could not be read, `SELECT bad`: the index of the first
+    unreadable field (-1: none)."""
     values, canon, checks = [], [], []
     for index, name in enumerate(spec.identity_columns):
         type_, c, v = spec.column(name).type, _column_ref(index), f"v{index}"
@@ -89,7 +93,12 @@ def duckdb_trip_id_sql(spec: DatasetSpec, table: str = "batch") -> tuple[str, st
     source = f"(SELECT {', '.join(values)} FROM {table})"
     ok = " AND ".join(check for _, check in checks)
     cases = " ".join(f"WHEN NOT {check} THEN {index}" for index, check in checks)
-    return (f"SELECT md5(concat({joined})) AS id, {ok} AS ok FROM {source}",
+    in_month = ""
+    if month is not None:
+        pickup = f"v{spec.identity_columns.index(spec.pickup_column)}"
+        in_month = (f", coalesce({pickup} >= TIMESTAMP '{month[0]:%Y-%m-%d}' "
+                    f"AND {pickup} < TIMESTAMP '{month[1]:%Y-%m-%d}', false) AS in_month")
+    return (f"SELECT md5(concat({joined})) AS id, {ok} AS ok{in_month} FROM {source}",
             f"SELECT CASE {cases} ELSE -1 END AS bad FROM {source}")
 
 
@@ -97,10 +106,14 @@ class TripIdEngine:
     """Computes the ids of blocks of one file; one DuckDB connection, one thread (the database
     server has the other core)."""
 
-    def __init__(self, spec: DatasetSpec, file_name: str, threads: int = 1) -> None:
+    def __init__(self, spec: DatasetSpec, file_name: str, month: date | None = None,
+                 threads: int = 1) -> None:
+        """`month`: count the rows picked up in it too (when the pickup is an identity field)."""
         self.spec, self.file_name = spec, file_name
         self._con = duckdb.connect(config={"threads": threads, "memory_limit": "32MB"})
-        self._sql, self._bad_sql = duckdb_trip_id_sql(spec)
+        bounds = (month, next_month(month)) if month and spec.pickup_column in spec.identity_columns else None
+        self.counts_in_month = bounds is not None
+        self._sql, self._bad_sql = duckdb_trip_id_sql(spec, month=bounds)
         names = spec.column_names
         self._read = pcsv.ReadOptions(column_names=list(names), use_threads=False, block_size=1 << 30)
         self._parse = pcsv.ParseOptions(newlines_in_values=False)
@@ -113,6 +126,11 @@ class TripIdEngine:
         self._con.close()
 
     def ids(self, block: Block) -> pa.Array:
+        return self.ids_and_in_month(block)[0]
+
+    def ids_and_in_month(self, block: Block) -> tuple[pa.Array, int | None]:
+        """The block's ids, and how many of its rows were picked up in the month (None: not
+        counted)."""
         try:
             fields = pcsv.read_csv(pa.BufferReader(block.data), read_options=self._read,
                                    parse_options=self._parse, convert_options=self._convert,
@@ -132,7 +150,10 @@ class TripIdEngine:
                 raise self._value_error(block, fields, bad)
         finally:
             self._con.unregister("batch")
-        return result.column("id").combine_chunks()
+        in_month = None
+        if self.counts_in_month:
+            in_month = pc.sum(result.column("in_month")).as_py() or 0
+        return result.column("id").combine_chunks(), in_month
 
     def _value_error(self, block: Block, fields: pa.Table, bad: np.ndarray) -> BadCsvError:
         row = int(np.flatnonzero(bad >= 0)[0])

@@ -53,6 +53,9 @@ class ReplaceResult:
     # The new rows' id profile when the replace established it in its own transaction (PostgreSQL);
     # None: the checks query the table (`id_profile`).
     ids: IdProfile | None = None
+    # The new rows' pickup profile, when the load counted it (PostgreSQL's engine); None: the
+    # checks query the table (`pickup_profile`).
+    pickups: PickupProfile | None = None
 
     @property
     def duplicates_dropped(self) -> int:

@@ -222,7 +222,9 @@ class PostgresWarehouse(TripWarehouse):
         return ReplaceResult(table=self.final_table(spec), staged_rows=staged.read,
                              final_rows=staged.rows, previous_rows=swapped.previous_rows,
                              seconds=time.monotonic() - started,
-                             ids=IdProfile(rows=staged.rows, distinct_ids=min(staged.distinct, staged.rows)))
+                             ids=IdProfile(rows=staged.rows, distinct_ids=min(staged.distinct, staged.rows)),
+                             pickups=None if staged.in_month is None else
+                             PickupProfile(rows=staged.rows, in_month_rows=staged.in_month))
 
     def _month_query(self, spec: DatasetSpec, month: date, select: str, params=()) -> tuple:
         """Run `SELECT <select> FROM <partition>`; None when the month was never loaded."""

@@ -36,11 +36,12 @@ from taxi_platform.engine.copy_stream import IdPrefixedLines, StreamStats
 from taxi_platform.engine.csv_blocks import BadCsvError
 from taxi_platform.engine.duplicates import DuplicateTracker
 from taxi_platform.lake.base import LakeFile
+from taxi_platform.partitions import next_month
 from taxi_platform.warehouse.base import BadInputError, Log, WarehouseError
 
 PROGRESS_EVERY_SECONDS = 10.0
 LOCK_NAMESPACE = 0x7A11  # first key of every advisory lock we take
-_COMMENT = re.compile(r"rows=(\d+) distinct=(\d+) read=(\d+) run=(\S*) ")
+_COMMENT = re.compile(r"rows=(\d+) distinct=(\d+) read=(\d+) in_month=(\d+|-) run=(\S*) ")
 
 
 @dataclass(frozen=True)
@@ -50,18 +51,21 @@ class StagedMonth:
     rows: int  # rows in the table (the server's count: COPY minus the duplicates deleted)
     distinct: int  # distinct ids the engine found in the file
     read: int  # data rows of the file
+    in_month: int | None  # rows kept whose pickup lies in the month (the engine's count; None: not counted)
     run_id: str  # the run that staged it
 
     def comment(self, file_name: str) -> str:
-        return (f"rows={self.rows} distinct={self.distinct} read={self.read} run={self.run_id} "
-                f"({file_name}, staged by taxi_platform)")
+        in_month = "-" if self.in_month is None else self.in_month
+        return (f"rows={self.rows} distinct={self.distinct} read={self.read} in_month={in_month} "
+                f"run={self.run_id} ({file_name}, staged by taxi_platform)")
 
     @classmethod
     def parse(cls, comment: str | None) -> "StagedMonth | None":
         match = _COMMENT.match(comment or "")
         if not match:
             return None
-        return cls(int(match.group(1)), int(match.group(2)), int(match.group(3)), match.group(4))
+        in_month = None if match.group(4) == "-" else int(match.group(4))
+        return cls(int(match.group(1)), int(match.group(2)), int(match.group(3)), in_month, match.group(5))
 
 
 def stage_month(wh, cur, spec: DatasetSpec, month: date, lake_file: LakeFile, run_id: str,
@@ -82,7 +86,8 @@ def stage_month(wh, cur, spec: DatasetSpec, month: date, lake_file: LakeFile, ru
     tracker = DuplicateTracker(wh.engine_memory, spill_dir=wh.engine_spill_dir())
     try:
         with lake_file.open() as fh:
-            lines = IdPrefixedLines(fh, spec, file_name, tracker, on_block=_progress(file_name, log))
+            lines = IdPrefixedLines(fh, spec, file_name, tracker, month=month,
+                                    on_block=_progress(file_name, log))
             try:
                 cur.copy_expert(copy, lines, size=1 << 20)
             except psycopg2.Error as exc:
@@ -99,36 +104,47 @@ def stage_month(wh, cur, spec: DatasetSpec, month: date, lake_file: LakeFile, ru
             if copied != lines.stats.rows:  # never expected: COPY counts what it received
                 raise WarehouseError(f"{file_name}: {lines.stats.rows:,} rows sent, {copied:,} copied")
             repeated = lines.repeated_ids()
-        deleted, surplus = _delete_later_occurrences(cur, staging, repeated)
+        removed = _delete_later_occurrences(cur, staging, repeated, spec.pickup_column, month)
     finally:
         tracker.close()
-    staged = StagedMonth(rows=copied - deleted, distinct=copied - surplus, read=copied, run_id=run_id)
+    in_month = lines.stats.in_month_rows
+    staged = StagedMonth(rows=copied - removed.deleted, distinct=copied - removed.surplus, read=copied,
+                         in_month=None if in_month is None else in_month - removed.in_month,
+                         run_id=run_id)
     cur.execute(sql.SQL("ANALYZE {}").format(staging))
     cur.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(staging, sql.Literal(staged.comment(file_name))))
     return staged
 
 
-def _delete_later_occurrences(cur, staging: sql.Composed, ids: list[str]) -> tuple[int, int]:
-    """Delete every row of `ids` but the first in the table's physical (= file) order; (rows
-    deleted, surplus rows).
+@dataclass(frozen=True)
+class _Removed:
+    deleted: int  # rows the server deleted
+    surplus: int  # rows beyond the first occurrence of each id (what should have been deleted)
+    in_month: int  # of the deleted rows, those picked up in the month
+
+
+def _delete_later_occurrences(cur, staging: sql.Composed, ids: list[str], pickup: str,
+                              month: date) -> _Removed:
+    """Delete every row of `ids` but the first in the table's physical (= file) order.
 
     One scan finds those rows and their positions (a constant array: PostgreSQL hashes it); the
-    later occurrences are deleted by position (a TID scan). The surplus is what the file holds
-    beyond the first occurrence of each id; the deleted rows are what the server removed: the two
-    agree unless a delete went missing."""
+    later occurrences are deleted by position (a TID scan). `deleted` and `surplus` agree unless
+    a delete went missing (the uniqueness check then fails)."""
     if not ids:
-        return 0, 0
-    cur.execute(sql.SQL("SELECT unique_row_id, ctid::text FROM {} WHERE unique_row_id = ANY(%s)")
-                .format(staging), (ids,))
-    by_id: dict[str, list[tuple[int, int]]] = {}
-    for row_id, ctid in cur.fetchall():
+        return _Removed(0, 0, 0)
+    cur.execute(sql.SQL("SELECT unique_row_id, ctid::text, coalesce({p} >= %s AND {p} < %s, false) "
+                        "FROM {} WHERE unique_row_id = ANY(%s)")
+                .format(staging, p=sql.Identifier(pickup)), (month, next_month(month), ids))
+    by_id: dict[str, list[tuple[int, int, bool]]] = {}
+    for row_id, ctid, in_month in cur.fetchall():
         block, offset = ctid.strip("()").split(",")
-        by_id.setdefault(row_id, []).append((int(block), int(offset)))
-    later = [f"({b},{o})" for positions in by_id.values() for b, o in sorted(positions)[1:]]
+        by_id.setdefault(row_id, []).append((int(block), int(offset), in_month))
+    later = [row for rows in by_id.values() for row in sorted(rows)[1:]]
     if not later:
-        return 0, 0
-    cur.execute(sql.SQL("DELETE FROM {} WHERE ctid = ANY(%s::tid[])").format(staging), (later,))
-    return cur.rowcount, len(later)
+        return _Removed(0, 0, 0)
+    cur.execute(sql.SQL("DELETE FROM {} WHERE ctid = ANY(%s::tid[])").format(staging),
+                ([f"({b},{o})" for b, o, _ in later],))
+    return _Removed(cur.rowcount, len(later), sum(1 for *_, in_month in later if in_month))
 
 
 @dataclass(frozen=True)
