@@ -30,6 +30,10 @@ from taxi_platform.datasets import DatasetSpec
 REPO = Path(__file__).resolve().parents[1]
 
 
+# An external server's URL (`python -m bench.run --postgres-url`); None: the embedded one.
+EXTERNAL_POSTGRES_URL: str | None = None
+
+
 def child_env(home: Path, mirror: Path, dagster_home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAXI_")}
     env.update({
@@ -37,6 +41,8 @@ def child_env(home: Path, mirror: Path, dagster_home: Path) -> dict[str, str]:
         "TAXI_SOURCE_URL": mirror.as_uri(),
         "DAGSTER_HOME": str(dagster_home),
     })
+    if EXTERNAL_POSTGRES_URL:
+        env["TAXI_POSTGRES_URL"] = EXTERNAL_POSTGRES_URL
     return env
 
 

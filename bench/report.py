@@ -69,7 +69,7 @@ def markdown(results: dict) -> str:
         f"- machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gb']} GB RAM, Linux {m['kernel']}, "
         f"Python {m['python']}; load average at start {_load(m['load_average_start'])}, at end "
         f"{_load(m.get('load_average_end'))} (the machine is shared: other work ran during the benchmark)",
-        f"- PostgreSQL: {m['postgres'].split(' on ')[0]} (the embedded server, started by the benchmark); "
+        f"- PostgreSQL: {m['postgres'].split(' on ')[0]} ({'an external server (--postgres-url)' if results['args'].get('external_server') else 'the embedded server, started by the benchmark'}); "
         f"shared_buffers {s['shared_buffers']}, work_mem {s['work_mem']}, wal_level {s['wal_level']}, "
         f"data_checksums {s['data_checksums']}, max_parallel_workers_per_gather "
         f"{s['max_parallel_workers_per_gather']}",

@@ -181,12 +181,15 @@ def run(args: argparse.Namespace) -> dict:
     root.chmod(0o755)  # the embedded server runs as `nobody` when we are root
     home, mirror, dagster_home = root / "home", root / "mirror", root / "dagster"
     log_file = root / "materialize.log"
-    server = EmbeddedPostgres(home / "postgres")
+    server = None if args.postgres_url else EmbeddedPostgres(home / "postgres")
+    ours.EXTERNAL_POSTGRES_URL = args.postgres_url
     started_at = datetime.now(timezone.utc)
     print(f"bench: working in {root}", flush=True)
     try:
-        url = server.ensure_running()
-        data_dir = server.data_dir
+        if server is None:  # an external server: its CPU is metered when its data folder is given
+            url, data_dir = args.postgres_url, Path(args.postgres_data_dir or root / "no-data-dir")
+        else:
+            url, data_dir = server.ensure_running(), server.data_dir
         machine = machine_info(url)
         sizes = [(LARGE_MONTH, args.rows), (SMALL_MONTH, args.small_rows)]
         files = {}
@@ -280,13 +283,14 @@ def run(args: argparse.Namespace) -> dict:
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "seconds": (datetime.now(timezone.utc) - started_at).total_seconds(),
             "args": {"rows": args.rows, "small_rows": args.small_rows, "pandas_rows": args.pandas_rows,
-                     "repeat": args.repeat},
+                     "repeat": args.repeat, "external_server": bool(args.postgres_url)},
             "machine": machine,
             **results,
         }
     finally:
         try:
-            server.stop()
+            if server is not None:
+                server.stop()
         finally:
             if args.keep:
                 print(f"bench: kept {root}", flush=True)
@@ -317,6 +321,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="rows of green for the dbt measurement (default: its real size)")
     parser.add_argument("--tmp", default="/tmp", help="where the working folder is created")
     parser.add_argument("--keep", action="store_true", help="keep the working folder")
+    parser.add_argument("--postgres-url", default=None,
+                        help="measure on this PostgreSQL instead of an embedded one (its schemas taxi, "
+                             "taxi_staging and taxi_dbt are dropped and rebuilt)")
+    parser.add_argument("--postgres-data-dir", default=None,
+                        help="with --postgres-url: the server's data folder, to meter its CPU")
     args = parser.parse_args(argv)
     if min(args.rows, args.small_rows, args.pandas_rows, args.repeat) < 1:
         parser.error("sizes and --repeat must be positive")
