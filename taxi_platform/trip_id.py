@@ -1,4 +1,5 @@
-"""The trip id (`unique_row_id`): ONE definition, as data, rendered per SQL dialect.
+"""The trip id (`unique_row_id`): ONE definition, as data, rendered per engine (DuckDB for the
+PostgreSQL load: `engine/trip_ids.py`; GoogleSQL below for BigQuery).
 
     unique_row_id = lower-case hex MD5 of the UTF-8 text
         canon(f1) || '|' || canon(f2) || ... || canon(f7)
@@ -75,30 +76,6 @@ def trip_id_from_csv_row(spec: DatasetSpec, row: list[str]) -> str:
         name: parse_field(row[index[name]], spec.column(name).type) for name in spec.identity_columns
     }
     return trip_id_from_values(spec, values)
-
-
-def postgres_trip_id_sql(spec: DatasetSpec, ts_function: str) -> str:
-    """The id as a PostgreSQL expression over the typed columns.
-
-    `ts_function` is an IMMUTABLE wrapper around to_char (to_char itself is only STABLE, and the
-    expression must be immutable to serve as a generated column computed during COPY).
-    """
-    from taxi_platform.warehouse.sql import quote_ident
-
-    parts = []
-    for name in spec.identity_columns:
-        col = quote_ident(name)
-        type_ = spec.column(name).type
-        if type_ is ColumnType.TIMESTAMP:
-            rendered = f"{ts_function}({col})"
-        elif type_ is ColumnType.DECIMAL:
-            rendered = f"trim_scale({col})::text"
-        elif type_ is ColumnType.INTEGER:
-            rendered = f"{col}::text"
-        else:
-            rendered = col
-        parts.append(f"coalesce({rendered}, '{NULL_TEXT}')")
-    return "md5(" + f" || '{SEPARATOR}' || ".join(parts) + ")"
 
 
 # BigQuery: CAST(NUMERIC AS STRING) already gives the shortest form on BigQuery ('1.5'), but not
