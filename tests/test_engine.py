@@ -100,6 +100,7 @@ def test_ids_equal_the_reference_definition_for_every_notation():
     ("tpep_pickup_datetime", "01/02/2019 10:00:00", "a timestamp"),
     ("tpep_pickup_datetime", "2019-01-01 00:00:00+05", "a timestamp"),
     ("fare_amount", "1e-7", "a decimal"),
+    ("fare_amount", "12345678901.0000001", "a decimal"),
     ("fare_amount", "1.2345678", "a decimal"),
     ("PULocationID", "12x", "an integer"),
 ])
@@ -143,10 +144,11 @@ def test_repeated_ids_are_found_beyond_the_memory_limit(tmp_path):
             tracker.add(ids.slice(start, 500_000))
         tracker.add(repeated)
         tracker.add(repeated.slice(0, 10))
-        found = tracker.repeated_ids()
+        found, surplus = tracker.repeated_ids()
     finally:
         tracker.close()
     assert found == sorted(repeated.to_pylist())
+    assert surplus == 260
     assert not any(tmp_path.iterdir())  # the spill folder is removed
 
 

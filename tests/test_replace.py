@@ -156,3 +156,27 @@ def test_previous_rows_come_from_the_partitions_comment_or_a_count(env: Env):
     env.query(f"COMMENT ON TABLE {partition} IS NULL")
     result = env.materialize(YELLOW, JAN, raise_on_error=True)
     assert materialization_metadata(result, final_key(YELLOW))["previous_rows"] == rows - 5
+
+
+def test_a_swap_after_the_other_loads_swap_finds_the_month_attached(env: Env):
+    # Two loads of January at once, in the order the pool can give them: A stages, B stages
+    # (replacing A's table), B swaps, then A swaps. A has nothing left to do and succeeds with
+    # the rows B staged (the same file); the table holds them once.
+    from taxi_platform.lake.base import LakeFile
+
+    path = env.mirror_path(YELLOW, JAN)
+    generated = generate_month(YELLOW, JAN, path, rows=3_000, seed=3)
+    lake_file = LakeFile(uri=path.as_uri(), file_name=path.name, size=path.stat().st_size,
+                         opener=lambda: open(path, "rb"))
+    warehouse, quiet = env.warehouse(), (lambda message: None)
+    warehouse.load_staging(YELLOW, JAN, lake_file, quiet, run_id="run-a")
+    warehouse.load_staging(YELLOW, JAN, lake_file, quiet, run_id="run-b")
+    b = warehouse.replace_month(YELLOW, JAN, quiet, run_id="run-b")
+    messages = []
+    a = warehouse.replace_month(YELLOW, JAN, messages.append, run_id="run-a")
+
+    distinct = generated.rows - generated.duplicate_rows
+    assert a.final_rows == b.final_rows == distinct
+    assert any("staged by run run-b are attached already" in m for m in messages)
+    assert env.query(f"SELECT count(*), count(DISTINCT unique_row_id) FROM {env.final(YELLOW)}")[0] == (
+        distinct, distinct)

@@ -56,13 +56,17 @@ class IdPrefixedLines:
         self._queue: queue.Queue = queue.Queue(maxsize=queue_blocks)
         self._stop = threading.Event()
         self._tracker = tracker
-        self._ids = TripIdEngine(spec, file_name, month)
         self._on_block = on_block
         self.stats = StreamStats()
         self.error: BaseException | None = None  # the producer's, re-raised by read()
         self._blocks = read_blocks(fh, file_name, spec.column_names, block_bytes)
+        self._ids = TripIdEngine(spec, file_name, month)
         self._thread = threading.Thread(target=self._produce, daemon=True, name="copy-producer")
-        self._thread.start()
+        try:
+            self._thread.start()
+        except BaseException:
+            self._ids.close()
+            raise
 
     def _produce(self) -> None:
         try:
@@ -113,7 +117,7 @@ class IdPrefixedLines:
         start, end = int(offsets[joined.offset]), int(offsets[joined.offset + len(joined)])
         return data.slice(start, end - start).to_pybytes()
 
-    def repeated_ids(self) -> list[str]:
+    def repeated_ids(self) -> tuple[list[str], int]:
         return self._tracker.repeated_ids()
 
     def close(self) -> None:
@@ -123,7 +127,9 @@ class IdPrefixedLines:
                 self._queue.get_nowait()
         except queue.Empty:
             pass
-        self._thread.join(timeout=30)
+        # The producer checks the stop flag between blocks (a block takes milliseconds): wait for
+        # it before closing what it uses.
+        self._thread.join()
         self._ids.close()
 
 

@@ -104,14 +104,16 @@ def read_blocks(fh: BinaryIO, file_name: str, column_names: tuple[str, ...],
             line_end = b"\r\n" if pending[:end].endswith(b"\r") else b"\n"
             del pending[:end + 1]
             next_line, header_done = 2, True
-        if len(pending) >= block_bytes:
-            cut = pending.rfind(b"\n") + 1
-            if cut:
-                block = _block(bytes(pending[:cut]), next_line)
-                del pending[:cut]
-                next_line += block.rows + len(block.skipped)
-                if block.rows:
-                    yield block
+        while len(pending) >= block_bytes:
+            # The last line end within the first block_bytes (or, for a longer line, after them).
+            cut = pending.rfind(b"\n", 0, block_bytes) + 1 or pending.find(b"\n", block_bytes) + 1
+            if not cut:
+                break  # one line longer than what has arrived: wait for its end
+            block = _block(bytes(pending[:cut]), next_line)
+            del pending[:cut]
+            next_line += block.rows + len(block.skipped)
+            if block.rows:
+                yield block
     if not header_done:
         if pending.strip():
             _check_header(bytes(pending), file_name, column_names)

@@ -54,11 +54,13 @@ class DuplicateTracker:
             self._con.unregister("batch")
         self.rows += len(ids)
 
-    def repeated_ids(self) -> list[str]:
-        """The ids seen more than once, sorted."""
+    def repeated_ids(self) -> tuple[list[str], int]:
+        """The ids seen more than once, sorted, and the surplus: rows beyond the first occurrence
+        of each (the engine's own count, which the server's deletions must match)."""
         rows = self._con.execute(
-            "SELECT high, low FROM ids GROUP BY high, low HAVING count(*) > 1 ORDER BY high, low").fetchall()
-        return [f"{high:016x}{low:016x}" for high, low in rows]
+            "SELECT high, low, count(*) FROM ids GROUP BY high, low HAVING count(*) > 1 "
+            "ORDER BY high, low").fetchall()
+        return [f"{high:016x}{low:016x}" for high, low, _ in rows], sum(n - 1 for *_, n in rows)
 
     def close(self) -> None:
         self._con.close()

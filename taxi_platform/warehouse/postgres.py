@@ -215,6 +215,9 @@ class PostgresWarehouse(TripWarehouse):
             conn.commit()
             swapped = swap_month(self, cur, spec, month, run_id)
         staged = swapped.staged
+        if not swapped.swapped:
+            log(f"{file_name}: the rows staged by run {staged.run_id or '?'} are attached already "
+                f"(another load of the month swapped them in); nothing left to swap")
         log(f"{file_name}: {staged.rows:,} trips in {self.final_table(spec)} "
             f"({staged.read - staged.rows:,} duplicates dropped, {swapped.previous_rows:,} rows replaced)")
         # The engine grouped every id of the file (`distinct`); the server counted the rows it

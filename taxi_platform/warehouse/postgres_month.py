@@ -15,9 +15,10 @@ staged table moves into the warehouse schema and is attached as the month's part
 the old month or the new one, never a mix; a failure anywhere leaves the previous month intact.
 
 The staging table is tagged with the run that staged it. Two loads of the same month at once:
-their staging steps take turns (the later one's table wins), and the swap moves whichever table
-is staged; a swap that finds its run's table already moved (by the other run's swap) has nothing
-left to do.
+their staging steps take turns (the later one's table wins), and a swap attaches whichever table
+is staged; a swap that finds no staging table but a partition attached from one (by the other
+run's swap, or by its own before a re-execution) has nothing left to do, and says which run
+staged the rows.
 """
 
 from __future__ import annotations
@@ -103,12 +104,14 @@ def stage_month(wh, cur, spec: DatasetSpec, month: date, lake_file: LakeFile, ru
             copied = cur.rowcount
             if copied != lines.stats.rows:  # never expected: COPY counts what it received
                 raise WarehouseError(f"{file_name}: {lines.stats.rows:,} rows sent, {copied:,} copied")
-            repeated = lines.repeated_ids()
+            repeated, surplus = lines.repeated_ids()
         removed = _delete_later_occurrences(cur, staging, repeated, spec.pickup_column, month)
     finally:
         tracker.close()
     in_month = lines.stats.in_month_rows
-    staged = StagedMonth(rows=copied - removed.deleted, distinct=copied - removed.surplus, read=copied,
+    # `rows` is the server's count, `distinct` the engine's: they differ (and the blocking
+    # uniqueness check fails) if a later occurrence was not deleted, or a row went missing.
+    staged = StagedMonth(rows=copied - removed.deleted, distinct=copied - surplus, read=copied,
                          in_month=None if in_month is None else in_month - removed.in_month,
                          run_id=run_id)
     cur.execute(sql.SQL("ANALYZE {}").format(staging))
@@ -119,7 +122,6 @@ def stage_month(wh, cur, spec: DatasetSpec, month: date, lake_file: LakeFile, ru
 @dataclass(frozen=True)
 class _Removed:
     deleted: int  # rows the server deleted
-    surplus: int  # rows beyond the first occurrence of each id (what should have been deleted)
     in_month: int  # of the deleted rows, those picked up in the month
 
 
@@ -128,10 +130,9 @@ def _delete_later_occurrences(cur, staging: sql.Composed, ids: list[str], pickup
     """Delete every row of `ids` but the first in the table's physical (= file) order.
 
     One scan finds those rows and their positions (a constant array: PostgreSQL hashes it); the
-    later occurrences are deleted by position (a TID scan). `deleted` and `surplus` agree unless
-    a delete went missing (the uniqueness check then fails)."""
+    later occurrences are deleted by position (a TID scan)."""
     if not ids:
-        return _Removed(0, 0, 0)
+        return _Removed(0, 0)
     cur.execute(sql.SQL("SELECT unique_row_id, ctid::text, coalesce({p} >= %s AND {p} < %s, false) "
                         "FROM {} WHERE unique_row_id = ANY(%s)")
                 .format(staging, p=sql.Identifier(pickup)), (month, next_month(month), ids))
@@ -141,16 +142,17 @@ def _delete_later_occurrences(cur, staging: sql.Composed, ids: list[str], pickup
         by_id.setdefault(row_id, []).append((int(block), int(offset), in_month))
     later = [row for rows in by_id.values() for row in sorted(rows)[1:]]
     if not later:
-        return _Removed(0, 0, 0)
+        return _Removed(0, 0)
     cur.execute(sql.SQL("DELETE FROM {} WHERE ctid = ANY(%s::tid[])").format(staging),
                 ([f"({b},{o})" for b, o, _ in later],))
-    return _Removed(cur.rowcount, len(later), sum(1 for *_, in_month in later if in_month))
+    return _Removed(cur.rowcount, sum(1 for *_, in_month in later if in_month))
 
 
 @dataclass(frozen=True)
 class SwapResult:
     staged: StagedMonth
     previous_rows: int
+    swapped: bool = True  # False: the month's latest staged rows were attached already
 
 
 def swap_month(wh, cur, spec: DatasetSpec, month: date, run_id: str) -> SwapResult:
@@ -172,9 +174,11 @@ def swap_month(wh, cur, spec: DatasetSpec, month: date, run_id: str) -> SwapResu
     staged = StagedMonth.parse(staging_comment)
     if staged is None:
         in_place = StagedMonth.parse(partition_comment)
-        if in_place is not None and run_id and in_place.run_id == run_id:
-            # This run's rows were staged, then swapped in by another run's swap of the month.
-            return SwapResult(staged=in_place, previous_rows=in_place.rows)
+        if in_place is not None:
+            # The latest staged rows of the month are attached already: by another run's swap
+            # (two loads of the month at once; the later staging wins), or by this run's before a
+            # re-execution. Nothing is left to swap.
+            return SwapResult(staged=in_place, previous_rows=in_place.rows, swapped=False)
         raise WarehouseError(
             f"no staging table {wh.staging_table(spec, month)}: materialize the {spec.name} "
             f"staging asset for {month:%Y-%m} first")
