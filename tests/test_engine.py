@@ -186,20 +186,24 @@ def test_month_over_many_blocks_keeps_the_first_occurrence_in_file_order(env: En
     assert all(float(ids[k]) == float(v) for k, v in first.items())
 
 
-def test_bad_value_in_a_later_block_names_its_file_line(env: Env, small_blocks):
+def _bad_value_fails_the_month(env: Env, line: int, column: str, value: bytes) -> str:
+    """Load a good January, put `value` in `column` at `line`, load again: the run fails and the
+    table is as before. The failure's message."""
     path = env.mirror_path(YELLOW, JAN)
     generate_month(YELLOW, JAN, path, rows=2_000, seed=11)
     env.materialize(YELLOW, JAN, raise_on_error=True)
     before = env.fingerprint(YELLOW)
-    # The bad value is found by the server's COPY, many blocks into the stream.
-    set_value(path, YELLOW, line=1801, column="tip_amount", value=b"abc")
-
+    set_value(path, YELLOW, line=line, column=column, value=value)
     result = env.materialize(YELLOW, JAN)
-
     assert not result.success
-    message = failure_message(result)
-    assert "yellow_tripdata_2019-01.csv.gz line 1801, column tip_amount" in message
     assert env.fingerprint(YELLOW) == before
+    return failure_message(result)
+
+
+def test_bad_value_in_a_later_block_names_its_file_line(env: Env, small_blocks):
+    # The bad value is found by the server's COPY, many blocks into the stream.
+    message = _bad_value_fails_the_month(env, 1801, "tip_amount", b"abc")
+    assert "yellow_tripdata_2019-01.csv.gz line 1801, column tip_amount" in message
 
 
 def test_green_ids_from_the_engine_equal_the_reference(env: Env):
@@ -212,19 +216,10 @@ def test_green_ids_from_the_engine_equal_the_reference(env: Env):
 
 
 def test_a_value_the_engine_refuses_fails_the_month_and_changes_nothing(env: Env, small_blocks):
-    path = env.mirror_path(YELLOW, JAN)
-    generate_month(YELLOW, JAN, path, rows=2_000, seed=11)
-    env.materialize(YELLOW, JAN, raise_on_error=True)
-    before = env.fingerprint(YELLOW)
     # Passes the download's checks (a well-formed row), refused by the engine, many blocks in.
-    set_value(path, YELLOW, line=1500, column="tpep_pickup_datetime", value=b"01/02/2019 10:00:00")
-
-    result = env.materialize(YELLOW, JAN)
-
-    assert not result.success
+    message = _bad_value_fails_the_month(env, 1500, "tpep_pickup_datetime", b"01/02/2019 10:00:00")
     assert ("yellow_tripdata_2019-01.csv.gz line 1500, column tpep_pickup_datetime: "
-            "'01/02/2019 10:00:00' cannot be read as a timestamp") in failure_message(result)
-    assert env.fingerprint(YELLOW) == before
+            "'01/02/2019 10:00:00' cannot be read as a timestamp") in message
 
 
 def test_pickups_in_month_counted_by_the_engine_equal_the_tables(env: Env, small_blocks):
