@@ -1,24 +1,61 @@
-"""Keep secrets out of logs, metadata and exceptions."""
+"""Keep secrets out of logs, metadata and exceptions.
+
+Masking never depends on the text being well formed: a password in a URL, in a URL without a
+scheme or with a typo, in a libpq keyword string (`password=…`), a token written as a URL's user
+name and the values of a query string are all masked.
+"""
 
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit, unquote
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
 
+# `password=…` (libpq keyword strings, DSNs, query strings), quoted or not.
+_KEYWORD_SECRET = re.compile(
+    r"(?i)\b(password|passwd|pwd|token|access_token|api_key|apikey|secret|sig|signature)"
+    r"(\s*=\s*)('(?:[^'\\]|\\.)*'|\"[^\"]*\"|[^\s&;,]+)")
+# User info: what lies between the start of a word (after an optional `scheme:/` or `scheme://`,
+# kept) and an `@` followed by a host.
+_USERINFO = re.compile(
+    r"((?:^|(?<=[\s'\"(<=]))(?:[A-Za-z][A-Za-z0-9+.-]*:/{0,2})?)([^\s'\"<>@()]+)@(?=[\w\[])")
+
+
+def mask_text(text: str) -> str:
+    """Mask every secret-shaped part of a free text: keyword passwords and URL user info."""
+    text = _KEYWORD_SECRET.sub(lambda m: f"{m[1]}{m[2]}{MASK}", text)
+
+    def userinfo(m: re.Match[str]) -> str:
+        user, sep, _secret = m[2].partition(":")
+        # `user:password@` keeps the user (harmless, useful); a bare `token@` is masked whole.
+        if sep and user and "/" not in user and ":" not in user:
+            return f"{m[1]}{user}:{MASK}@"
+        return f"{m[1]}{MASK}@"
+
+    return _USERINFO.sub(userinfo, text)
+
 
 def mask_url(url: str) -> str:
-    """`postgresql://u:pw@h/db` -> `postgresql://u:***@h/db`; URLs without a password unchanged."""
+    """A URL safe to show: `postgresql://u:pw@h/db` -> `postgresql://u:***@h/db`, `http://TOKEN@h/x`
+    -> `http://***@h/x`, `?token=abc&page=2` -> `?token=***&page=***`; other text masked by shape."""
     try:
         parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
     except ValueError:
-        return MASK
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{netloc}"))
+        return mask_text(url)
+    if not parts.scheme or not parts.netloc:
+        return mask_text(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        host = netloc.rsplit("@", 1)[1]
+        user = parts.username if parts.password is not None else None
+        netloc = f"{user}:{MASK}@{host}" if user else f"{MASK}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, MASK) for k, _ in pairs], safe="*") if pairs else MASK
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def url_password(url: str | None) -> str | None:
@@ -32,7 +69,8 @@ def url_password(url: str | None) -> str | None:
 
 
 class Redactor:
-    """Replaces every known secret (raw and URL-encoded forms) in a text."""
+    """Replaces every known secret (raw and URL-encoded forms) in a text, then masks anything
+    secret-shaped (`mask_text`)."""
 
     def __init__(self, secrets: list[str | None] | None = None) -> None:
         self._secrets: list[str] = []
@@ -42,8 +80,6 @@ class Redactor:
     def add(self, secret: str | None) -> None:
         if not secret:
             return
-        from urllib.parse import quote
-
         for form in {secret, quote(secret, safe=""), quote(secret)}:
             if form and form not in self._secrets:
                 self._secrets.append(form)
@@ -53,5 +89,4 @@ class Redactor:
     def __call__(self, text: str) -> str:
         for s in self._secrets:
             text = text.replace(s, MASK)
-        # A connection URL with any password, known or not, never leaves unmasked.
-        return re.sub(r"(\w+://[^:/@\s]*:)[^@\s]+@", rf"\1{MASK}@", text)
+        return mask_text(text)

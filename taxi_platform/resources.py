@@ -21,6 +21,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         scratch_dir=str(settings.home / "downloads"),
         attempts=settings.download_attempts,
         timeout_seconds=settings.download_timeout_seconds,
+        deadline_seconds=settings.download_deadline_seconds,
     )
     if settings.target == "gcp":
         return {"source": source, **_gcp_resources(settings),

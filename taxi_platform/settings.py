@@ -86,6 +86,7 @@ class Settings:
     dbt_project_dir: Path = field(default_factory=lambda: DEFAULT_DBT_PROJECT_DIR)
     download_attempts: int = 5
     download_timeout_seconds: int = 60
+    download_deadline_seconds: int = 3600  # a whole download, every attempt included
     min_in_month_share: float = 0.95
     # Memory of the ingest engine's id tracker (DuckDB spills to TAXI_HOME/engine past it).
     engine_memory_mb: int = 128
@@ -117,8 +118,11 @@ class Settings:
                 f"TAXI_SOURCE_URL={mask_url(self.source_url)!r} must start with http://, https:// or file://"
             )
         if self.postgres_url is not None and not re.match(r"^postgres(ql)?://", self.postgres_url):
+            # Never echoed, not even masked: a value that is not a URL may hold its password
+            # anywhere (a libpq keyword string, a typo in the scheme).
             raise SettingsError(
-                f"TAXI_POSTGRES_URL={mask_url(self.postgres_url)!r} must be a postgresql:// URL"
+                "TAXI_POSTGRES_URL is not a postgresql:// URL (its value is not shown: it may hold a "
+                "password); write it as postgresql://user:password@host:port/database"
             )
         if not re.match(r"^https?://", self.releases_api_url):
             raise SettingsError(
@@ -153,6 +157,7 @@ class Settings:
             dbt_project_dir=Path(_env("TAXI_DBT_PROJECT_DIR") or DEFAULT_DBT_PROJECT_DIR).resolve(),
             download_attempts=_int("TAXI_DOWNLOAD_ATTEMPTS", 5, minimum=1),
             download_timeout_seconds=_int("TAXI_DOWNLOAD_TIMEOUT", 60, minimum=1),
+            download_deadline_seconds=_int("TAXI_DOWNLOAD_DEADLINE", 3600, minimum=10),
             min_in_month_share=_float("TAXI_MIN_IN_MONTH_SHARE", 0.95, 0.0, 1.0),
             engine_memory_mb=_int("TAXI_ENGINE_MEMORY_MB", 128, minimum=64),
             embedded_port=_int("TAXI_EMBEDDED_PG_PORT", 0, minimum=0),

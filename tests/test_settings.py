@@ -48,11 +48,57 @@ def test_other_bad_settings(monkeypatch, variable, value, message):
         Settings.from_env()
 
 
-def test_bad_postgres_url_error_masks_the_password(monkeypatch):
-    monkeypatch.setenv("TAXI_POSTGRES_URL", "mysql://u:topsecret@h/db")
+SECRET = "s3cr3t-Pw"
+# TAXI_POSTGRES_URL values that are not postgresql:// URLs, each holding the password somewhere.
+MALFORMED_POSTGRES_URLS = [
+    f"mysql://u:{SECRET}@h/db",
+    f"host=db.example port=5432 user=taxi password={SECRET} dbname=taxi",  # libpq keywords
+    f"host=db password='{SECRET} x' dbname=taxi",
+    f"taxi:{SECRET}@db.example/taxi",  # no scheme
+    f"postgresql:/taxi:{SECRET}@db.example/taxi",  # a typo in the scheme
+    f"postgresql//taxi:{SECRET}@db.example/taxi",
+]
+
+
+@pytest.mark.parametrize("value", MALFORMED_POSTGRES_URLS)
+def test_bad_postgres_url_error_never_echoes_the_value(monkeypatch, value):
+    monkeypatch.setenv("TAXI_POSTGRES_URL", value)
     with pytest.raises(SettingsError) as err:
         Settings.from_env()
-    assert "topsecret" not in str(err.value) and "u:***@h" in str(err.value)
+    message = str(err.value)
+    assert SECRET not in message and "db.example" not in message
+    assert message.startswith("TAXI_POSTGRES_URL is not a postgresql:// URL")
+
+
+@pytest.mark.parametrize("value", MALFORMED_POSTGRES_URLS[1:3])
+def test_db_status_with_a_keyword_string_prints_no_password(tmp_path, value):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = Path(sys.executable).with_name("taxi-platform")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TAXI_HOME": str(tmp_path / "home"),
+           "TAXI_POSTGRES_URL": value}
+    done = subprocess.run([str(cli), "db", "status"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert SECRET not in done.stdout + done.stderr
+    assert "TAXI_POSTGRES_URL is not a postgresql:// URL" in done.stderr
+
+
+@pytest.mark.parametrize("text, expected", [
+    # A token as the URL's user name, or in the query string.
+    ("http://ghp_TOKEN123@mirror.example/x.csv.gz", "http://***@mirror.example/x.csv.gz"),
+    ("https://mirror.example/x.csv.gz?token=ghp_TOKEN123&v=2", "https://mirror.example/x.csv.gz?token=***&v=***"),
+    ("https://u:ghp_TOKEN123@mirror.example/x?sig=ghp_TOKEN123", "https://u:***@mirror.example/x?sig=***"),
+    # Not URLs at all: masked by shape.
+    ("host=h user=taxi password=ghp_TOKEN123 dbname=x", "host=h user=taxi password=*** dbname=x"),
+    ("taxi:ghp_TOKEN123@db/x", "taxi:***@db/x"),
+    ("postgresql:/taxi:ghp_TOKEN123@db/x", "postgresql:/taxi:***@db/x"),
+    ("postgresql://u:pa/ss:ghp_TOKEN123@h/db", "postgresql://u:***@h/db"),
+])
+def test_mask_url_masks_every_shape_of_secret(text, expected):
+    assert mask_url(text) == expected
+    assert "ghp_TOKEN123" not in Redactor()(f"failed: {text}.")
 
 
 def test_settings_repr_hides_the_url():

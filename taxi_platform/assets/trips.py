@@ -30,7 +30,7 @@ from taxi_platform.datasets import DatasetSpec
 from taxi_platform.lake.base import LAKE_KEY_METADATA, LakeFile, VerifiedDownload, lake_key
 from taxi_platform.partitions import month_of, monthly_partitions
 from taxi_platform.redact import mask_url
-from taxi_platform.source.download import DownloadResult, ReleaseFileNotFound
+from taxi_platform.source.download import DownloadResult, PermanentDownloadError, ReleaseFileNotFound
 from taxi_platform.source.resource import ReleaseSource
 from taxi_platform.source.verify import InvalidReleaseFile
 from taxi_platform.warehouse.base import TripWarehouse, cost_metadata
@@ -40,7 +40,8 @@ LAKE_IO_MANAGER_KEY = "lake_io_manager"
 WAREHOUSE_POOL = "taxi_warehouse"
 # The downloader retries HTTP errors itself (seconds apart); this step-level policy covers longer
 # outages (it gave up) and anything else transient: 30 s, 60 s, 120 s later. A 404 inside the
-# published range or an invalid file is final (Failure(allow_retries=False)).
+# published range, an invalid file and a permanent error (HTTP 4xx, a redirect loop, a full disk,
+# the download deadline) are final (Failure(allow_retries=False)).
 DOWNLOAD_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL,
                                        jitter=dg.Jitter.PLUS_MINUS)
 # A range is one run (UI backfills and `dagster asset materialize --partition-range`, which
@@ -105,8 +106,9 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
                 )
                 return None
             raise dg.Failure(description=str(exc), allow_retries=False) from None
-        except InvalidReleaseFile as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        except (InvalidReleaseFile, PermanentDownloadError) as exc:
+            # Retrying cannot help: fail at once (the step's retry policy is for outages).
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
         context.log.info(f"{spec.file_name(month)}: {result.bytes:,} bytes, {result.rows:,} rows, verified")
         return result
 

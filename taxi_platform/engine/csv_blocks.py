@@ -17,6 +17,7 @@ from taxi_platform.source.gzip_stream import GzipDecompressor, TruncatedGzipErro
 BOM = b"\xef\xbb\xbf"
 READ_SIZE = 1 << 20
 BLOCK_BYTES = 2 << 20  # decompressed bytes per block: the unit of work of the pipeline
+MAX_LINE_BYTES = 1 << 20  # a trip line holds ~200 bytes: a longer one is not a trip file
 
 
 class BadCsvError(ValueError):
@@ -84,7 +85,7 @@ def read_blocks(fh: BinaryIO, file_name: str, column_names: tuple[str, ...],
     def chunks() -> Iterator[bytes]:
         while data := fh.read(READ_SIZE):
             try:
-                yield gz.feed(data)
+                yield from gz.feed(data)
             except ValueError as exc:
                 raise BadCsvError(f"{file_name}: {exc}") from None
         try:
@@ -108,6 +109,10 @@ def read_blocks(fh: BinaryIO, file_name: str, column_names: tuple[str, ...],
             # The last line end within the first block_bytes (or, for a longer line, after them).
             cut = pending.rfind(b"\n", 0, block_bytes) + 1 or pending.find(b"\n", block_bytes) + 1
             if not cut:
+                if len(pending) > block_bytes + MAX_LINE_BYTES:
+                    line = next_line + pending.count(b"\n", 0, block_bytes)
+                    raise BadCsvError(f"{file_name} line {line}: a line longer than "
+                                      f"{MAX_LINE_BYTES >> 20} MB (not a trip file?)")
                 break  # one line longer than what has arrived: wait for its end
             block = _block(bytes(pending[:cut]), next_line)
             del pending[:cut]
@@ -130,14 +135,25 @@ def read_blocks(fh: BinaryIO, file_name: str, column_names: tuple[str, ...],
 def _check_header(line: bytes | bytearray, file_name: str, column_names: tuple[str, ...]) -> None:
     text = bytes(line).removeprefix(BOM).rstrip(b"\r")
     if text != expected_header(column_names):
-        got = text[:2000].decode("utf-8", "replace").split(",")
-        missing = [c for c in column_names if c not in got]
-        unexpected = [c for c in got if c not in column_names][:10]
-        detail = "; ".join(part for part in (
-            f"missing {', '.join(missing)}" if missing else "",
-            f"unexpected {', '.join(unexpected)}" if unexpected else "",
-            "same columns in another order" if not missing and not unexpected else "") if part)
-        raise BadCsvError(f"{file_name} line 1: the header does not match the spec ({detail})")
+        raise BadCsvError(f"{file_name} line 1: the header does not match the spec "
+                          f"({header_mismatch(text, column_names)})")
+
+
+def header_mismatch(header: bytes, column_names: tuple[str, ...], shown: int = 5) -> str:
+    """What differs between a header line and the spec's columns, in a bounded message (the
+    line may be anything: a whole file without line ends quotes at most a few hundred bytes)."""
+    got = header[:4096].decode("utf-8", "replace").split(",")
+    missing = [c for c in column_names if c not in got]
+    unexpected = [c for c in got if c not in column_names]
+
+    def names(items: list[str]) -> str:
+        listed = ", ".join(c[:40] + ("…" if len(c) > 40 else "") for c in items[:shown])
+        return listed + (f" and {len(items) - shown} more" if len(items) > shown else "")
+
+    return "; ".join(part for part in (
+        f"missing {names(missing)}" if missing else "",
+        f"unexpected {names(unexpected)}" if unexpected else "",
+        "same columns in another order" if not missing and not unexpected else "") if part)
 
 
 def _block(data: bytes, first_line: int) -> Block:

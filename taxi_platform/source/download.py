@@ -1,9 +1,17 @@
 """Streaming download of a release file to disk, with retries and verification in the same pass.
 
-Retries with exponential backoff (honouring Retry-After) on 429, 5xx and connection errors; a 404
-fails at once with a message naming the URL and the month. The bytes are hashed, decompressed and
-checked (gzip completeness, header, field counts) while they are written, so a bad file is caught
-before anything downstream runs, without a second read.
+- Retries with exponential backoff (honouring Retry-After, at most a minute) only what can succeed
+  later: 429, 5xx, connection errors and read timeouts. A 404 fails at once naming the URL and the
+  month; other answers (403, 400, a redirect loop, an invalid URL) and local errors (disk full, a
+  folder that cannot be written) fail at once as PermanentDownloadError, naming the URL or path.
+- Each read waits at most `timeout` seconds; the whole download (every attempt and the waits
+  between them) at most `deadline` seconds, so a server dribbling bytes cannot hold a run forever.
+- The bytes are stored as sent: a server that labels a .csv.gz with `Content-Encoding: gzip` does
+  not get it decompressed on the way (the file is the gzip file).
+- The bytes are hashed, decompressed and checked (gzip completeness, header, field counts) while
+  they are written, so a bad file is caught before anything downstream runs, without a second read.
+- A `.part` file left by a killed download is removed by the next download into the same folder
+  once it has not changed for STALE_PART_SECONDS.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from typing import Callable
 from urllib.parse import unquote, urlsplit
 
 import requests
+import urllib3
 
 from taxi_platform.datasets import DatasetSpec
 from taxi_platform.redact import mask_url
@@ -27,6 +36,8 @@ CHUNK = 1 << 20
 PROGRESS_EVERY_SECONDS = 10.0
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 MAX_BACKOFF_SECONDS = 60.0
+DEFAULT_DEADLINE_SECONDS = 3600.0
+STALE_PART_SECONDS = 900.0  # a live download writes its .part file far more often than this
 
 
 class ReleaseFileNotFound(FileNotFoundError):
@@ -39,6 +50,11 @@ class ReleaseFileNotFound(FileNotFoundError):
 
 class DownloadFailed(RuntimeError):
     """Gave up after retries; the message names the URL, the month and the last error."""
+
+
+class PermanentDownloadError(DownloadFailed):
+    """A failure that retrying cannot fix (an HTTP 4xx, a redirect loop, a full disk, a folder
+    that cannot be written, the deadline passed); the message names the URL or path."""
 
 
 @dataclass(frozen=True)
@@ -61,13 +77,15 @@ class _RetryableError(Exception):
 
 
 def _retry_after(response: requests.Response) -> float | None:
+    """Retry-After in seconds, if it is a sane number (an HTTP date or garbage: None)."""
     value = response.headers.get("Retry-After")
-    if value is None:
-        return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value) if value is not None else None
     except ValueError:
         return None
+    if seconds is None or seconds != seconds:  # NaN
+        return None
+    return min(max(0.0, seconds), MAX_BACKOFF_SECONDS)
 
 
 def download_release_file(url: str, dest: Path, spec: DatasetSpec, month: date,
@@ -85,6 +103,7 @@ def download_file(
     new_inspector: Callable[[], Inspector],
     attempts: int = 5,
     timeout: float = 60.0,
+    deadline: float = DEFAULT_DEADLINE_SECONDS,
     backoff_base: float = 1.0,
     log: Callable[[str], None] = lambda _m: None,
     sleep: Callable[[float], None] = time.sleep,
@@ -94,13 +113,18 @@ def download_file(
     `what` names the file in messages (`yellow 2019-01`); `new_inspector` verifies one attempt.
     """
     shown = mask_url(url)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     started = time.monotonic()
+    give_up_at = started + deadline
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_parts(dest.parent, log)
+    except OSError as exc:
+        raise _local_error(what, exc, dest.parent) from None
     last_error = ""
     for attempt in range(1, attempts + 1):
         try:
-            result = _attempt(url, part, what, new_inspector(), timeout, log)
+            result = _attempt(url, part, what, new_inspector(), timeout, give_up_at, deadline, log)
         except _RetryableError as exc:
             last_error = str(exc)
             part.unlink(missing_ok=True)
@@ -110,13 +134,27 @@ def download_file(
             if delay is None:
                 delay = backoff_base * 2 ** (attempt - 1) * (0.5 + random.random() / 2)
             delay = min(delay, MAX_BACKOFF_SECONDS)
+            if time.monotonic() + delay >= give_up_at:
+                raise PermanentDownloadError(
+                    f"{what}: {shown} timed out: no complete download within {deadline:.0f} s "
+                    f"(TAXI_DOWNLOAD_DEADLINE); last error: {last_error}") from None
             log(f"{shown}: {exc}; retry {attempt}/{attempts - 1} in {delay:.1f}s")
             sleep(delay)
             continue
+        except (ReleaseFileNotFound, InvalidReleaseFile, DownloadFailed):
+            part.unlink(missing_ok=True)
+            raise
+        except OSError as exc:  # our own disk: full, read-only, not a folder
+            part.unlink(missing_ok=True)
+            raise _local_error(what, exc, part) from None
         except BaseException:
             part.unlink(missing_ok=True)
             raise
-        part.replace(dest)
+        try:
+            part.replace(dest)
+        except OSError as exc:
+            part.unlink(missing_ok=True)
+            raise _local_error(what, exc, dest) from None
         return DownloadResult(url=url, path=dest, attempts=attempt,
                               seconds=time.monotonic() - started, **result)
     raise DownloadFailed(
@@ -124,8 +162,25 @@ def download_file(
     )
 
 
+def _local_error(what: str, exc: OSError, path: Path) -> PermanentDownloadError:
+    where = exc.filename or path
+    return PermanentDownloadError(f"{what}: cannot write {where}: {exc.strerror or exc} "
+                                  "(the download folder is under TAXI_HOME)")
+
+
+def _remove_stale_parts(folder: Path, log: Callable[[str], None]) -> None:
+    now = time.time()
+    for stale in folder.glob("*.part"):
+        try:
+            if now - stale.lstat().st_mtime > STALE_PART_SECONDS:
+                stale.unlink()
+                log(f"removed {stale.name}, left by a download that did not finish")
+        except FileNotFoundError:
+            pass  # another run removed or finished it
+
+
 def _attempt(url: str, part: Path, what: str, inspector: Inspector, timeout: float,
-             log: Callable[[str], None]) -> dict:
+             give_up_at: float, deadline: float, log: Callable[[str], None]) -> dict:
     sha = hashlib.sha256()
     written = 0
     last_report = time.monotonic()
@@ -136,6 +191,10 @@ def _attempt(url: str, part: Path, what: str, inspector: Inspector, timeout: flo
             inspector.feed(chunk)
             written += len(chunk)
             now = time.monotonic()
+            if now >= give_up_at:
+                raise PermanentDownloadError(
+                    f"{what}: {mask_url(url)} timed out: {written:,} bytes received in "
+                    f"{deadline:.0f} s (TAXI_DOWNLOAD_DEADLINE), the file is not complete")
             if now - last_report >= PROGRESS_EVERY_SECONDS:
                 of = f" of {total:,}" if total else ""
                 log(f"{what}: {written:,}{of} bytes downloaded")
@@ -157,8 +216,19 @@ def _stream(url: str, what: str, timeout: float):
             while chunk := fh.read(CHUNK):
                 yield chunk, total
         return
+    shown = mask_url(url)
     try:
-        response = requests.get(url, stream=True, timeout=timeout)
+        # identity: the file's own bytes, never a transport encoding on top of them.
+        response = requests.get(url, stream=True, timeout=timeout,
+                                headers={"Accept-Encoding": "identity"})
+    except requests.TooManyRedirects:
+        raise PermanentDownloadError(f"{what}: {shown} redirects in a loop") from None
+    except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidSchema) as exc:
+        raise PermanentDownloadError(f"{what}: {shown} is not a URL that can be downloaded "
+                                     f"({type(exc).__name__}); check TAXI_SOURCE_URL") from None
+    except requests.Timeout:
+        raise _RetryableError(f"timed out after {timeout:.0f} s waiting for the server") from None
     except requests.RequestException as exc:
         raise _RetryableError(f"connection error: {type(exc).__name__}") from None
     with response:
@@ -167,12 +237,17 @@ def _stream(url: str, what: str, timeout: float):
         if response.status_code in RETRY_STATUSES:
             raise _RetryableError(f"HTTP {response.status_code}", _retry_after(response))
         if response.status_code != 200:
-            raise DownloadFailed(f"{what}: {mask_url(url)} answered HTTP {response.status_code}")
+            raise PermanentDownloadError(
+                f"{what}: {shown} answered HTTP {response.status_code}"
+                + (" (access denied: is the URL right?)" if response.status_code in (401, 403) else ""))
         total = int(response.headers.get("Content-Length") or 0)
+        raw = response.raw
         try:
-            for chunk in response.iter_content(CHUNK):
+            # read1: whatever has arrived (up to CHUNK), so the deadline is checked between reads
+            # even when a server sends a byte at a time.
+            while chunk := raw.read1(CHUNK, decode_content=False):
                 yield chunk, total
-        except InvalidReleaseFile:
-            raise
-        except requests.RequestException as exc:
+        except urllib3.exceptions.ReadTimeoutError:
+            raise _RetryableError(f"timed out: no data for {timeout:.0f} s mid-download") from None
+        except (urllib3.exceptions.HTTPError, requests.RequestException, ConnectionError) as exc:
             raise _RetryableError(f"connection lost mid-download: {type(exc).__name__}") from None

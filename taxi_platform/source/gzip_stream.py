@@ -1,4 +1,11 @@
-"""Streaming gzip decompression (ISA-L when available) that refuses truncated streams."""
+"""Streaming gzip decompression (ISA-L when available) in bounded pieces.
+
+- Output comes in pieces of at most `MAX_PIECE` bytes, whatever the compression ratio: a small
+  "gzip bomb" cannot make one call return gigabytes.
+- Multi-member files are read whole; bytes after the last complete member that are not another
+  gzip member (padding, trailing garbage) are ignored, as `gzip -d` does, and counted.
+- A stream that ends inside a member raises TruncatedGzipError (an incomplete download).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,8 @@ except ImportError:  # pragma: no cover - isal is a declared dependency
     import zlib as _zlib  # type: ignore[no-redef]
 
 CHUNK = 1 << 20
+MAX_PIECE = 4 << 20
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 class TruncatedGzipError(ValueError):
@@ -21,29 +30,52 @@ class GzipDecompressor:
 
     def __init__(self) -> None:
         self._d = _zlib.decompressobj(16 + _zlib.MAX_WBITS)
+        self._member_started = False  # bytes of the current member have been fed
+        self._after_member = b""  # bytes after a finished member: another member, or garbage?
         self.compressed_bytes = 0
         self.decompressed_bytes = 0
+        self.trailing_bytes = 0  # ignored bytes after the last member
 
-    def feed(self, data: bytes) -> bytes:
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """The decompressed bytes of `data`, in pieces of at most MAX_PIECE bytes."""
         self.compressed_bytes += len(data)
-        out = []
+        if self.trailing_bytes:
+            self.trailing_bytes += len(data)
+            return
         while data:
-            try:
-                out.append(self._d.decompress(data))
-            except _zlib.error as exc:
-                raise ValueError(f"not a valid gzip stream: {exc}") from None
-            if self._d.eof:
-                data = self._d.unused_data
-                if data:  # next member of a multi-member file
-                    self._d = _zlib.decompressobj(16 + _zlib.MAX_WBITS)
-            else:
-                data = b""
-        result = b"".join(out)
-        self.decompressed_bytes += len(result)
-        return result
+            if self._d.eof:  # a member ended: is what follows another member?
+                data = self._after_member + data
+                if len(data) < len(GZIP_MAGIC):
+                    self._after_member = data
+                    return
+                self._after_member = b""
+                if not data.startswith(GZIP_MAGIC):
+                    self.trailing_bytes = len(data)
+                    return
+                self._d = _zlib.decompressobj(16 + _zlib.MAX_WBITS)
+            self._member_started = True
+            while True:
+                try:
+                    out = self._d.decompress(data, MAX_PIECE)
+                except _zlib.error as exc:
+                    raise ValueError(f"not a valid gzip stream: {exc}") from None
+                data = self._d.unconsumed_tail
+                if out:
+                    self.decompressed_bytes += len(out)
+                    yield out
+                if self._d.eof:
+                    data = self._d.unused_data
+                    break
+                if len(out) < MAX_PIECE and not data:
+                    break
 
     def finish(self) -> bytes:
         """Flush; raise TruncatedGzipError unless the last member ended properly."""
+        if self._after_member:  # one stray byte after the last member
+            self.trailing_bytes += len(self._after_member)
+            self._after_member = b""
+        if self.trailing_bytes or (self._d.eof and self._member_started):
+            return b""
         tail = self._d.flush()
         if not self._d.eof:
             raise TruncatedGzipError(
@@ -56,49 +88,7 @@ class GzipDecompressor:
 
 def iter_decompressed(fh: BinaryIO, chunk_size: int = CHUNK) -> Iterator[bytes]:
     d = GzipDecompressor()
-    while True:
-        data = fh.read(chunk_size)
-        if not data:
-            break
-        out = d.feed(data)
-        if out:
-            yield out
-    tail = d.finish()
-    if tail:
+    while data := fh.read(chunk_size):
+        yield from d.feed(data)
+    if tail := d.finish():
         yield tail
-
-
-class DecompressingReader:
-    """A file-like `.read(n)` over the decompressed content, for COPY FROM STDIN.
-
-    Exceptions raised while reading are remembered in `.error`, because a database driver that
-    calls `.read()` may replace them with its own less telling message.
-    """
-
-    def __init__(self, fh: BinaryIO, on_progress=None) -> None:
-        self._chunks = iter_decompressed(fh)
-        self._buffer = bytearray()
-        self._on_progress = on_progress
-        self.bytes_out = 0
-        self.newlines = 0
-        self.error: BaseException | None = None
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            while size < 0 or len(self._buffer) < size:
-                chunk = next(self._chunks, None)
-                if chunk is None:
-                    break
-                self.newlines += chunk.count(b"\n")
-                self._buffer += chunk
-        except BaseException as exc:
-            self.error = exc
-            raise
-        if size < 0:
-            size = len(self._buffer)
-        out = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        self.bytes_out += len(out)
-        if self._on_progress is not None:
-            self._on_progress(self)
-        return out

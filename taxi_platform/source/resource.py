@@ -21,6 +21,7 @@ class ReleaseSource(dg.ConfigurableResource):
     scratch_dir: str
     attempts: int = 5
     timeout_seconds: int = 60
+    deadline_seconds: int = 3600
     backoff_base_seconds: float = 1.0
 
     def url_for(self, spec: DatasetSpec, month: date) -> str:
@@ -32,7 +33,8 @@ class ReleaseSource(dg.ConfigurableResource):
         dest = Path(self.scratch_dir) / f"{run_id}-{spec.file_name(month)}"
         return download_release_file(
             self.url_for(spec, month), dest, spec, month, attempts=self.attempts,
-            timeout=self.timeout_seconds, backoff_base=self.backoff_base_seconds, log=log,
+            timeout=self.timeout_seconds, deadline=self.deadline_seconds,
+            backoff_base=self.backoff_base_seconds, log=log,
         )
 
     def fetch_reference(self, ref: ReferenceSpec, run_id: str,
@@ -42,6 +44,6 @@ class ReleaseSource(dg.ConfigurableResource):
         return download_file(
             url, Path(self.scratch_dir) / f"{run_id}-{ref.file_name}", what=ref.file_name,
             new_inspector=lambda: PlainCsvInspector(ref.file_name, header),
-            attempts=self.attempts, timeout=self.timeout_seconds,
+            attempts=self.attempts, timeout=self.timeout_seconds, deadline=self.deadline_seconds,
             backoff_base=self.backoff_base_seconds, log=log,
         )

@@ -6,10 +6,14 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Iterator, Protocol
 
 from taxi_platform.datasets import DatasetSpec
+from taxi_platform.engine.csv_blocks import BOM, MAX_LINE_BYTES, expected_header, header_mismatch
 from taxi_platform.source.gzip_stream import GzipDecompressor, TruncatedGzipError, iter_decompressed
+
+
+MAX_REFERENCE_BYTES = 16 << 20
 
 
 class InvalidReleaseFile(ValueError):
@@ -34,8 +38,12 @@ class Inspector(Protocol):
 class CsvInspector:
     """Fed with compressed chunks as they arrive; `finish()` verifies the whole file.
 
-    Trip files hold no quoted fields, so a comma count per file tells whether every line has the
-    header's number of fields; only when it does not is the file scanned again to name the line.
+    The rules are the ingest engine's (engine/csv_blocks.py), so a file verified here loads: a
+    UTF-8 BOM before the header and blank lines are accepted, quoted fields are read as CSV, and a
+    file needs at least one data row (a month without trips is never a real release). Trip files
+    rarely hold quotes or blank lines, so a comma count per file tells whether every line has the
+    header's number of fields; only when it does not, or the file holds a quote, is the file read
+    again, as CSV, to count its rows or to name the first bad line.
     """
 
     def __init__(self, spec: DatasetSpec, file_name: str) -> None:
@@ -43,94 +51,118 @@ class CsvInspector:
         self.file_name = file_name
         self._gz = GzipDecompressor()
         self._head = bytearray()  # bytes up to the end of the header line
-        self._header: list[str] | None = None
+        self._header_done = False
         self._newlines = 0
         self._commas = 0
+        self._quotes = 0
         self._last_byte = b""
         self._crlf = False
 
     def feed(self, compressed: bytes) -> None:
         try:
-            self._consume(self._gz.feed(compressed))
+            for piece in self._gz.feed(compressed):
+                self._consume(piece)
         except ValueError as exc:
+            if isinstance(exc, InvalidReleaseFile):
+                raise
             raise InvalidReleaseFile(f"{self.file_name}: {exc}") from None
 
     def _consume(self, data: bytes) -> None:
         if not data:
             return
-        if self._header is None:
-            self._head += data[:65536]
+        if not self._header_done:
+            self._head += data[:MAX_LINE_BYTES]
             if b"\n" in self._head:
                 line = bytes(self._head[: self._head.index(b"\n")])
                 self._crlf = line.endswith(b"\r")
-                self._check_header(line.rstrip(b"\r").decode("utf-8", errors="replace"))
+                self._check_header(line)
+                self._header_done = True
+            elif len(self._head) >= MAX_LINE_BYTES:
+                raise InvalidReleaseFile(f"{self.file_name} line 1: no line end in the first "
+                                         f"{MAX_LINE_BYTES >> 20} MB (not a CSV file?)")
         self._newlines += data.count(b"\n")
         self._commas += data.count(b",")
+        self._quotes += data.count(b'"')
         self._last_byte = data[-1:]
 
-    def _check_header(self, line: str) -> None:
-        found = line.lstrip("\ufeff").split(",")
-        expected = list(self.spec.column_names)
-        if found != expected:
-            missing = [c for c in expected if c not in found]
-            unexpected = [c for c in found if c not in expected]
-            detail = []
-            if missing:
-                detail.append(f"missing {', '.join(missing)}")
-            if unexpected:
-                detail.append(f"unexpected {', '.join(unexpected)}")
-            if not detail:
-                detail.append("columns in a different order")
+    def _check_header(self, line: bytes) -> None:
+        text = line.removeprefix(BOM).rstrip(b"\r")
+        if text != expected_header(self.spec.column_names):
             raise InvalidReleaseFile(
                 f"{self.file_name} line 1: the header does not match the {self.spec.name} spec "
-                f"({'; '.join(detail)}); expected: {','.join(expected)}"
-            )
-        self._header = found
+                f"({header_mismatch(text, self.spec.column_names)}); expected: "
+                f"{','.join(self.spec.column_names)}")
 
     def finish(self, local_copy: Path | None = None) -> Inspection:
         try:
             self._consume(self._gz.finish())
         except TruncatedGzipError as exc:
             raise InvalidReleaseFile(f"{self.file_name}: {exc}") from None
-        if self._header is None:
-            if self._head:
-                self._check_header(self._head.rstrip(b"\r\n").decode("utf-8", errors="replace"))
-            raise InvalidReleaseFile(f"{self.file_name}: the file is empty or holds only a header")
+        if not self._header_done:
+            if self._head.strip():
+                self._check_header(bytes(self._head))
+                raise InvalidReleaseFile(f"{self.file_name}: the file holds a header and no rows "
+                                         "(a month without trips is not a release)")
+            raise InvalidReleaseFile(f"{self.file_name}: the file is empty (no header line)")
         lines = self._newlines + (1 if self._last_byte not in (b"\n", b"") else 0)
         rows = lines - 1
-        per_line = len(self.spec.columns) - 1
-        if self._commas != lines * per_line:
-            raise self._locate_bad_line(local_copy)
+        if self._quotes or self._commas != lines * (len(self.spec.columns) - 1):
+            rows = self._rescan(local_copy)
+        if rows == 0:
+            raise InvalidReleaseFile(f"{self.file_name}: the file holds a header and no rows "
+                                     "(a month without trips is not a release)")
         return Inspection(rows=rows, decompressed_bytes=self._gz.decompressed_bytes,
                           line_ending="\r\n" if self._crlf else "\n")
 
-    def _locate_bad_line(self, local_copy: Path | None) -> InvalidReleaseFile:
+    def _rescan(self, local_copy: Path | None) -> int:
+        """The data rows of a file whose comma count is off: blank lines skipped, quoted fields
+        read as CSV; the first line with another number of fields is named."""
         expected = len(self.spec.columns)
-        if local_copy is not None:
-            with open(local_copy, "rb") as fh:
-                number, pending = 0, b""
-                for chunk in iter_decompressed(fh):
-                    lines = (pending + chunk).split(b"\n")
-                    pending = lines.pop()
-                    for line in lines:
-                        number += 1
-                        fields = line.count(b",") + 1
-                        if fields != expected:
-                            return self._bad_line(number, fields, expected)
-                if pending:
-                    number += 1
-                    fields = pending.count(b",") + 1
-                    if fields != expected:
-                        return self._bad_line(number, fields, expected)
-        return InvalidReleaseFile(
-            f"{self.file_name}: some line does not have {expected} fields"
-        )
+        if local_copy is None:
+            raise InvalidReleaseFile(f"{self.file_name}: some line does not have {expected} fields")
+        rows = 0
+        with open(local_copy, "rb") as fh:
+            for number, line in _numbered_lines(iter_decompressed(fh), self.file_name):
+                if number == 1:
+                    continue
+                fields = _field_count(line, self.file_name, number)
+                if fields == 0:
+                    continue  # a blank line
+                if fields != expected:
+                    raise InvalidReleaseFile(
+                        f"{self.file_name} line {number}: {fields} fields, expected {expected} "
+                        f"({'too few' if fields < expected else 'too many'}; a truncated or malformed row)")
+                rows += 1
+        return rows
 
-    def _bad_line(self, number: int, fields: int, expected: int) -> InvalidReleaseFile:
-        return InvalidReleaseFile(
-            f"{self.file_name} line {number}: {fields} fields, expected {expected} "
-            f"({'too few' if fields < expected else 'too many'}; a truncated or malformed row)"
-        )
+
+def _numbered_lines(chunks: Iterator[bytes], file_name: str) -> Iterator[tuple[int, bytes]]:
+    number, pending = 0, b""
+    for chunk in chunks:
+        lines = (pending + chunk).split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            number += 1
+            yield number, line
+        if len(pending) > MAX_LINE_BYTES:  # bounded memory, whatever the file holds
+            raise InvalidReleaseFile(f"{file_name} line {number + 1}: a line longer than "
+                                     f"{MAX_LINE_BYTES >> 20} MB (not a trip file?)")
+    if pending:
+        yield number + 1, pending
+
+
+def _field_count(line: bytes, file_name: str, number: int) -> int:
+    """Fields of one line (0 for a blank line); quotes are CSV quotes. Trip files hold no line
+    breaks inside fields, so a quote left open at the end of its line is an error of that line."""
+    line = line.rstrip(b"\r")
+    if not line:
+        return 0
+    if b'"' not in line:
+        return line.count(b",") + 1
+    if line.count(b'"') % 2:
+        raise InvalidReleaseFile(f"{file_name} line {number}: a quoted field is not closed on its line")
+    text = line[:MAX_LINE_BYTES].decode("utf-8", "replace")
+    return len(next(csv.reader([text])))
 
 
 class PlainCsvInspector:
@@ -143,6 +175,9 @@ class PlainCsvInspector:
 
     def feed(self, data: bytes) -> None:
         self._data += data
+        if len(self._data) > MAX_REFERENCE_BYTES:
+            raise InvalidReleaseFile(f"{self.file_name}: larger than {MAX_REFERENCE_BYTES >> 20} MB "
+                                     "(the zone lookup holds about 12 KB): not the reference file")
 
     def finish(self, local_copy: Path | None = None) -> Inspection:
         text = self._data.decode("utf-8-sig", errors="replace")
