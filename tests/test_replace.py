@@ -180,3 +180,127 @@ def test_a_swap_after_the_other_loads_swap_finds_the_month_attached(env: Env):
     assert any("staged by run run-b are attached already" in m for m in messages)
     assert env.query(f"SELECT count(*), count(DISTINCT unique_row_id) FROM {env.final(YELLOW)}")[0] == (
         distinct, distinct)
+
+
+def _lake_file(path):
+    from taxi_platform.lake.base import LakeFile
+
+    return LakeFile(uri=path.as_uri(), file_name=path.name, size=path.stat().st_size,
+                    opener=lambda: open(path, "rb"))
+
+
+def test_two_loads_of_a_month_with_different_files_commit_only_their_own(env: Env, tmp_path):
+    # Run A stages file 1, run B stages file 2 (a re-published file). Whichever order the swaps
+    # take, the month ends with B's rows, and A commits nothing and says so: A's metadata can
+    # never describe B's rows.
+    one, two = tmp_path / "one" / YELLOW.file_name(JAN), tmp_path / "two" / YELLOW.file_name(JAN)
+    first = generate_month(YELLOW, JAN, one, rows=2_000, seed=21)
+    second = generate_month(YELLOW, JAN, two, rows=3_000, seed=22)
+    warehouse, quiet = env.warehouse(), (lambda message: None)
+
+    for b_swaps_first in (False, True):
+        a = warehouse.load_staging(YELLOW, JAN, _lake_file(one), quiet, run_id="run-a")
+        b = warehouse.load_staging(YELLOW, JAN, _lake_file(two), quiet, run_id="run-b")
+        assert a.sha256 != b.sha256 and len(a.sha256) == 64
+        if b_swaps_first:
+            warehouse.replace_month(YELLOW, JAN, quiet, run_id="run-b", staged_sha256=b.sha256)
+        before = env.fingerprint(YELLOW)
+        with pytest.raises(postgres_month.SupersededLoad) as err:
+            warehouse.replace_month(YELLOW, JAN, quiet, run_id="run-a", staged_sha256=a.sha256)
+        assert f"this run staged the file with sha256 {a.sha256[:12]}" in str(err.value)
+        assert f"but run run-b staged it again since, from another file (sha256 {b.sha256[:12]}" in str(err.value)
+        assert env.fingerprint(YELLOW) == before  # nothing changed
+        if not b_swaps_first:
+            done = warehouse.replace_month(YELLOW, JAN, quiet, run_id="run-b", staged_sha256=b.sha256)
+            assert (done.final_rows, done.sha256, done.staged_by_run) == (
+                second.rows - second.duplicate_rows, b.sha256, "run-b")
+        assert env.query(f"SELECT count(*) FROM {env.final(YELLOW)}")[0][0] == second.rows - second.duplicate_rows
+
+    # The same bytes staged by two runs: either swap commits them, both succeed.
+    a = warehouse.load_staging(YELLOW, JAN, _lake_file(one), quiet, run_id="run-c")
+    b = warehouse.load_staging(YELLOW, JAN, _lake_file(one), quiet, run_id="run-d")
+    assert a.sha256 == b.sha256
+    done_c = warehouse.replace_month(YELLOW, JAN, quiet, run_id="run-c", staged_sha256=a.sha256)
+    done_d = warehouse.replace_month(YELLOW, JAN, quiet, run_id="run-d", staged_sha256=b.sha256)
+    assert done_c.final_rows == done_d.final_rows == first.rows - first.duplicate_rows
+    assert done_c.staged_by_run == done_d.staged_by_run == "run-d"
+
+
+def test_the_final_metadata_names_the_file_it_committed(env: Env):
+    from taxi_platform.assets.trips import raw_file_key, staging_key
+
+    generate_month(YELLOW, JAN, env.mirror_path(YELLOW, JAN), rows=1_000, seed=23)
+    result = env.materialize(YELLOW, JAN, raise_on_error=True)
+    raw = materialization_metadata(result, raw_file_key(YELLOW))
+    staged = materialization_metadata(result, staging_key(YELLOW))
+    final = materialization_metadata(result, final_key(YELLOW))
+    assert raw["sha256"] == staged["source_sha256"] == final["source_sha256"]
+    assert final["staged_by_run"] == result.run_id
+
+
+def test_a_swap_behind_a_long_reader_does_not_block_other_readers(env: Env, pg_url, monkeypatch):
+    old = generate_month(YELLOW, JAN, env.mirror_path(YELLOW, JAN), rows=1_000, seed=24)
+    env.materialize(YELLOW, JAN, raise_on_error=True)
+    path = env.mirror_path(YELLOW, JAN)
+    reloaded = generate_month(YELLOW, JAN, path, rows=1_500, seed=25)
+    warehouse, logs = env.warehouse(), []
+    staged = warehouse.load_staging(YELLOW, JAN, _lake_file(path), logs.append, run_id="run-r")
+
+    long_reader = psycopg2.connect(pg_url)  # a long report: holds its lock until it commits
+    with long_reader.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM {env.final(YELLOW)}")
+    outcome = {}
+    swap = threading.Thread(target=lambda: outcome.update(result=warehouse.replace_month(
+        YELLOW, JAN, logs.append, run_id="run-r", staged_sha256=staged.sha256)))
+    swap.start()
+    time.sleep(1.0)
+    # Another reader arrives while the swap waits: it gets its answer within the lock timeout.
+    other = psycopg2.connect(pg_url)
+    started = time.monotonic()
+    with other.cursor() as cur:
+        cur.execute("SET statement_timeout = '10s'")
+        cur.execute(f"SELECT count(*) FROM {env.final(YELLOW)}")
+        assert cur.fetchone()[0] == old.rows - old.duplicate_rows  # the old month, whole
+    other.close()
+    assert time.monotonic() - started < 4
+    time.sleep(3)
+    long_reader.commit()
+    long_reader.close()
+    swap.join(timeout=60)
+    assert outcome["result"].final_rows == reloaded.rows - reloaded.duplicate_rows
+    assert any("long readers hold" in m and "trying again" in m for m in logs), logs
+
+    # Readers that never let go: the swap gives up clearly and changes nothing.
+    monkeypatch.setattr(postgres_month, "SWAP_ATTEMPTS", 2)
+    monkeypatch.setattr(postgres_month, "SWAP_RETRY_SECONDS", 0.1)
+    before = env.fingerprint(YELLOW)
+    staged = warehouse.load_staging(YELLOW, JAN, _lake_file(path), logs.append, run_id="run-s")
+    blocker = psycopg2.connect(pg_url)
+    with blocker.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM {env.final(YELLOW)}")
+    try:
+        with pytest.raises(WarehouseError, match=r"the swap waited 2 times 2s for readers of .* nothing changed"):
+            warehouse.replace_month(YELLOW, JAN, logs.append, run_id="run-s", staged_sha256=staged.sha256)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert env.fingerprint(YELLOW) == before
+
+
+def test_another_months_file_under_a_months_name_is_refused(env: Env):
+    generate_month(YELLOW, JAN, env.mirror_path(YELLOW, JAN), rows=1_000, seed=26)
+    env.materialize(YELLOW, JAN, raise_on_error=True)
+    before = env.fingerprint(YELLOW)
+    generate_month(YELLOW, FEB, env.mirror_path(YELLOW, JAN), rows=1_000, seed=27)  # February's trips
+    result = env.materialize(YELLOW, JAN)
+    assert not result.success
+    from conftest import failure_message
+
+    message = failure_message(result)
+    assert "yellow_tripdata_2019-01.csv.gz: only " in message
+    assert "were picked up in 2019-01: is it another month's file? Refused" in message
+    assert env.fingerprint(YELLOW) == before
+    from taxi_platform.warehouse.postgres import PostgresWarehouse
+
+    staging = f"{env.settings.staging_schema}.{PostgresWarehouse.month_table_name(YELLOW, JAN)}"
+    assert env.query("SELECT to_regclass(%s)", (staging,))[0][0] is None  # rolled back: no table

@@ -51,6 +51,8 @@ RANGE_POLICY = dg.BackfillPolicy.single_run()
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 # Per-partition metadata of a month a range run skipped because its file is not published yet.
 NOT_PUBLISHED = "not_published"
+# The sha256 of the file whose rows a staging / final partition holds.
+STAGED_SHA256 = "source_sha256"
 
 
 def raw_file_key(spec: DatasetSpec) -> dg.AssetKey:
@@ -172,6 +174,8 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
             read = {} if result.rows_read is None else {
                 "rows_read": dg.MetadataValue.int(result.rows_read),
                 "duplicates_dropped": dg.MetadataValue.int(result.rows_read - result.rows)}
+            if result.sha256:
+                read[STAGED_SHA256] = result.sha256
             return {
                 "table": result.table,
                 "dagster/row_count": dg.MetadataValue.int(result.rows),
@@ -202,7 +206,8 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
         def replace(partition_key: str, month: date) -> dict | None:
             if month > spec.last_published and skipped_upstream(context, staging_key(spec), partition_key):
                 return None
-            result = warehouse.replace_month(spec, month, context.log.info, run_id=context.run.run_id)
+            result = warehouse.replace_month(spec, month, context.log.info, run_id=context.run.run_id,
+                                             staged_sha256=staged_by_this_run(context, spec, partition_key))
             checks[partition_key] = evaluate_trip_checks(spec, month, warehouse, min_in_month_share,
                                                          ids=result.ids, pickups=result.pickups)
             return {
@@ -213,6 +218,8 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
                 "duplicates_dropped": dg.MetadataValue.int(result.duplicates_dropped),
                 "previous_rows": dg.MetadataValue.int(result.previous_rows),
                 "duration_seconds": round(result.seconds, 2),
+                **({STAGED_SHA256: result.sha256} if result.sha256 else {}),
+                **({"staged_by_run": result.staged_by_run} if result.staged_by_run else {}),
                 **cost_metadata(result),
             }
 
@@ -267,6 +274,22 @@ def missing_from_lake(context: dg.AssetExecutionContext, spec: DatasetSpec, part
     raise FileNotFoundError(
         f"{lake_key(spec.release_tag, spec.file_name(month))} is not in the lake: materialize "
         f"{raw_file_key(spec).to_user_string()} for {partition_key} first")
+
+
+def staged_by_this_run(context: dg.AssetExecutionContext, spec: DatasetSpec, partition_key: str) -> str | None:
+    """The sha256 of the file this run (or the run it re-executes) staged for the month; None when
+    it staged nothing (the final asset alone attaches what is staged)."""
+    runs = [context.run.run_id] + [r for r in (context.run.parent_run_id, context.run.root_run_id) if r]
+    for run_id in dict.fromkeys(runs):
+        records = context.instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, ascending=False).records
+        for record in records:
+            materialization = record.asset_materialization
+            if (materialization is not None and materialization.asset_key == staging_key(spec)
+                    and materialization.partition == partition_key):
+                sha = materialization.metadata.get(STAGED_SHA256)
+                return None if sha is None else str(sha.value)
+    return None
 
 
 def skipped_upstream(context: dg.AssetExecutionContext, upstream: dg.AssetKey, partition_key: str) -> bool:

@@ -38,6 +38,7 @@ class StagingResult:
     bytes_billed: int | None = None
     # Data rows of the file, when staging dropped its in-file duplicates (PostgreSQL); None: all staged.
     rows_read: int | None = None
+    sha256: str | None = None  # of the file staged, where the load computes it (PostgreSQL)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class ReplaceResult:
     # The new rows' pickup profile, when the load counted it (PostgreSQL's engine); None: the
     # checks query the table (`pickup_profile`).
     pickups: PickupProfile | None = None
+    sha256: str | None = None  # of the file whose rows the month now holds, where known
+    staged_by_run: str | None = None  # the run that staged them, where known
 
     @property
     def duplicates_dropped(self) -> int:
@@ -107,9 +110,11 @@ class TripWarehouse(dg.ConfigurableResource, ABC):
         the load; `run_id` tags what this run staged."""
 
     @abstractmethod
-    def replace_month(self, spec: DatasetSpec, month: date, log: Log, run_id: str = "") -> ReplaceResult:
+    def replace_month(self, spec: DatasetSpec, month: date, log: Log, run_id: str = "",
+                      staged_sha256: str | None = None) -> ReplaceResult:
         """Replace exactly that month's rows of the final table with the distinct staged trips,
-        atomically; `run_id`: the run whose staging this replace follows."""
+        atomically; `run_id`: the run whose staging this replace follows; `staged_sha256`: the
+        file that run staged (where known), so rows staged since from another file are refused."""
 
     @abstractmethod
     def id_profile(self, spec: DatasetSpec, month: date) -> IdProfile:
@@ -131,6 +136,22 @@ class TripWarehouse(dg.ConfigurableResource, ABC):
         """Held around a dbt build: two builds must not race to create an incremental model's
         table (one month's rows would be lost). No lock where the warehouse has none."""
         return nullcontext()
+
+
+# A file whose pickups mostly fall outside its month is another month's file (or a broken one):
+# it is refused before any table changes. Real months keep well over 99 % in their month; the
+# non-blocking `pickups_in_month` check (TAXI_MIN_IN_MONTH_SHARE) watches the finer threshold.
+MIN_IN_MONTH_SHARE_TO_LOAD = 0.5
+
+
+def refuse_wrong_month(file_name: str, month: date, rows: int, in_month: int | None) -> None:
+    """Raise BadInputError when fewer than half of a file's rows were picked up in its month."""
+    if in_month is None or rows == 0 or in_month >= rows * MIN_IN_MONTH_SHARE_TO_LOAD:
+        return
+    raise BadInputError(
+        f"{file_name}: only {in_month:,} of its {rows:,} trips ({in_month / rows:.1%}) were picked "
+        f"up in {month:%Y-%m}: is it another month's file? Refused (a month's file needs at least "
+        f"{MIN_IN_MONTH_SHARE_TO_LOAD:.0%} of its pickups in its month); no table was changed")
 
 
 def cost_metadata(result: StagingResult | ReplaceResult | ReferenceResult) -> dict[str, int]:

@@ -47,6 +47,7 @@ from taxi_platform.warehouse.base import (
     StagingResult,
     TripWarehouse,
     WarehouseError,
+    refuse_wrong_month,
 )
 from taxi_platform.warehouse.sql import bq_ident
 
@@ -209,7 +210,8 @@ class BigQueryWarehouse(TripWarehouse):
                              bytes_processed=cost.processed, bytes_billed=cost.billed)
 
     # --- final --------------------------------------------------------------------------------
-    def replace_month(self, spec: DatasetSpec, month: date, log: Log, run_id: str = "") -> ReplaceResult:
+    def replace_month(self, spec: DatasetSpec, month: date, log: Log, run_id: str = "",
+                      staged_sha256: str | None = None) -> ReplaceResult:
         from google.api_core import exceptions as gexc
         from google.cloud import bigquery
 
@@ -230,12 +232,19 @@ class BigQueryWarehouse(TripWarehouse):
                     f"{spec.name} staging asset for {month:%Y-%m} first") from None
             staging = self._q(client, staging_ds, staging_name)
             final_q = f"`{final}`"
-            ((staged, previous),) = [tuple(r.values()) for r in self._query(client, (
+            pickup = bq_ident(spec.pickup_column)
+            month_params = [*file_param,
+                            bigquery.ScalarQueryParameter("start", "TIMESTAMP", f"{month:%Y-%m-%d} 00:00:00"),
+                            bigquery.ScalarQueryParameter("end", "TIMESTAMP",
+                                                          f"{next_month(month):%Y-%m-%d} 00:00:00")]
+            ((staged, in_month, previous),) = [tuple(r.values()) for r in self._query(client, (
                 f"SELECT (SELECT COUNT(*) FROM {staging}), "
-                f"(SELECT COUNT(*) FROM {final_q} WHERE filename = @file)"), cost, file_param)]
+                f"(SELECT COUNTIF({pickup} >= @start AND {pickup} < @end) FROM {staging}), "
+                f"(SELECT COUNT(*) FROM {final_q} WHERE filename = @file)"), cost, month_params)]
             if staged == 0:
                 raise WarehouseError(f"staging table {self.staging_table(spec, month)} is empty: "
                                      "re-materialize the staging asset for this month")
+            refuse_wrong_month(file_name, month, staged, in_month)
             cols = ", ".join(bq_ident(c) for c in spec.column_names)
             # One transaction: a failure anywhere rolls back to the month's previous rows. Among
             # rows sharing an id the smallest by all columns is kept (load jobs keep no file order).

@@ -205,15 +205,17 @@ class PostgresWarehouse(TripWarehouse):
         log(f"{file_name}: {staged.read:,} rows read, {staged.read - staged.rows:,} duplicates dropped, "
             f"{staged.rows:,} rows staged in {self.staging_table(spec, month)}")
         return StagingResult(table=self.staging_table(spec, month), rows=staged.rows,
-                             seconds=time.monotonic() - started, rows_read=staged.read)
+                             seconds=time.monotonic() - started, rows_read=staged.read,
+                             sha256=staged.sha256)
 
-    def replace_month(self, spec: DatasetSpec, month: date, log: Log, run_id: str = "") -> ReplaceResult:
+    def replace_month(self, spec: DatasetSpec, month: date, log: Log, run_id: str = "",
+                      staged_sha256: str | None = None) -> ReplaceResult:
         started = time.monotonic()
         file_name = spec.file_name(month)
         with self.connect(f"replace {file_name}") as conn, conn.cursor() as cur:
             self._setup(cur, spec)
             conn.commit()
-            swapped = swap_month(self, cur, spec, month, run_id)
+            swapped = swap_month(self, conn, spec, month, run_id, staged_sha256, log)
         staged = swapped.staged
         if not swapped.swapped:
             log(f"{file_name}: the rows staged by run {staged.run_id or '?'} are attached already "
@@ -227,7 +229,8 @@ class PostgresWarehouse(TripWarehouse):
                              seconds=time.monotonic() - started,
                              ids=IdProfile(rows=staged.rows, distinct_ids=min(staged.distinct, staged.rows)),
                              pickups=None if staged.in_month is None else
-                             PickupProfile(rows=staged.rows, in_month_rows=staged.in_month))
+                             PickupProfile(rows=staged.rows, in_month_rows=staged.in_month),
+                             sha256=staged.sha256, staged_by_run=staged.run_id or None)
 
     def _month_query(self, spec: DatasetSpec, month: date, select: str, params=()) -> tuple:
         """Run `SELECT <select> FROM <partition>`; None when the month was never loaded."""

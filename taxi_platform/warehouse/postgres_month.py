@@ -14,19 +14,27 @@ Swap (`swap_month`), one transaction, milliseconds: the old partition is detache
 staged table moves into the warehouse schema and is attached as the month's partition. Readers see
 the old month or the new one, never a mix; a failure anywhere leaves the previous month intact.
 
-The staging table is tagged with the run that staged it. Two loads of the same month at once:
-their staging steps take turns (the later one's table wins), and a swap attaches whichever table
-is staged; a swap that finds no staging table but a partition attached from one (by the other
-run's swap, or by its own before a re-execution) has nothing left to do, and says which run
-staged the rows.
+The staging table is tagged with the run that staged it and the sha256 of the file it read. Two
+loads of the same month at once: their staging steps take turns (the later one's table wins). A
+swap attaches the staged table if it holds the file its own run staged (same sha256: the same
+bytes, whichever run staged them); a swap that finds no staging table but a partition attached
+from that file (by the other run's swap, or by its own before a re-execution) has nothing left to
+do. A swap whose run staged another file than the one now staged or attached fails, naming the
+run that superseded it, and changes nothing: a run's metadata only describes what it committed.
+
+The swap waits at most LOCK_TIMEOUT for the locks it needs (DETACH/ATTACH take the final table's
+exclusive lock): while it waits behind a long reader, every new reader would queue behind it. On
+a timeout it rolls back, lets the readers run, and tries again, up to SWAP_ATTEMPTS times.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from dataclasses import dataclass
 from datetime import date
+from typing import BinaryIO
 
 import psycopg2
 import psycopg2.errors
@@ -38,11 +46,19 @@ from taxi_platform.engine.csv_blocks import BadCsvError
 from taxi_platform.engine.duplicates import DuplicateTracker
 from taxi_platform.lake.base import LakeFile
 from taxi_platform.partitions import next_month
-from taxi_platform.warehouse.base import BadInputError, Log, WarehouseError
+from taxi_platform.warehouse.base import BadInputError, Log, WarehouseError, refuse_wrong_month
 
 PROGRESS_EVERY_SECONDS = 10.0
 LOCK_NAMESPACE = 0x7A11  # first key of every advisory lock we take
-_COMMENT = re.compile(r"rows=(\d+) distinct=(\d+) read=(\d+) in_month=(\d+|-) run=(\S*) ")
+_COMMENT = re.compile(r"rows=(\d+) distinct=(\d+) read=(\d+) in_month=(\d+|-) (?:sha256=([0-9a-f]{64}) )?"
+                      r"run=(\S*) ")
+LOCK_TIMEOUT = "2s"  # per swap attempt; the readers it would block wait no longer than this
+SWAP_ATTEMPTS = 30
+SWAP_RETRY_SECONDS = 2.0
+
+
+class SupersededLoad(WarehouseError):
+    """The month was staged again from another file by another run before this run's swap."""
 
 
 @dataclass(frozen=True)
@@ -54,11 +70,13 @@ class StagedMonth:
     read: int  # data rows of the file
     in_month: int | None  # rows kept whose pickup lies in the month (the engine's count; None: not counted)
     run_id: str  # the run that staged it
+    sha256: str | None = None  # of the file it read (None: staged by an older version)
 
     def comment(self, file_name: str) -> str:
         in_month = "-" if self.in_month is None else self.in_month
+        sha = f"sha256={self.sha256} " if self.sha256 else ""
         return (f"rows={self.rows} distinct={self.distinct} read={self.read} in_month={in_month} "
-                f"run={self.run_id} ({file_name}, staged by taxi_platform)")
+                f"{sha}run={self.run_id} ({file_name}, staged by taxi_platform)")
 
     @classmethod
     def parse(cls, comment: str | None) -> "StagedMonth | None":
@@ -66,7 +84,8 @@ class StagedMonth:
         if not match:
             return None
         in_month = None if match.group(4) == "-" else int(match.group(4))
-        return cls(int(match.group(1)), int(match.group(2)), int(match.group(3)), in_month, match.group(5))
+        return cls(int(match.group(1)), int(match.group(2)), int(match.group(3)), in_month,
+                   match.group(6), match.group(5))
 
 
 def stage_month(wh, cur, spec: DatasetSpec, month: date, lake_file: LakeFile, run_id: str,
@@ -86,7 +105,8 @@ def stage_month(wh, cur, spec: DatasetSpec, month: date, lake_file: LakeFile, ru
         staging, wh._columns(spec)).as_string(cur.connection)
     tracker = DuplicateTracker(wh.engine_memory, spill_dir=wh.engine_spill_dir())
     try:
-        with lake_file.open() as fh:
+        with lake_file.open() as raw:
+            fh = HashingReader(raw)
             lines = IdPrefixedLines(fh, spec, file_name, tracker, month=month,
                                     on_block=_progress(file_name, log))
             try:
@@ -113,7 +133,8 @@ def stage_month(wh, cur, spec: DatasetSpec, month: date, lake_file: LakeFile, ru
     # uniqueness check fails) if a later occurrence was not deleted, or a row went missing.
     staged = StagedMonth(rows=copied - removed.deleted, distinct=copied - surplus, read=copied,
                          in_month=None if in_month is None else in_month - removed.in_month,
-                         run_id=run_id)
+                         run_id=run_id, sha256=fh.hexdigest())
+    refuse_wrong_month(file_name, month, staged.rows, staged.in_month)  # rolls back the staging
     cur.execute(sql.SQL("ANALYZE {}").format(staging))
     cur.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(staging, sql.Literal(staged.comment(file_name))))
     return staged
@@ -155,8 +176,31 @@ class SwapResult:
     swapped: bool = True  # False: the month's latest staged rows were attached already
 
 
-def swap_month(wh, cur, spec: DatasetSpec, month: date, run_id: str) -> SwapResult:
-    """Attach the month's staging table as its partition (see the module's docstring)."""
+def swap_month(wh, conn, spec: DatasetSpec, month: date, run_id: str, sha256: str | None = None,
+               log: Log = lambda _m: None) -> SwapResult:
+    """Attach the month's staging table as its partition (see the module's docstring); `sha256`:
+    the file this run staged (None: this run staged nothing, attach what is staged)."""
+    for attempt in range(1, SWAP_ATTEMPTS + 1):
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET LOCAL lock_timeout = %s", (LOCK_TIMEOUT,))
+                result = _swap(wh, cur, spec, month, run_id, sha256)
+            conn.commit()
+            return result
+        except psycopg2.errors.LockNotAvailable:
+            conn.rollback()
+            if attempt == SWAP_ATTEMPTS:
+                raise WarehouseError(
+                    f"{spec.file_name(month)}: the swap waited {SWAP_ATTEMPTS} times {LOCK_TIMEOUT} for "
+                    f"readers of {wh.final_table(spec)} to let go; nothing changed: run it again "
+                    "when the long queries are done") from None
+            log(f"{spec.file_name(month)}: long readers hold {wh.final_table(spec)}; swap attempt "
+                f"{attempt} waited {LOCK_TIMEOUT}, trying again in {SWAP_RETRY_SECONDS:.0f} s")
+            time.sleep(SWAP_RETRY_SECONDS)
+    raise AssertionError("unreachable")
+
+
+def _swap(wh, cur, spec: DatasetSpec, month: date, run_id: str, sha256: str | None) -> SwapResult:
     file_name = spec.file_name(month)
     warehouse = wh.warehouse_schema_name()
     name = wh.month_table_name(spec, month)
@@ -175,13 +219,14 @@ def swap_month(wh, cur, spec: DatasetSpec, month: date, run_id: str) -> SwapResu
     if staged is None:
         in_place = StagedMonth.parse(partition_comment)
         if in_place is not None:
-            # The latest staged rows of the month are attached already: by another run's swap
-            # (two loads of the month at once; the later staging wins), or by this run's before a
-            # re-execution. Nothing is left to swap.
+            # The rows staged last are attached already: by another run's swap (two loads of the
+            # month at once), or by this run's before a re-execution.
+            _same_file(in_place, sha256, run_id, file_name, "is attached")
             return SwapResult(staged=in_place, previous_rows=in_place.rows, swapped=False)
         raise WarehouseError(
             f"no staging table {wh.staging_table(spec, month)}: materialize the {spec.name} "
             f"staging asset for {month:%Y-%m} first")
+    _same_file(staged, sha256, run_id, file_name, "is staged")
     previous = 0
     if old_partition:
         recorded = StagedMonth.parse(partition_comment)
@@ -198,6 +243,33 @@ def swap_month(wh, cur, spec: DatasetSpec, month: date, run_id: str) -> SwapResu
     cur.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(
         partition, sql.Literal(staged.comment(file_name).replace("staged by", "loaded by"))))
     return SwapResult(staged=staged, previous_rows=previous)
+
+
+def _same_file(found: StagedMonth, sha256: str | None, run_id: str, file_name: str, where: str) -> None:
+    """Refuse to commit (or to claim) rows read from another file than the one this run staged."""
+    if sha256 is None or found.sha256 is None or found.sha256 == sha256:
+        return
+    raise SupersededLoad(
+        f"{file_name}: this run staged the file with sha256 {sha256[:12]}…, but run "
+        f"{found.run_id or '?'} staged it again since, from another file (sha256 "
+        f"{found.sha256[:12]}…), which {where} now; this run commits nothing and the month holds "
+        f"that run's rows. Materialize the month again to load the file now in the lake.")
+
+
+class HashingReader:
+    """A binary file whose bytes are hashed (sha256) as they are read."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self._sha = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fh.read(size)
+        self._sha.update(data)
+        return data
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
 
 
 _CONTEXT = re.compile(r"line (\d+)(?:, column (\w+))?")
