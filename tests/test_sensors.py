@@ -3,13 +3,17 @@ behind a fault-injecting route), the failure notifier, and the dbt automation co
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
+import threading
+import time
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
+from email.utils import format_datetime
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 import dagster as dg
 import pytest
@@ -24,12 +28,14 @@ from taxi_platform.automation.notify import (
     Notifiers,
     build_failure_sensor,
 )
+from taxi_platform.automation import sensors as sensors_module
 from taxi_platform.automation.sensors import ReleaseCursor, build_release_sensor
 from taxi_platform.datasets import DATASETS, GREEN, YELLOW
 from taxi_platform.resources import build_resources
 from taxi_platform.sample.mirror import MirrorServer
 from taxi_platform.sample.releases_api import register_releases_api
 from taxi_platform.settings import Settings, SettingsError
+from taxi_platform.source.releases_api import MAX_PAGE_BYTES, PageState
 
 T0 = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)  # file mtimes
 NOW = datetime(2024, 6, 15, 8, 0, tzinfo=timezone.utc)  # the sensor's clock
@@ -39,14 +45,19 @@ def iso(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+Fault = tuple[int, dict[str, str], bytes] | Callable[..., None]
+
+
 class FakeGitHub:
-    """The mirror's releases API, with every request recorded and scripted faults answered first."""
+    """The mirror's releases API, with every request recorded and scripted faults answered first:
+    (status, headers, body), or a function writing a hostile answer by hand."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.server = MirrorServer(root)
-        self.faults: list[tuple[int, dict[str, str], bytes]] = []
+        self.faults: list[Fault] = []
         self.log: list[dict] = []
+        self.stopping = threading.Event()  # ends the slow answers of hostile faults
         self.server.add_route(r"/api/.*", self._handle)  # ahead of the real API routes
         register_releases_api(self.server, "/api")
 
@@ -54,6 +65,10 @@ class FakeGitHub:
         entry = {"path": request.path, "if_none_match": request.headers.get("If-None-Match"),
                  "authorization": request.headers.get("Authorization")}
         self.log.append(entry)
+        if self.faults and callable(self.faults[0]):
+            self.faults.pop(0)(request)
+            request.close_connection = True
+            return
         if self.faults:
             status, headers, body = self.faults.pop(0)
             entry["status"] = status
@@ -105,7 +120,10 @@ def github(tmp_path: Path) -> Iterator[FakeGitHub]:
     for i, m in enumerate((1, 2, 3)):
         fake.publish("yellow", f"yellow_tripdata_2019-0{m}.csv.gz", b"y" * (200 + m), T0 - timedelta(days=1, hours=-i))
     with fake.server:
-        yield fake
+        try:
+            yield fake
+        finally:
+            fake.stopping.set()
 
 
 class Clock:
@@ -415,6 +433,248 @@ def test_the_sample_api_looks_like_github(github: FakeGitHub):
     one = requests.get(github.api_url + "/releases/tags/green", timeout=10)
     assert one.json()["tag_name"] == "green" and len(one.json()["assets"]) == 2
     assert requests.get(github.api_url + "/releases/tags/nope", timeout=10).status_code == 404
+
+
+# --- hardening: hostile or broken APIs -----------------------------------------------------------
+
+TOKEN = "ghp_secret-token-value"
+
+
+@pytest.fixture
+def other_host(tmp_path: Path) -> Iterator[FakeGitHub]:
+    """A second server (another port) that no request of the sensor may reach."""
+    fake = FakeGitHub(tmp_path / "other")
+    fake.root.mkdir()
+    with fake.server:
+        try:
+            yield fake
+        finally:
+            fake.stopping.set()
+
+
+def first_page(github: FakeGitHub) -> str:
+    return f"{github.api_url}/releases?per_page=100"
+
+
+def hand_written(head: bytes, chunks: Iterable[bytes], sent: list[int] | None = None) -> Fault:
+    """A fault answering with raw bytes: `head` (status line, headers), then each chunk as it comes;
+    the sizes written go to `sent`."""
+    def answer(request) -> None:
+        try:
+            request.wfile.write(head)
+            for chunk in chunks:
+                request.wfile.write(chunk)
+                if sent is not None:
+                    sent.append(len(chunk))
+        except OSError:
+            pass  # the client hung up, as it should
+    return answer
+
+
+def dribble(data: bytes, stop: threading.Event, every: float = 0.2) -> Iterator[bytes]:
+    for i in range(len(data)):
+        if stop.wait(every):
+            return
+        yield data[i:i + 1]
+
+
+def stall(first: bytes, rest: bytes, stop: threading.Event, seconds: float = 8) -> Iterator[bytes]:
+    yield first
+    if not stop.wait(seconds):
+        yield rest
+
+
+def test_a_next_link_to_another_host_is_neither_followed_nor_kept(
+        github: FakeGitHub, other_host: FakeGitHub, instance, capfd):
+    h = Harness(github, instance, token=TOKEN)
+    page = requests.get(first_page(github), timeout=10).content
+    foreign = f"{other_host.api_url}/releases?per_page=100&page=2"
+    for _ in range(2):  # every tick, not only the first
+        github.calls()
+        github.faults = [(200, {"Link": f'<{foreign}>; rel="next"', "ETag": '"p1"'}, page)]
+        data = h.tick()
+        assert other_host.calls() == []
+        (call,) = github.calls()
+        assert call["authorization"] == f"Bearer {TOKEN}"
+        # The page is not remembered with its ETag: it is read again, and warned about again.
+        assert call["if_none_match"] is None
+        assert h.state.pages == [PageState(first_page(github), None, None)]
+        assert other_host.server.base_url not in h.cursor
+        assert (f"links its next page to another host ({other_host.server.base_url}), not "
+                "followed") in data.skip_message
+        assert "the release list was read only in part" in data.skip_message
+        assert TOKEN not in data.skip_message and TOKEN not in h.cursor
+    assert data.skip_message.startswith("no new or re-published release files")
+    # context.log's console handler writes to stderr.
+    warnings = [line for line in capfd.readouterr().err.splitlines() if " - WARNING - " in line]
+    assert sum("links its next page to another host" in w for w in warnings) == 2
+
+
+def test_a_cursor_holding_a_foreign_next_link_is_not_followed(
+        github: FakeGitHub, other_host: FakeGitHub, instance):
+    h = Harness(github, instance, token=TOKEN)
+    h.tick()
+    (page,) = h.state.pages
+    foreign = f"{other_host.api_url}/releases?per_page=100&page=2"
+
+    def forge() -> None:  # what an older version kept after a page linked to another host
+        state = h.state
+        state.pages = [replace(page, next_url=foreign)]
+        h.cursor = state.dump()
+
+    forge()
+    github.calls()
+    data = h.tick()
+    assert other_host.calls() == []
+    # The remembered page is forgotten: asked unconditionally, and its real (absent) link kept.
+    (call,) = github.calls()
+    assert call["if_none_match"] is None and call["status"] == 200
+    assert h.state.pages == [PageState(first_page(github), page.etag, None)]
+    assert data.run_requests == [] and foreign not in h.cursor
+    # A rate-limited tick, which keeps the pages it loaded, does not keep the link either.
+    forge()
+    github.faults = [(429, {"retry-after": "60"}, b"{}")]
+    assert "rate limit" in h.tick().skip_message
+    assert other_host.server.base_url not in h.cursor and h.state.pages == []
+
+
+def test_redirects_are_followed_only_within_the_api_origin(
+        github: FakeGitHub, other_host: FakeGitHub, instance):
+    h = Harness(github, instance, token=TOKEN)
+    h.tick()
+    cursor = h.cursor
+    github.calls()
+    github.faults = [(302, {"Location": first_page(other_host)}, b"")]
+    data = h.tick()
+    assert other_host.calls() == []
+    assert data.run_requests == [] and h.cursor == cursor
+    assert (f"{github.api_url}/releases" in data.skip_message
+            and f"redirects to another host ({other_host.server.base_url}), not followed"
+            in data.skip_message)
+    github.calls()
+    # Within the API's origin: followed, with the token and the ETag.
+    github.faults = [(301, {"Location": "/api/releases?per_page=100&moved=1"}, b"")]
+    data = h.tick()
+    calls = github.calls()
+    assert [(c["path"], c["status"]) for c in calls] == [
+        ("/api/releases?per_page=100", 301), ("/api/releases?per_page=100&moved=1", 304)]
+    assert {c["authorization"] for c in calls} == {f"Bearer {TOKEN}"}
+    assert data.skip_message.startswith("no change")
+
+
+@pytest.mark.parametrize("status, headers, wait", [
+    (429, {"retry-after": "1e12"}, timedelta(hours=1)),  # was an OverflowError
+    (429, {"retry-after": "inf"}, timedelta(minutes=5)),  # unreadable: the default wait
+    (429, {"retry-after": "nan"}, timedelta(minutes=5)),
+    (429, {"retry-after": "-90"}, timedelta(minutes=5)),
+    (429, {"retry-after": "soon"}, timedelta(minutes=5)),
+    (429, {"retry-after": format_datetime(NOW + timedelta(minutes=10), usegmt=True)},
+     timedelta(minutes=10)),  # the HTTP-date form
+    (429, {"retry-after": "Fri, 31 Dec 9999 23:59:59 GMT"}, timedelta(hours=1)),
+    (403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "99999999999999999"},
+     timedelta(hours=1)),  # was an OSError
+    (403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "99999999999"},
+     timedelta(hours=1)),  # year 5138: was kept, silencing the sensor
+    (403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1e400"}, timedelta(hours=1)),
+    (403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "-5"}, timedelta(minutes=5)),
+])
+def test_extreme_rate_limit_headers_wait_at_most_an_hour(github: FakeGitHub, instance, status,
+                                                         headers, wait):
+    h = Harness(github, instance)
+    h.tick()
+    github.faults = [(status, headers, b'{"message": "API rate limit exceeded"}')]
+    data = h.tick()
+    assert data.run_requests == [] and f"rate limit reached (HTTP {status}" in data.skip_message
+    assert h.state.retry_at == (NOW + wait).isoformat()
+    github.calls()
+    h.clock.now = NOW + timedelta(hours=1, seconds=1)
+    assert "304" in h.tick().skip_message and len(github.calls()) == 1
+
+
+@pytest.mark.parametrize("stored, skipped_until", [
+    ("5138-11-16T09:46:39+00:00", NOW + timedelta(hours=1)),  # kept by an older version
+    ("2024-06-15T08:30:00", NOW + timedelta(minutes=30)),  # no zone: UTC
+    ("not a time", None),  # unreadable: asks
+])
+def test_a_stored_rate_limit_time_is_clamped_or_ignored(github: FakeGitHub, instance, stored,
+                                                        skipped_until):
+    h = Harness(github, instance)
+    h.tick()
+    state = h.state
+    state.retry_at = stored
+    h.cursor = state.dump()
+    github.calls()
+    data = h.tick()
+    if skipped_until is not None:
+        assert github.calls() == []
+        assert data.skip_message == ("rate limited by the releases API: not asking before "
+                                     f"{skipped_until.isoformat()}")
+        h.clock.now = skipped_until + timedelta(seconds=1)
+        data = h.tick()
+    assert len(github.calls()) == 1 and "304" in data.skip_message and h.state.retry_at is None
+
+
+@pytest.mark.parametrize("answer", ["dribbled headers", "dribbled body", "stalled headers",
+                                    "stalled body"])
+def test_a_slow_api_times_out_within_the_tick_budget(github: FakeGitHub, instance, monkeypatch,
+                                                     answer):
+    monkeypatch.setattr(sensors_module, "TICK_BUDGET_SECONDS", 3.0)
+    monkeypatch.setattr(sensors_module, "REQUEST_TIMEOUT_SECONDS", 2.0)
+    h = Harness(github, instance)
+    h.tick()
+    cursor = h.cursor
+    stop, ok = github.stopping, b"HTTP/1.1 200 OK\r\n"
+    body_head = ok + b"Content-Type: application/json\r\nContent-Length: 40\r\n\r\n"
+    github.faults = [{
+        # One byte every 0.2 s: every read succeeds, the answer takes 8 s.
+        "dribbled headers": lambda: hand_written(ok, dribble(b"X-Slow: " + b"a" * 28 + b"\r\n\r\n", stop)),
+        "dribbled body": lambda: hand_written(body_head, dribble(b"[" + b" " * 38 + b"]", stop)),
+        # Nothing for 8 s: a read times out.
+        "stalled headers": lambda: hand_written(b"", stall(b"", body_head + b"[]", stop)),
+        "stalled body": lambda: hand_written(body_head, stall(b"[", b" " * 38 + b"]", stop)),
+    }[answer]()]
+    started = time.monotonic()
+    data = h.tick()
+    assert time.monotonic() - started < 3.0 + 1.5
+    assert data.run_requests == [] and h.cursor == cursor
+    assert f"GitHub releases API: {github.api_url}/releases" in data.skip_message
+    assert " timed out (" in data.skip_message
+
+
+@pytest.mark.parametrize("answer", ["declared", "streamed", "gzip bomb"])
+def test_an_oversized_page_is_not_read_whole(github: FakeGitHub, instance, answer):
+    h = Harness(github, instance)
+    h.tick()
+    cursor = h.cursor
+    sent: list[int] = []
+    mb = b" " * (1 << 20)
+    many = 10 * (MAX_PAGE_BYTES >> 20)  # MB
+    ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    if answer == "declared":
+        head, chunks = ok + b"Content-Length: %d\r\n\r\n" % (many << 20), (mb for _ in range(many))
+    elif answer == "streamed":  # no length: until the server closes
+        head, chunks = ok + b"Connection: close\r\n\r\n", (mb for _ in range(many))
+    else:  # 100 kB on the wire, 100 MB decoded
+        bomb = gzip.compress(b"[" + mb * many)
+        head, chunks = ok + b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(bomb), [bomb]
+    github.faults = [hand_written(head, chunks, sent)]
+    data = h.tick()
+    assert data.run_requests == [] and h.cursor == cursor
+    assert (f"GitHub releases API: {github.api_url}/releases" in data.skip_message
+            and f"answered more than {MAX_PAGE_BYTES >> 20} MB" in data.skip_message)
+    if answer != "gzip bomb":
+        assert sum(sent) < many << 20  # the client hung up
+
+
+def test_full_width_digits_are_no_month(github: FakeGitHub, instance):
+    h = Harness(github, instance)
+    h.tick()
+    before = dict(h.state.files)
+    github.publish("yellow", "yellow_tripdata_２０１９-09.csv.gz", b"y" * 9, T0 + timedelta(days=1))
+    data = h.tick()
+    assert data.run_requests == [] and h.state.files == before and h.state.pending == {}
+    assert data.skip_message.startswith("no new or re-published release files (1 changed page(s), "
+                                        "2 file(s) outside")
 
 
 # --- failure notifications -----------------------------------------------------------------------

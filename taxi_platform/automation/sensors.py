@@ -2,13 +2,18 @@
 monthly dbt models up to date (declarative automation).
 
 Release sensor, per tick:
-1. If an earlier tick hit the rate limit and its reset time has not come, skip without calling.
+1. If an earlier tick hit the rate limit and its reset time has not come, skip without calling
+   (the reset time is never more than an hour ahead, even one read from an older cursor).
 2. List the releases (`<TAXI_RELEASES_API_URL>/releases`), every page asked with its ETag from
-   the cursor: at most `TAXI_RELEASES_API_MAX_PAGES` calls, within a 30 s budget (the sensor
-   timeout is 60 s). All pages 304 -> skip ("no change").
-3. For each asset of a changed page whose release tag and file name match a dataset of the spec
-   table, and whose month is one of the platform's partitions: a run of that dataset's job for
-   that month if the file is new or re-published (same name, other `updated_at` or `size`).
+   the cursor: at most `TAXI_RELEASES_API_MAX_PAGES` calls, within a 30 s budget that bounds every
+   call, however slowly the server answers (the sensor timeout is 60 s), and at most 10 MB a page.
+   Next links are followed, and the token sent, only to the scheme, host and port of
+   `TAXI_RELEASES_API_URL`: a link elsewhere ends the listing with a warning and is never kept in
+   the cursor. All pages 304 -> skip ("no change").
+3. For each asset of a changed page whose release tag and file name (ASCII digits for the month)
+   match a dataset of the spec table, and whose month is one of the platform's partitions: a run
+   of that dataset's job for that month if the file is new or re-published (same name, other
+   `updated_at` or `size`).
    The run key is `<tag>/<file>@<updated_at>|<size>`, so a replayed tick never runs a file twice.
    A file of a month that is not a partition yet (the current month) is kept as pending and
    requested on the first tick after the month ends, without another HTTP call.
@@ -20,7 +25,9 @@ seen and requests nothing: history is loaded by a backfill, on purpose, and the 
 what is published from then on. `backfill` requests every published month on the first tick (the
 run queue and the warehouse pool then work through them).
 
-Errors never fail the tick: rate limits (403/429) and API errors skip it with the reason.
+Errors never fail the tick: rate limits (403/429), API errors, timeouts and oversized pages skip
+it with the reason. A listing read only in part (too many pages, a foreign next link) is warned
+about in the log and in the skip reason.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from taxi_platform.partitions import PARTITIONS_START, month_of, next_month
 from taxi_platform.settings import Settings
 from taxi_platform.source.releases_api import (
     DEFAULT_PER_PAGE,
+    MAX_RATE_LIMIT_WAIT,
     PageState,
     RateLimited,
     ReleaseAsset,
@@ -52,6 +60,7 @@ DBT_RUN_TAG = "taxi/dbt"
 CURSOR_VERSION = 1
 TICK_BUDGET_SECONDS = 30.0  # all HTTP calls of a tick; the sensor's own timeout is 60 s
 REQUEST_TIMEOUT_SECONDS = 10.0
+_VERSION = re.compile(r".+\|[0-9]{1,15}")  # "<updated_at>|<size>"
 
 
 @dataclass
@@ -72,25 +81,48 @@ class ReleaseCursor:
         }, separators=(",", ":"))
 
     @classmethod
-    def load(cls, text: str | None) -> "ReleaseCursor":
+    def load(cls, text: str | None, now: datetime | None = None) -> "ReleaseCursor":
+        """The cursor's state; with `now`, a rate-limit time more than MAX_RATE_LIMIT_WAIT ahead is
+        brought back to that (an older version kept whatever the headers said)."""
         if not text:
             return cls()
         try:
             raw = json.loads(text)
             if raw.get("v") != CURSOR_VERSION:
                 return cls()
-            return cls(baselined=bool(raw["baselined"]),
-                       pages=[PageState(*p) for p in raw["pages"]],
+            pages = [PageState(*p) for p in raw["pages"]]
+            if not all(isinstance(p.url, str) and isinstance(p.etag, str | None)
+                       and isinstance(p.next_url, str | None) for p in pages):
+                pages = []  # then every page is asked unconditionally
+            pending = {str(k): str(v) for k, v in raw.get("pending", {}).items()}
+            return cls(baselined=bool(raw["baselined"]), pages=pages,
                        files={str(k): str(v) for k, v in raw["files"].items()},
-                       pending={str(k): str(v) for k, v in raw.get("pending", {}).items()},
-                       retry_at=raw.get("retry_at"))
-        except (ValueError, KeyError, TypeError, AttributeError):
+                       pending={k: v for k, v in pending.items() if "/" in k and _VERSION.fullmatch(v)},
+                       retry_at=_retry_at(raw.get("retry_at"), now))
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             return cls()  # an unreadable cursor (edited by hand): start over, as a first tick
 
 
+def _retry_at(value: object, now: datetime | None) -> str | None:
+    """A remembered rate-limit time as aware UTC ISO text, at most MAX_RATE_LIMIT_WAIT after `now`;
+    None when unreadable (then the API is asked)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        if now is not None:
+            when = min(when, now + MAX_RATE_LIMIT_WAIT)
+        return when.astimezone(timezone.utc).isoformat()
+    except (ValueError, OverflowError):
+        return None
+
+
 def _file_pattern(spec: DatasetSpec) -> re.Pattern[str]:
+    # [0-9], not \d: \d also takes other scripts' digits, e.g. full-width ２０１９.
     template = re.escape(spec.file_name_template).replace(re.escape("{month}"),
-                                                          r"(?P<y>\d{4})-(?P<m>\d{2})")
+                                                          r"(?P<y>[0-9]{4})-(?P<m>[0-9]{2})")
     return re.compile(template)
 
 
@@ -127,9 +159,13 @@ def _asset_from(key: str, version: str) -> ReleaseAsset:
 def evaluate_releases(context: dg.SensorEvaluationContext, client: ReleasesApiClient,
                       matcher: ReleaseMatcher, first_tick: str, now: datetime
                       ) -> dg.SensorResult | dg.SkipReason:
-    state = ReleaseCursor.load(context.cursor)
+    state = ReleaseCursor.load(context.cursor, now)
+    state.pages = client.own_pages(state.pages)  # an older version kept links to other hosts
     if state.retry_at and now < datetime.fromisoformat(state.retry_at):
-        return dg.SkipReason(f"rate limited by the releases API: not asking before {state.retry_at}")
+        # The cursor is written: a clamped time must stay put, not move on with every tick.
+        return dg.SensorResult(
+            skip_reason=f"rate limited by the releases API: not asking before {state.retry_at}",
+            cursor=state.dump())
     try:
         listing = client.list_releases(state.pages)
     except RateLimited as exc:
@@ -142,10 +178,11 @@ def evaluate_releases(context: dg.SensorEvaluationContext, client: ReleasesApiCl
 
     state.retry_at = None
     state.pages = listing.pages
+    truncated = ""
     if listing.truncated:
-        context.log.warning(
-            f"the release list has more pages than one tick reads ({len(listing.pages)}): older "
-            "releases beyond them are not watched; raise TAXI_RELEASES_API_MAX_PAGES")
+        truncated = (f"; the release list was read only in part ({len(listing.pages)} page(s)): "
+                     f"{listing.truncated_reason}; releases on later pages are not watched")
+        context.log.warning(truncated[2:])
     wanted: list[tuple[DatasetSpec, date, ReleaseAsset, str]] = []
     ignored = 0
 
@@ -175,7 +212,7 @@ def evaluate_releases(context: dg.SensorEvaluationContext, client: ReleasesApiCl
     if listing.unchanged and state.baselined and not wanted:
         return dg.SensorResult(
             skip_reason=f"no change: the releases API answered 304 Not Modified for all "
-                        f"{len(listing.pages)} page(s)", cursor=state.dump())
+                        f"{len(listing.pages)} page(s){truncated}", cursor=state.dump())
 
     if not state.baselined:
         state.baselined = True
@@ -183,7 +220,8 @@ def evaluate_releases(context: dg.SensorEvaluationContext, client: ReleasesApiCl
             return dg.SensorResult(
                 skip_reason=f"first tick: recorded {len(state.files)} release file(s) as already "
                             "known and requested no runs (load history with a backfill, or set "
-                            "TAXI_RELEASE_SENSOR_FIRST_TICK=backfill)", cursor=state.dump())
+                            f"TAXI_RELEASE_SENSOR_FIRST_TICK=backfill){truncated}",
+                cursor=state.dump())
 
     wanted.sort(key=lambda w: (w[0].name, w[1]))
     requests = []
@@ -200,8 +238,8 @@ def evaluate_releases(context: dg.SensorEvaluationContext, client: ReleasesApiCl
     if not requests:
         return dg.SensorResult(
             skip_reason=f"no new or re-published release files ({listing.changed_pages} changed "
-                        f"page(s), {ignored} file(s) outside the platform's datasets/partitions)",
-            cursor=state.dump())
+                        f"page(s), {ignored} file(s) outside the platform's datasets/partitions)"
+                        f"{truncated}", cursor=state.dump())
     return dg.SensorResult(run_requests=requests, cursor=state.dump())
 
 

@@ -3,28 +3,51 @@
 - Conditional requests: every page is requested with the ETag it had last time (`If-None-Match`);
   a 304 costs no rate limit and means the page's releases are unchanged.
 - Pagination: `per_page`/`page` with the `Link: <...>; rel="next"` header, at most `max_pages`
-  pages (HTTP calls) per listing, and an overall time budget well under the sensor timeout.
+  pages (HTTP calls) per listing.
+- One origin: requests (and so the token) go only to the scheme, host and port of `api_url`. A
+  next link or a redirect elsewhere is not followed: the listing ends there, truncated with the
+  reason (a redirect fails the call); remembered pages pointing elsewhere are forgotten.
+- Bounded calls: the whole listing has one time budget (`budget_seconds`, well under the sensor
+  timeout) and each call ends by it, whatever the server does (slow DNS, headers or body dribbled
+  byte by byte); a page's body is read in chunks up to `MAX_PAGE_BYTES`. Both fail the call with
+  a message saying so ("timed out", "more than 10 MB").
 - Rate limits: 429, or 403 with `x-ratelimit-remaining: 0` or `retry-after`, raise `RateLimited`
-  with the time at which asking again makes sense.
+  with the time at which asking again makes sense, never more than `MAX_RATE_LIMIT_WAIT` ahead
+  (whatever the headers say: huge, negative, `nan` or garbage values; `retry-after` as seconds or
+  an HTTP date).
 - A token (from `TAXI_GITHUB_TOKEN` / `GITHUB_TOKEN`, via Settings) is sent as a header only; it is
   never part of a message, a log line or `repr`.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Callable
+from email.utils import parsedate_to_datetime
+from typing import Callable, Mapping
+from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 
 from taxi_platform.redact import mask_url
 
 USER_AGENT = "taxi-platform-release-sensor"
 DEFAULT_PER_PAGE = 100  # GitHub's maximum
-DEFAULT_RATE_LIMIT_WAIT = timedelta(minutes=5)  # when a 403/429 says nothing about when to retry
+DEFAULT_RATE_LIMIT_WAIT = timedelta(minutes=5)  # when a 403/429 says nothing usable about when to retry
+# A longer wait (a far-future reset) would silence the sensor until someone reset its cursor.
+MAX_RATE_LIMIT_WAIT = timedelta(hours=1)
+# Far above a real page of 100 releases: a bigger answer is not a release list.
+MAX_PAGE_BYTES = 10 << 20
+MAX_REDIRECTS = 5
+_CHUNK_BYTES = 64 << 10
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# ASCII digits only (`\d` and float() take any script's); no sign, nan or inf.
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -60,22 +83,34 @@ class Listing:
     assets: list[ReleaseAsset] = field(default_factory=list)
     changed_pages: int = 0
     calls: int = 0
-    truncated: bool = False  # more pages than max_pages (or the time budget) allowed
+    truncated: bool = False  # pages were left unread: see truncated_reason
+    truncated_reason: str = ""
     rate_remaining: str | None = None
 
     @property
     def unchanged(self) -> bool:
         return self.changed_pages == 0
 
+    def truncate(self, reason: str) -> None:
+        self.truncated, self.truncated_reason = True, reason
+
 
 class ReleasesApiError(RuntimeError):
-    """The API answered something unusable (HTTP error, bad JSON, connection error)."""
+    """The API answered something unusable (HTTP error, bad JSON, connection error, timeout,
+    an oversized page, a redirect to another host)."""
 
 
 class RateLimited(ReleasesApiError):
     def __init__(self, message: str, retry_at: datetime) -> None:
         super().__init__(message)
         self.retry_at = retry_at
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
 
 
 _LINK = re.compile(r'<(?P<url>[^>]+)>\s*;\s*rel="?(?P<rel>[^";]+)"?')
@@ -89,32 +124,72 @@ def next_link(header: str | None) -> str | None:
     return None
 
 
-def _rate_limited(response: requests.Response, now: datetime) -> datetime | None:
-    """When a 403/429 is a rate limit: the time to ask again; else None."""
-    if response.status_code not in (403, 429):
-        return None
-    headers = response.headers
-    retry_after = headers.get("retry-after")
-    remaining = headers.get("x-ratelimit-remaining")
-    if retry_after is not None:
-        try:
-            return now + timedelta(seconds=max(0.0, float(retry_after)))
-        except ValueError:
-            pass
-    if remaining == "0" or response.status_code == 429:
-        reset = headers.get("x-ratelimit-reset")
-        try:
-            return datetime.fromtimestamp(int(reset), tz=timezone.utc) if reset else now + DEFAULT_RATE_LIMIT_WAIT
-        except ValueError:
-            return now + DEFAULT_RATE_LIMIT_WAIT
-    return None
-
-
-def _message(response: requests.Response) -> str:
+def _origin(url: str | None) -> tuple[str, str, int | None] | None:
+    """(scheme, host, port) of an http(s) URL; None for anything else or a malformed URL."""
     try:
-        return str(response.json().get("message", ""))[:200]
+        parts = urlsplit(url or "")
+        scheme, host = parts.scheme.lower(), parts.hostname
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
     except ValueError:
-        return response.text[:200]
+        return None
+    return (scheme, host, port) if scheme in _DEFAULT_PORTS and host else None
+
+
+def _origin_text(url: str | None) -> str:
+    origin = _origin(url)
+    return f"{origin[0]}://{origin[1]}:{origin[2]}"[:200] if origin else "a malformed URL"
+
+
+def _resolve(base: str, link: str | None) -> str | None:
+    try:
+        return urljoin(base, link.strip()) if link else None
+    except ValueError:
+        return link  # malformed: no origin, so never followed
+
+
+def _seconds_until(value: str | None, now: datetime, *, epoch: bool) -> float | None:
+    """Seconds from `now` to a header's time: an epoch (`x-ratelimit-reset`), else seconds or an
+    HTTP date (`retry-after`); None when unreadable."""
+    value = (value or "").strip()
+    if _NUMBER.fullmatch(value):
+        return float(value) - now.timestamp() if epoch else float(value)
+    if epoch or not value.isascii():
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return (when - now).total_seconds()
+    except (TypeError, ValueError, OverflowError, IndexError, AttributeError):
+        return None
+
+
+def _rate_limited(status: int, headers: Mapping[str, str], now: datetime) -> datetime | None:
+    """When a 403/429 is a rate limit: the time to ask again, at most MAX_RATE_LIMIT_WAIT from
+    `now`; else None."""
+    if status not in (403, 429):
+        return None
+    retry_after = headers.get("retry-after")
+    remaining = (headers.get("x-ratelimit-remaining") or "").strip()
+    if retry_after is None and remaining != "0" and status != 429:
+        return None  # a 403 that is no rate limit (no access)
+    wait = _seconds_until(retry_after, now, epoch=False)
+    if wait is None:
+        wait = _seconds_until(headers.get("x-ratelimit-reset"), now, epoch=True)
+    if wait is None:
+        wait = DEFAULT_RATE_LIMIT_WAIT.total_seconds()
+    return now + timedelta(seconds=min(max(wait, 0.0), MAX_RATE_LIMIT_WAIT.total_seconds()))
+
+
+def _message(body: bytes) -> str:
+    """What an error answer says, in at most 200 characters."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        payload = None
+    if isinstance(payload, dict):
+        return str(payload.get("message", ""))[:200]
+    return body[:800].decode("utf-8", "replace")[:200]
 
 
 class ReleasesApiClient:
@@ -136,76 +211,176 @@ class ReleasesApiClient:
     def first_page_url(self) -> str:
         return f"{self.api_url}/releases?per_page={self.per_page}"
 
+    def same_origin(self, url: str | None) -> bool:
+        """Whether `url` has the scheme, host and port of `api_url`: the only place requests (and
+        so the token) go."""
+        origin = _origin(url)
+        return origin is not None and origin == _origin(self.api_url)
+
+    def own_pages(self, pages: list[PageState]) -> list[PageState]:
+        """The remembered pages whose URL and next link are both of the API's origin (a cursor of
+        an older version may hold a next link to another host)."""
+        return [p for p in pages if self.same_origin(p.url)
+                and (p.next_url is None or self.same_origin(p.next_url))]
+
     def _headers(self, etag: str | None) -> dict[str, str]:
         headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
                    "User-Agent": USER_AGENT}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
-        if etag:
+        if etag and etag.isascii() and etag.isprintable():  # else requests refuses the header
             headers["If-None-Match"] = etag
         return headers
 
     def list_releases(self, known: list[PageState] | None = None) -> Listing:
-        """Every page of the release list (up to max_pages), asked conditionally with `known` ETags.
+        """Every page of the release list (up to max_pages, within budget_seconds), asked
+        conditionally with `known` ETags.
 
         A page answering 304 keeps its remembered ETag and next-page URL; the listing then holds
         only the assets of the pages that changed.
         """
-        remembered = {p.url: p for p in known or []}
+        remembered = {p.url: p for p in self.own_pages(known or [])}
         listing = Listing()
         url: str | None = self.first_page_url
-        started = time.monotonic()
+        deadline = time.monotonic() + self.budget_seconds
         with requests.Session() as session:
             while url is not None:
                 if len(listing.pages) >= self.max_pages:
-                    listing.truncated = True
+                    listing.truncate(f"more than {self.max_pages} page(s); raise "
+                                     "TAXI_RELEASES_API_MAX_PAGES")
                     break
-                left = self.budget_seconds - (time.monotonic() - started)
-                if left <= 1:
-                    listing.truncated = True
+                if deadline - time.monotonic() <= 1:
+                    listing.truncate(f"the {self.budget_seconds:g} s budget of API calls was spent "
+                                     f"after {len(listing.pages)} page(s)")
                     break
                 before = remembered.get(url)
-                response = self._get(session, url, before.etag if before else None,
-                                     min(self.timeout_seconds, left))
+                answer = self._call(session, url, before.etag if before else None, deadline)
                 listing.calls += 1
-                listing.rate_remaining = response.headers.get("x-ratelimit-remaining",
-                                                              listing.rate_remaining)
-                if response.status_code == 304 and before is not None:
+                listing.rate_remaining = answer.headers.get("x-ratelimit-remaining",
+                                                            listing.rate_remaining)
+                self._raise_if_rate_limited(answer)
+                if answer.status == 304 and before is not None:
                     listing.pages.append(before)
                     url = before.next_url
                     continue
-                if response.status_code != 200:
+                if answer.status != 200:
+                    message = _message(answer.body)
                     raise ReleasesApiError(
-                        f"GitHub releases API: {mask_url(url)} answered HTTP {response.status_code}"
-                        f"{': ' + _message(response) if _message(response) else ''}")
-                next_url = next_link(response.headers.get("Link"))
-                listing.pages.append(PageState(url, response.headers.get("ETag"), next_url))
+                        f"GitHub releases API: {mask_url(url)} answered HTTP {answer.status}"
+                        f"{': ' + message if message else ''}")
+                assets = self._assets(answer.body, url)
+                next_url = _resolve(url, next_link(answer.headers.get("Link")))
                 listing.changed_pages += 1
-                listing.assets += self._assets(response, url)
+                listing.assets += assets
+                if next_url is not None and not self.same_origin(next_url):
+                    listing.truncate(
+                        f"page {len(listing.pages) + 1} ({mask_url(url)}) links its next page to "
+                        f"another host ({_origin_text(next_url)}), not followed: requests and the "
+                        f"token go only to {_origin_text(self.api_url)}")
+                    # Kept without ETag (and link): the next tick reads it again and warns again.
+                    listing.pages.append(PageState(url, None, None))
+                    break
+                listing.pages.append(PageState(url, answer.headers.get("ETag"), next_url))
                 url = next_url
         return listing
 
-    def _get(self, session: requests.Session, url: str, etag: str | None,
-             timeout: float) -> requests.Response:
+    def _raise_if_rate_limited(self, answer: _Answer) -> None:
+        retry_at = _rate_limited(answer.status, answer.headers, self.clock())
+        if retry_at is None:
+            return
+        remaining = answer.headers.get("x-ratelimit-remaining", "?")[:20]
+        raise RateLimited(
+            f"GitHub releases API rate limit reached (HTTP {answer.status}, "
+            f"x-ratelimit-remaining={remaining}); asking again after {retry_at:%Y-%m-%d %H:%M:%S} UTC"
+            + ("" if self._token else "; set TAXI_GITHUB_TOKEN for a higher limit"), retry_at)
+
+    def _timed_out(self, url: str, why: str) -> ReleasesApiError:
+        return ReleasesApiError(f"GitHub releases API: {mask_url(url)} timed out ({why})")
+
+    def _call(self, session: requests.Session, url: str, etag: str | None,
+              deadline: float) -> _Answer:
+        """One GET of `url`, over by `deadline` whatever the server does."""
+        outcome: list[_Answer | BaseException] = []
+
+        def work() -> None:
+            try:
+                outcome.append(self._fetch(session, url, etag, deadline))
+            except BaseException as exc:  # handed over to the caller's thread
+                outcome.append(exc)
+
+        # In a thread, because requests' timeouts bound each socket read, not a call: a slow DNS
+        # answer or headers dribbled byte by byte would hold the tick. A call given up here ends
+        # by itself: at its next body chunk (the loop checks the deadline) or read timeout.
+        worker = threading.Thread(target=work, name="releases-api-call", daemon=True)
+        worker.start()
+        worker.join(max(0.0, deadline - time.monotonic()))
+        if not outcome:
+            raise self._timed_out(url, f"no complete answer within the {self.budget_seconds:g} s "
+                                       "budget of a tick")
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
+
+    def _fetch(self, session: requests.Session, url: str, etag: str | None,
+               deadline: float) -> _Answer:
+        target = url
+        for _ in range(MAX_REDIRECTS + 1):
+            timeout = min(self.timeout_seconds, max(0.1, deadline - time.monotonic()))
+            try:
+                # Redirects by hand: only within the API's origin, where the token may go.
+                response = session.get(target, headers=self._headers(etag), timeout=timeout,
+                                       allow_redirects=False, stream=True)
+            except requests.Timeout:
+                raise self._timed_out(url, f"no answer within {timeout:g} s") from None
+            except requests.RequestException as exc:
+                raise ReleasesApiError(
+                    f"GitHub releases API: {mask_url(url)}: {type(exc).__name__}") from None
+            with response:
+                if response.is_redirect:
+                    target = _resolve(target, response.headers.get("Location")) or ""
+                    if not self.same_origin(target):
+                        raise ReleasesApiError(
+                            f"GitHub releases API: {mask_url(url)} redirects to another host "
+                            f"({_origin_text(target)}), not followed: requests and the token go "
+                            f"only to {_origin_text(self.api_url)}")
+                    continue
+                body = self._read_body(response, url, timeout, deadline)
+            return _Answer(response.status_code, response.headers, body)
+        raise ReleasesApiError(f"GitHub releases API: {mask_url(url)}: more than {MAX_REDIRECTS} "
+                               "redirects")
+
+    def _read_body(self, response: requests.Response, url: str, timeout: float,
+                   deadline: float) -> bytes:
+        """The (decoded) body, read chunk by chunk: at most MAX_PAGE_BYTES, by `deadline`."""
+        too_big = ReleasesApiError(
+            f"GitHub releases API: {mask_url(url)} answered more than {MAX_PAGE_BYTES >> 20} MB "
+            "(the limit of one page), not read further")
+        declared = response.headers.get("Content-Length", "").strip()
+        if re.fullmatch(r"[0-9]+", declared) and int(declared) > MAX_PAGE_BYTES:
+            raise too_big
+        body = bytearray()
         try:
-            response = session.get(url, headers=self._headers(etag), timeout=timeout,
-                                   allow_redirects=True)
-        except requests.RequestException as exc:
+            # read1: at most one socket read per chunk, so the deadline is checked while a slow
+            # server dribbles; decoded size is bounded per chunk too (no gzip bomb).
+            while chunk := response.raw.read1(_CHUNK_BYTES, decode_content=True):
+                body += chunk
+                if len(body) > MAX_PAGE_BYTES:
+                    raise too_big
+                if time.monotonic() > deadline:
+                    raise self._timed_out(url, f"the body did not arrive within the "
+                                               f"{self.budget_seconds:g} s budget of a tick")
+        except (TimeoutError, urllib3.exceptions.TimeoutError):
+            raise self._timed_out(url, f"no data for {timeout:g} s") from None
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
             raise ReleasesApiError(
-                f"GitHub releases API: {mask_url(url)}: {type(exc).__name__}") from None
-        retry_at = _rate_limited(response, self.clock())
-        if retry_at is not None:
-            raise RateLimited(
-                f"GitHub releases API rate limit reached (HTTP {response.status_code}, "
-                f"x-ratelimit-remaining={response.headers.get('x-ratelimit-remaining', '?')}); "
-                f"asking again after {retry_at:%Y-%m-%d %H:%M:%S} UTC"
-                + ("" if self._token else "; set TAXI_GITHUB_TOKEN for a higher limit"), retry_at)
-        return response
+                f"GitHub releases API: {mask_url(url)}: the answer broke off "
+                f"({type(exc).__name__})") from None
+        return bytes(body)
 
     @staticmethod
-    def _assets(response: requests.Response, url: str) -> list[ReleaseAsset]:
+    def _assets(body: bytes, url: str) -> list[ReleaseAsset]:
         try:
-            releases = response.json()
+            releases = json.loads(body)
             if not isinstance(releases, list):
                 raise ValueError("not a list")
             return [
@@ -215,6 +390,8 @@ class ReleasesApiClient:
                              id=asset.get("id"))
                 for release in releases for asset in release.get("assets") or []
             ]
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError,
+                RecursionError) as exc:
             raise ReleasesApiError(
-                f"GitHub releases API: {mask_url(url)} answered an unexpected body ({exc})") from None
+                f"GitHub releases API: {mask_url(url)} answered an unexpected body "
+                f"({type(exc).__name__}: {str(exc)[:100]})") from None
