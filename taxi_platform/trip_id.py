@@ -1,5 +1,5 @@
 """The trip id (`unique_row_id`): ONE definition, as data, rendered per engine (DuckDB for the
-PostgreSQL load: `engine/trip_ids.py`; GoogleSQL below for BigQuery).
+PostgreSQL load: `engine/trip_ids.py`; GoogleSQL for BigQuery: `warehouse/bigquery_trip_id.py`).
 
     unique_row_id = lower-case hex MD5 of the UTF-8 text
         canon(f1) || '|' || canon(f2) || ... || canon(f7)
@@ -76,34 +76,3 @@ def trip_id_from_csv_row(spec: DatasetSpec, row: list[str]) -> str:
         name: parse_field(row[index[name]], spec.column(name).type) for name in spec.identity_columns
     }
     return trip_id_from_values(spec, values)
-
-
-# BigQuery: CAST(NUMERIC AS STRING) already gives the shortest form on BigQuery ('1.5'), but not
-# on every engine that speaks its dialect (the emulator pads to the column's scale: '1.500000000'),
-# so trailing fractional zeros are stripped explicitly; the result is the same text on both.
-_BQ_DECIMAL_TEXT = ("REGEXP_REPLACE(REGEXP_REPLACE(CAST({col} AS STRING), "
-                    r"r'(\.[0-9]*[1-9])0+$', r'\1'), r'\.0+$', '')")
-
-
-def bigquery_trip_id_sql(spec: DatasetSpec) -> str:
-    """The id as a BigQuery (GoogleSQL) expression over the typed columns of a loaded month.
-
-    Timestamps are TIMESTAMP (UTC, as a load job reads zone-less datetimes), so the text is
-    formatted in UTC; integers are INT64, decimals NUMERIC.
-    """
-    from taxi_platform.warehouse.sql import bq_ident
-
-    parts = []
-    for name in spec.identity_columns:
-        col = bq_ident(name)  # validated plain name, backquoted
-        type_ = spec.column(name).type
-        if type_ is ColumnType.TIMESTAMP:
-            rendered = f"FORMAT_TIMESTAMP('%Y-%m-%d %H:%M:%S', {col}, 'UTC')"
-        elif type_ is ColumnType.DECIMAL:
-            rendered = _BQ_DECIMAL_TEXT.format(col=col)
-        elif type_ is ColumnType.INTEGER:
-            rendered = f"CAST({col} AS STRING)"
-        else:
-            rendered = col
-        parts.append(f"COALESCE({rendered}, '{NULL_TEXT}')")
-    return "TO_HEX(MD5(CONCAT(" + f", '{SEPARATOR}', ".join(parts) + ")))"

@@ -15,7 +15,7 @@ Rows sharing an id: PostgreSQL keeps the first in file order; a BigQuery load jo
 order, so here the kept row is the smallest by all columns (deterministic). Exact duplicate rows,
 the ones the files hold, give the same result on both.
 
-The id is the one definition of `trip_id.py`, rendered by `bigquery_trip_id_sql`.
+The id is the one definition of `trip_id.py`, rendered by `bigquery_trip_id.bigquery_trip_id_sql`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from taxi_platform.datasets import ColumnType, DatasetSpec, ReferenceSpec
 from taxi_platform.lake.base import LakeFile
 from taxi_platform.partitions import next_month
 from taxi_platform.settings import validate_identifier
-from taxi_platform.trip_id import bigquery_trip_id_sql
 from taxi_platform.warehouse.base import (
     BadInputError,
     IdProfile,
@@ -49,6 +48,7 @@ from taxi_platform.warehouse.base import (
     WarehouseError,
     refuse_wrong_month,
 )
+from taxi_platform.warehouse.bigquery_trip_id import bigquery_trip_id_sql
 from taxi_platform.warehouse.sql import bq_ident
 
 BQ_TYPES = {
