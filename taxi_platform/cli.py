@@ -4,6 +4,9 @@
     taxi-platform sample yellow 2019-01 out.csv.gz [--rows N]
     taxi-platform mirror write|serve [--root DIR]
     taxi-platform db start|stop|status|psql
+
+A bad argument is a usage error (exit code 2); a setting, a path or one of the platform's own
+errors is printed as one `taxi-platform: error: ...` line (exit code 1; 2 for a setting).
 """
 
 from __future__ import annotations
@@ -41,8 +44,30 @@ def _months(text: str) -> list[date]:
         while m <= last:
             months.append(m)
             m = next_month(m)
+        if not months:  # nothing to do would fail later, far from the argument
+            raise argparse.ArgumentTypeError(f"{text!r}: the first month is after the last")
         return months
     return [_month(p) for p in text.split(",")]
+
+
+def _row_count(text: str) -> int:
+    try:
+        rows = int(text)
+    except ValueError:
+        rows = -1
+    if rows < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a row count (a whole number, 0 or more)")
+    return rows
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0-65535; 0 picks a free one)")
+    return port
 
 
 def _datasets(text: str) -> list:
@@ -54,6 +79,47 @@ def _datasets(text: str) -> list:
 
 def _embedded(settings: Settings) -> EmbeddedPostgres:
     return EmbeddedPostgres(settings.embedded_pg_dir, port=settings.embedded_port)
+
+
+class CliError(Exception):
+    """Something the person can fix (a path, a setting), told in one line without a traceback."""
+
+
+def _ensure_home(settings: Settings) -> None:
+    """TAXI_HOME must be a folder that can be created and written in; say which, if not."""
+    home = settings.home
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"cannot create {home}: {_reason(exc, home)} (TAXI_HOME)") from None
+    if not os.access(home, os.W_OK | os.X_OK):
+        raise CliError(f"cannot write in {home}: permission denied (TAXI_HOME)")
+
+
+def _reason(exc: OSError, path: Path | None = None) -> str:
+    """Why `path` (default: the error's own) cannot be created or written."""
+    path = path or (Path(exc.filename) if exc.filename is not None else None)
+    if path is not None and isinstance(exc, (FileExistsError, NotADirectoryError)):
+        # A regular file where a folder should be: name it rather than just say "File exists".
+        blocker = next((p for p in (path, *path.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            return f"{blocker} is a file, not a folder"
+    return exc.strerror or str(exc)
+
+
+def _os_error_line(exc: OSError, settings: Settings | None) -> str:
+    """`<path>: <reason>`, naming TAXI_HOME when the path lies under it."""
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    line = f"{' -> '.join(paths)}: {_reason(exc)}"
+    if settings is not None and any(Path(p).resolve().is_relative_to(settings.home) for p in paths):
+        line += " (under TAXI_HOME)"
+    return line
+
+
+def _is_platform_error(exc: BaseException) -> bool:
+    """The platform's own error classes (EmbeddedPostgresError, WarehouseError, DownloadFailed,
+    DbtManifestMissing, ...): their messages are written for the person running the command."""
+    return type(exc).__module__.split(".")[0] == "taxi_platform"
 
 
 # --- demo ------------------------------------------------------------------------------------
@@ -190,8 +256,11 @@ def cmd_sample(args: argparse.Namespace, settings: Settings) -> int:
     spec = get_dataset(args.dataset)
     rows = full_size_rows(spec, args.month) if args.rows is None else args.rows
     started = time.monotonic()
-    out = generate_month(spec, args.month, Path(args.out), rows=rows, seed=args.seed,
-                         line_ending="\r\n" if args.crlf else "\n")
+    try:
+        out = generate_month(spec, args.month, Path(args.out), rows=rows, seed=args.seed,
+                             line_ending="\r\n" if args.crlf else "\n")
+    except OSError as exc:
+        raise CliError(f"cannot write {args.out}: {_reason(exc)} (argument out)") from None
     print(f"{out.path}: {out.rows:,} rows ({out.duplicate_rows:,} exact duplicates, "
           f"{out.out_of_month_rows:,} out of month, {out.unattributed_rows:,} unattributed) "
           f"in {time.monotonic() - started:.1f} s")
@@ -259,6 +328,8 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     if settings.postgres_url and args.action != "status":
         print("TAXI_POSTGRES_URL is set: the platform uses that server, not the embedded one.")
         return 1
+    if args.action != "status":  # status only reads; the others create the server's folders
+        _ensure_home(settings)
     server = _embedded(settings)
     if args.action == "start":
         server.ensure_running()
@@ -287,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="generate release files, serve them, load them, print a table")
     demo.add_argument("--months", type=_months, default=_months("2019-01..2019-03"))
     demo.add_argument("--datasets", type=_datasets, default=list(DATASETS.values()))
-    demo.add_argument("--rows", type=int, default=DEMO_ROWS, help=f"rows per file (default {DEMO_ROWS:,})")
+    demo.add_argument("--rows", type=_row_count, default=DEMO_ROWS, help=f"rows per file (default {DEMO_ROWS:,})")
     demo.add_argument("--full", action="store_true", help="full-size months (yellow 2019-01: 7.7 M rows)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--keep-running", action="store_true",
@@ -295,10 +366,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(func=cmd_demo)
 
     sample = sub.add_parser("sample", help="write one generated monthly release file")
-    sample.add_argument("dataset")
+    sample.add_argument("dataset", choices=list(DATASETS))
     sample.add_argument("month", type=_month)
     sample.add_argument("out")
-    sample.add_argument("--rows", type=int, default=None, help="default: the real month's size")
+    sample.add_argument("--rows", type=_row_count, default=None, help="default: the real month's size")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--crlf", action="store_true")
     sample.set_defaults(func=cmd_sample)
@@ -308,10 +379,10 @@ def main(argv: list[str] | None = None) -> int:
     mirror.add_argument("--root", default=None, help="default: $TAXI_HOME/mirror")
     mirror.add_argument("--months", type=_months, default=_months("2019-01..2019-03"))
     mirror.add_argument("--datasets", type=_datasets, default=list(DATASETS.values()))
-    mirror.add_argument("--rows", type=int, default=DEMO_ROWS)
+    mirror.add_argument("--rows", type=_row_count, default=DEMO_ROWS)
     mirror.add_argument("--full", action="store_true")
     mirror.add_argument("--seed", type=int, default=0)
-    mirror.add_argument("--port", type=int, default=0)
+    mirror.add_argument("--port", type=_port, default=0)
     mirror.set_defaults(func=cmd_mirror)
 
     prepare = sub.add_parser("dbt-prepare", help="parse the dbt project (writes the manifest)")
@@ -326,12 +397,25 @@ def main(argv: list[str] | None = None) -> int:
     db.set_defaults(func=cmd_db)
 
     args = parser.parse_args(argv)
+    settings = None
     try:
         settings = Settings.from_env()
         return args.func(args, settings)
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except SettingsError as exc:  # its message names the setting (and never echoes a secret)
+        _error(str(exc))
         return 2
+    except Exception as exc:
+        if isinstance(exc, CliError) or _is_platform_error(exc):
+            _error(str(exc))
+        elif isinstance(exc, OSError) and exc.filename is not None:
+            _error(_os_error_line(exc, settings))
+        else:
+            raise  # unexpected (a bug, an OSError without a path): the traceback helps
+        return 1
+
+
+def _error(message: str) -> None:
+    print(f"taxi-platform: error: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,18 @@ those months. dim_zones and the payment-type seed are unpartitioned.
 
 The manifest is prepared by `make install` / `taxi-platform dbt-prepare` (`dbt parse`), not at
 import time; under `dagster dev` it is re-parsed at load so model edits show up.
+
+Each dbt step writes its artifacts (compiled SQL, run_results.json, a copy of the partial-parse
+file) to a folder of its own in the temporary directory, removed when the step ends, succeeded or
+failed; dbt's errors reach the run's events (the step failure and the compute log). Tests are
+selected `buildable`: a model's step runs the tests whose other parents it can build, so dim_zones
+alone does not run fact_trips' relationships tests, and fact_trips runs them.
 """
 
 import json
 import os
+import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -90,11 +98,32 @@ def _environ(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+# The environment of every dbt step, besides the warehouse's connection.
+DBT_STEP_ENV = {
+    # dbt's default `eager` runs a test as soon as one of its parents is selected: materializing
+    # dim_zones alone ran fact_trips' relationships tests, which fail while fact_trips does not
+    # exist. `buildable` runs a test when each parent is selected or upstream of the selection, so
+    # building fact_trips still runs them. When a run leaves out some checks, dagster-dbt selects
+    # the tests by name and sets its own value (`empty`), which wins over this one.
+    "DBT_INDIRECT_SELECTION": "buildable",
+    # No debug log file: the step's folder is removed at its end, and dbt's errors reach the run
+    # from its stdout (the step failure lists them).
+    "DBT_LOG_LEVEL_FILE": "none",
+}
+
+
 def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: TripWarehouse,
            dbt_vars: dict | None) -> Iterator[Any]:
     args = ["build"] + (["--vars", json.dumps(dbt_vars)] if dbt_vars else [])
-    with warehouse.dbt_build_lock(), _environ(warehouse.dbt_env()):
-        yield from dbt.cli(args, context=context).stream()
+    # dagster-dbt's default is a new folder under dbt_project/target per invocation (1-2 MB each),
+    # never removed; ours is removed when the step ends, however it ends. The prepared manifest and
+    # partial-parse file in dbt_project/target stay (the partial-parse file is copied in here).
+    target = Path(tempfile.mkdtemp(prefix=f"taxi-dbt-{context.run.run_id[:8]}-"))
+    try:
+        with warehouse.dbt_build_lock(), _environ({**warehouse.dbt_env(), **DBT_STEP_ENV}):
+            yield from dbt.cli(args, context=context, target_path=target).stream()
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
 
 
 def month_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
