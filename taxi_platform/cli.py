@@ -325,10 +325,10 @@ def _resolved(resource):
 
 # --- db ------------------------------------------------------------------------------------------
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
-    if settings.postgres_url and args.action != "status":
+    if settings.postgres_url and args.action not in ("status", "env"):
         print("TAXI_POSTGRES_URL is set: the platform uses that server, not the embedded one.")
         return 1
-    if args.action != "status":  # status only reads; the others create the server's folders
+    if args.action not in ("status", "env"):  # they only read; the others create the server's folders
         _ensure_home(settings)
     server = _embedded(settings)
     if args.action == "start":
@@ -344,10 +344,50 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
         else:
             print(f"embedded PostgreSQL in {server.data_dir}: "
                   f"{'running' if server.is_running() else 'not running'}")
+        for name, value in {**_connection_details(settings, server), **_schemas(settings)}.items():
+            print(f"  {name:<9} {value}")
+        print("  dbt       `taxi-platform dbt <command>`, or `eval \"$(taxi-platform db env)\"` then plain "
+              "`dbt` inside dbt_project/")
+    elif args.action == "env":
+        for line in _dbt_env_lines(settings, server):
+            print(line)
     elif args.action == "psql":
         url = server.ensure_running()
         return subprocess.call([str(bin_dir() / "psql"), url])
     return 0
+
+
+def _connection_details(settings: Settings, server) -> dict[str, str]:
+    if not settings.postgres_url:
+        return server.connection_details()
+    from urllib.parse import unquote, urlsplit
+
+    url = urlsplit(settings.postgres_url)
+    return {"host": url.hostname or "", "port": str(url.port or 5432),
+            "database": unquote(url.path.lstrip("/")), "user": unquote(url.username or ""),
+            "password": "in TAXI_POSTGRES_URL"}
+
+
+def _schemas(settings: Settings) -> dict[str, str]:
+    return {"schemas": f"{settings.warehouse_schema} (final tables), {settings.staging_schema} "
+                       f"(staging), {settings.dbt_schema} (dbt models)"}
+
+
+def _dbt_env_lines(settings: Settings, server) -> list[str]:
+    """Shell exports that point plain `dbt` (profiles.yml in dbt_project/) at the warehouse. The
+    password is read from its file when the shell evaluates them: it is never printed."""
+    import shlex
+
+    details = _connection_details(settings, server)
+    password = ("\"$(cat " + shlex.quote(str(server.root / "password")) + ")\"" if not settings.postgres_url
+                else "'<the password of TAXI_POSTGRES_URL>'")
+    values = {"TAXI_DBT_TARGET": "postgres", "TAXI_DBT_PG_HOST": details["host"],
+              "TAXI_DBT_PG_PORT": details["port"], "TAXI_DBT_PG_USER": details["user"],
+              "TAXI_DBT_PG_DBNAME": details["database"], "TAXI_WAREHOUSE_SCHEMA": settings.warehouse_schema,
+              "TAXI_DBT_SCHEMA": settings.dbt_schema}
+    return ([f"export {k}={shlex.quote(v)}" for k, v in values.items()]
+            + [f"export TAXI_DBT_PG_PASSWORD={password}", "export DBT_PROFILES_DIR=" +
+               shlex.quote(str(settings.dbt_project_dir))])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -393,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     dbt.set_defaults(func=cmd_dbt)
 
     db = sub.add_parser("db", help="the embedded PostgreSQL")
-    db.add_argument("action", choices=["start", "stop", "status", "psql"])
+    db.add_argument("action", choices=["start", "stop", "status", "psql", "env"],
+                    help="status: where a SQL client connects; env: shell exports for plain dbt")
     db.set_defaults(func=cmd_db)
 
     args = parser.parse_args(argv)

@@ -176,6 +176,13 @@ class EmbeddedPostgres:
     def _stored_port(self) -> int:
         return int(self._port_file.read_text().strip())
 
+    def connection_details(self) -> dict[str, str]:
+        """Where a SQL client (psql, pgAdmin, DBeaver, plain dbt) finds the server; the password is
+        named by the file that holds it, never printed."""
+        port = str(self._stored_port()) if self._port_file.exists() else "(chosen at the first start)"
+        return {"host": "127.0.0.1", "port": port, "database": DATABASE, "user": SUPERUSER,
+                "password": f"in {self._password_file} (readable by its owner only)"}
+
     def url(self, database: str = DATABASE) -> str:
         password = self._password_file.read_text().strip()
         return f"postgresql://{SUPERUSER}:{password}@127.0.0.1:{self._stored_port()}/{database}"
