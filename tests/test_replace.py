@@ -236,6 +236,17 @@ def test_the_final_metadata_names_the_file_it_committed(env: Env):
     final = materialization_metadata(result, final_key(YELLOW))
     assert raw["sha256"] == staged["source_sha256"] == final["source_sha256"]
     assert final["staged_by_run"] == result.run_id
+    # Dagster's standard keys: the table's name per materialization, its columns per asset.
+    assert final["dagster/table_name"] == f"{env.settings.warehouse_schema}.yellow_tripdata"
+    assert staged["dagster/table_name"].startswith(f"{env.settings.staging_schema}.yellow_tripdata_")
+    from taxi_platform.assets.trips import build_trip_assets
+
+    final_asset = build_trip_assets(YELLOW, warehouse_kind="postgres", lake_kind="file",
+                                    min_in_month_share=0.95)[2]
+    columns = final_asset.specs_by_key[final_key(YELLOW)].metadata["dagster/column_schema"].columns
+    assert [(c.name, c.type) for c in columns[:3]] == [("unique_row_id", "text"), ("filename", "text"),
+                                                         ("VendorID", "integer")]
+    assert len(columns) == 2 + len(YELLOW.columns)
 
 
 def test_a_swap_behind_a_long_reader_does_not_block_other_readers(env: Env, pg_url, monkeypatch):

@@ -53,6 +53,9 @@ warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", categor
 NOT_PUBLISHED = "not_published"
 # The sha256 of the file whose rows a staging / final partition holds.
 STAGED_SHA256 = "source_sha256"
+# Dagster's standard metadata keys: the UI shows the table's name and its columns.
+TABLE_NAME = "dagster/table_name"
+COLUMN_SCHEMA = "dagster/column_schema"
 
 
 def raw_file_key(spec: DatasetSpec) -> dg.AssetKey:
@@ -162,6 +165,7 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
         backfill_policy=RANGE_POLICY,
         ins={"raw_file": dg.AssetIn(key=raw_file_key(spec))},
         pool=WAREHOUSE_POOL,
+        metadata={COLUMN_SCHEMA: trip_table_schema(spec)},
     )
     def staging(context: dg.AssetExecutionContext, raw_file: dict[str, LakeFile],
                 warehouse: TripWarehouse) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult]:
@@ -177,7 +181,7 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
             if result.sha256:
                 read[STAGED_SHA256] = result.sha256
             return {
-                "table": result.table,
+                TABLE_NAME: result.table,
                 "dagster/row_count": dg.MetadataValue.int(result.rows),
                 **read,
                 "source_file": lake_file.uri,
@@ -197,6 +201,7 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
         backfill_policy=RANGE_POLICY,
         deps=[staging_key(spec)],
         pool=WAREHOUSE_POOL,
+        metadata={COLUMN_SCHEMA: trip_table_schema(spec)},
         check_specs=trip_check_specs(final_key(spec), min_in_month_share),
     )
     def final(context: dg.AssetExecutionContext,
@@ -211,7 +216,7 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
             checks[partition_key] = evaluate_trip_checks(spec, month, warehouse, min_in_month_share,
                                                          ids=result.ids, pickups=result.pickups)
             return {
-                "table": result.table,
+                TABLE_NAME: result.table,
                 "filename": spec.file_name(month),
                 "dagster/row_count": dg.MetadataValue.int(result.final_rows),
                 "staged_rows": dg.MetadataValue.int(result.staged_rows),
@@ -227,6 +232,15 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
         yield dg.MaterializeResult(check_results=merge_check_results(checks))
 
     return [raw_file, staging, final]
+
+
+def trip_table_schema(spec: DatasetSpec) -> dg.TableSchema:
+    """The columns of a staging / final table: the id, the file, then the file's columns."""
+    return dg.TableSchema(columns=[
+        dg.TableColumn("unique_row_id", "text", description="MD5 of the trip's identity fields "
+                       f"({', '.join(spec.identity_columns)}), canonical texts joined by '|'"),
+        dg.TableColumn("filename", "text", description="the release file the row was loaded from"),
+        *(dg.TableColumn(c.name, c.type.value) for c in spec.columns)])
 
 
 def download_metadata(result: DownloadResult) -> dict:

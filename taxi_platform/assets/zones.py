@@ -55,7 +55,7 @@ def build_reference_assets(ref: ReferenceSpec, *, warehouse_kind: str,
                         warehouse: TripWarehouse) -> dg.MaterializeResult:
         result = warehouse.load_reference(ref, reference_file, context.log.info)
         return dg.MaterializeResult(metadata={
-            "table": result.table,
+            "dagster/table_name": result.table,
             "dagster/row_count": dg.MetadataValue.int(result.rows),
             "previous_rows": dg.MetadataValue.int(result.previous_rows),
             "duration_seconds": round(result.seconds, 2),

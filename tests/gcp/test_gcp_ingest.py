@@ -35,7 +35,7 @@ def test_month_gives_exactly_the_expected_trips(gcp_env: GcpEnv):
     assert staging["dagster/row_count"] == expected.rows
     assert final["dagster/row_count"] == expected.distinct
     assert final["duplicates_dropped"] == expected.duplicates
-    assert final["table"] == f"test-project.{gcp_env.gcp.bq_dataset}.yellow_tripdata"
+    assert final["dagster/table_name"] == f"test-project.{gcp_env.gcp.bq_dataset}.yellow_tripdata"
     # Cost visibility: what the emulator reports (0 processed; billed is not reported there).
     assert isinstance(staging["bytes_processed"], int) and isinstance(final["bytes_processed"], int)
     # The object in the lake is the verified file, byte for byte.
