@@ -12,7 +12,9 @@ errors is printed as one `taxi-platform: error: ...` line (exit code 1; 2 for a 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -149,63 +151,114 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         # The local instance of `make dev` too (queued runs, the warehouse pool's limit).
         dagster_yaml.write_text((Path(__file__).parent / "instance" / "dagster.yaml").read_text())
 
-    table = []
-    with MirrorServer(mirror_root) as mirror:
-        # Served over HTTP on 127.0.0.1, so the demo exercises the same download path as GitHub.
-        demo_settings = replace(settings, source_url=mirror.base_url)
-        print(f"Serving the mirror at {mirror.base_url}; warehouse: "
-              f"{'TAXI_POSTGRES_URL' if settings.postgres_url else 'embedded PostgreSQL under ' + str(settings.embedded_pg_dir)}",
-              flush=True)
-        defs = build_definitions(demo_settings)
-        job = defs.resolve_implicit_global_asset_job_def()
-        quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-        with dg.DagsterInstance.get() as instance:
-            # Zones and the unpartitioned dbt models first: the monthly dbt models join them.
-            reference = [reference_file_key(ZONES), reference_table_key(ZONES),
-                         dg.AssetKey(["dbt", "dim_zones"]), dg.AssetKey(["dbt", "payment_type_lookup"])]
-            if not _succeeded(job.execute_in_process(instance=instance, asset_selection=reference,
-                                                     raise_on_error=False, run_config=quiet)):
-                return 1
-            for month in args.months:
-                for spec in args.datasets:
-                    started = time.monotonic()
-                    result = job.execute_in_process(
-                        instance=instance, partition_key=f"{month:%Y-%m-01}", raise_on_error=False,
-                        asset_selection=[raw_file_key(spec), staging_key(spec), final_key(spec)],
-                        tags={"taxi": spec.name, "file": spec.file_name(month)},
-                        run_config=quiet,
-                    )
-                    seconds = time.monotonic() - started
-                    if not _succeeded(result):
-                        return 1
-                    meta = _metadata(result)
-                    raw, final = meta.get(raw_file_key(spec), {}), meta.get(final_key(spec), {})
-                    table.append((spec.name, f"{month:%Y-%m}", raw.get("rows"),
-                                  final.get("duplicates_dropped"), final.get("dagster/row_count"), seconds))
-                monthly_dbt = [k for k in job.asset_layer.asset_graph.get_all_asset_keys()
-                               if k.path[0] == "dbt" and k not in reference]
-                started = time.monotonic()
-                if not _succeeded(job.execute_in_process(
-                        instance=instance, asset_selection=monthly_dbt, partition_key=f"{month:%Y-%m-01}",
-                        raise_on_error=False, run_config=quiet)):
-                    return 1
-                print(f"dbt models built for {month:%Y-%m} in {time.monotonic() - started:.1f} s", flush=True)
+    table: list[tuple] = []
+    dbt_seconds: list[float] = []
+    all_datasets = set(DATASETS) <= {spec.name for spec in args.datasets}  # the dbt models join them
+    try:
+        with MirrorServer(mirror_root) as mirror:
+            # Served over HTTP on 127.0.0.1, so the demo exercises the same download path as GitHub.
+            demo_settings = replace(settings, source_url=mirror.base_url)
+            print(f"Serving the mirror at {mirror.base_url}; warehouse: "
+                  f"{'TAXI_POSTGRES_URL' if settings.postgres_url else 'embedded PostgreSQL under ' + str(settings.embedded_pg_dir)}",
+                  flush=True)
+            defs = build_definitions(demo_settings)
+            job = defs.resolve_implicit_global_asset_job_def()
+            # Dagster's console log (and dbt's, through it) only with --verbose: the demo prints its
+            # own progress, and a failure's root cause in one line. Every event stays in the instance.
+            quiet = {"loggers": {"console": {"config": {"log_level": "DEBUG" if args.verbose else "CRITICAL"}}}}
+            # dagster-dbt re-emits dbt's log on stdout (for compute-log capture): into a file, unless
+            # --verbose, and without colour codes either way.
+            os.environ.setdefault("DBT_USE_COLORS", "false")
+            dbt_log = settings.home / "demo-dbt.log"
 
-        _print_table(table)
-        _print_top_zones(build_resources(demo_settings)["warehouse"], settings.dbt_schema, args.months)
-    if settings.postgres_url is None and not embedded_was_running and not args.keep_running:
-        _embedded(settings).stop()
-        print("Stopped the embedded PostgreSQL (it was not running before; --keep-running keeps it).")
+            def run_quietly(**kwargs):
+                if args.verbose:
+                    return job.execute_in_process(**kwargs)
+                with open(dbt_log, "a") as log, contextlib.redirect_stdout(log):
+                    return job.execute_in_process(**kwargs)
+
+            with dg.DagsterInstance.get() as instance:
+                # Zones and the unpartitioned dbt models first: the monthly dbt models join them.
+                reference = [reference_file_key(ZONES), reference_table_key(ZONES),
+                             dg.AssetKey(["dbt", "dim_zones"]), dg.AssetKey(["dbt", "payment_type_lookup"])]
+                if not _succeeded(run_quietly(instance=instance, asset_selection=reference,
+                                                         raise_on_error=False, run_config=quiet)):
+                    return 1
+                for month in args.months:
+                    for spec in args.datasets:
+                        started = time.monotonic()
+                        result = run_quietly(
+                            instance=instance, partition_key=f"{month:%Y-%m-01}", raise_on_error=False,
+                            asset_selection=[raw_file_key(spec), staging_key(spec), final_key(spec)],
+                            tags={"taxi": spec.name, "file": spec.file_name(month)},
+                            run_config=quiet,
+                        )
+                        seconds = time.monotonic() - started
+                        if not _succeeded(result):
+                            return 1
+                        meta = _metadata(result)
+                        raw, final = meta.get(raw_file_key(spec), {}), meta.get(final_key(spec), {})
+                        table.append((spec.name, f"{month:%Y-%m}", raw.get("rows"),
+                                      final.get("duplicates_dropped"), final.get("dagster/row_count"), seconds))
+                        print(f"{spec.name} {month:%Y-%m}: {raw.get('rows', 0):,} rows read, "
+                              f"{final.get('dagster/row_count', 0):,} trips in the final table "
+                              f"({seconds:.1f} s)", flush=True)
+                    if not all_datasets:
+                        continue
+                    monthly_dbt = [k for k in job.asset_layer.asset_graph.get_all_asset_keys()
+                                   if k.path[0] == "dbt" and k not in reference]
+                    started = time.monotonic()
+                    if not _succeeded(run_quietly(
+                            instance=instance, asset_selection=monthly_dbt, partition_key=f"{month:%Y-%m-01}",
+                            raise_on_error=False, run_config=quiet)):
+                        return 1
+                    dbt_seconds.append(time.monotonic() - started)
+                    print(f"dbt models built for {month:%Y-%m} in {dbt_seconds[-1]:.1f} s", flush=True)
+
+            _print_table(table)
+            if not all_datasets:
+                print(f"dbt: not built (its models join {' and '.join(DATASETS)}: load every dataset)")
+            else:
+                print(f"dbt: {len(dbt_seconds)} month(s) built in {sum(dbt_seconds):.1f} s"
+                      + ("" if args.verbose else f" (dbt's log: {dbt_log})"))
+                _print_top_zones(build_resources(demo_settings)["warehouse"], settings.dbt_schema, args.months)
+    finally:  # also after a failure: the demo leaves the server as it found it
+        if settings.postgres_url is None and not embedded_was_running and not args.keep_running:
+            _embedded(settings).stop()
+            print("Stopped the embedded PostgreSQL (it was not running before; --keep-running keeps it).")
     return 0
 
 
 def _succeeded(result) -> bool:
-    if not result.success:
-        print(f"\nrun {result.run_id} FAILED:", file=sys.stderr)
-        for event in result.all_events:
-            if event.is_step_failure:
-                print("  " + event.step_failure_data.error.message.strip(), file=sys.stderr)
-    return result.success
+    """Whether the run succeeded; if not, each failed step's root cause, one line each, the first
+    repeated last (the line a person reads)."""
+    if result.success:
+        return True
+    causes = []
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error.cause is not None:  # Dagster's wrappers first, the real error last
+                error = error.cause
+            causes.append(f"{event.step_key}: {_root_cause_line(error.message, error.cls_name)}")
+    print(f"\nrun {result.run_id} failed (all its events: `make dev`, then Runs):", file=sys.stderr)
+    for cause in causes:
+        print(f"  {cause}", file=sys.stderr)
+    print(f"demo failed: {causes[0] if causes else 'the run failed before any step ran'}", file=sys.stderr)
+    return False
+
+
+def _root_cause_line(message: str, cls_name: str | None) -> str:
+    """The one line of an error a person needs: dbt's own error (`Database Error in model m:
+    relation ... does not exist`) rather than dagster-dbt's "The dbt CLI process with command";
+    otherwise the first line, without the exception's class path."""
+    lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
+    for i, line in enumerate(lines):
+        if re.match(r"(Database|Compilation|Runtime) Error in ", line) and i + 1 < len(lines):
+            return f"dbt: {line}: {lines[i + 1]}"
+    line = lines[0] if lines else ""
+    kind, sep, text = line.partition(": ")  # "package.module.SomeError: the message"
+    return text if sep and cls_name and kind.split(".")[-1] == cls_name else line
 
 
 def _print_top_zones(warehouse, dbt_schema: str, months: list[date], top: int = 10) -> None:
@@ -396,8 +449,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="generate release files, serve them, load them, print a table")
-    demo.add_argument("--months", type=_months, default=_months("2019-01..2019-03"))
-    demo.add_argument("--datasets", type=_datasets, default=list(DATASETS.values()))
+    demo.add_argument("--months", type=_months, default=_months("2019-01..2019-03"),
+                      help="months to load: 2019-01, or a range 2019-01..2019-03 (the default)")
+    demo.add_argument("--datasets", type=_datasets, default=list(DATASETS.values()),
+                      help=f"comma-separated datasets (default: {','.join(DATASETS)})")
+    demo.add_argument("--verbose", action="store_true",
+                      help="print Dagster's and dbt's logs (by default: progress and a summary)")
     demo.add_argument("--rows", type=_row_count, default=DEMO_ROWS, help=f"rows per file (default {DEMO_ROWS:,})")
     demo.add_argument("--full", action="store_true", help="full-size months (yellow 2019-01: 7.7 M rows)")
     demo.add_argument("--seed", type=int, default=0)
