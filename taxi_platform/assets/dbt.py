@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import DagsterDbtProjectPreparer, DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from taxi_platform.assets.trips import RANGE_POLICY, WAREHOUSE_POOL, run_months
 from taxi_platform.partitions import monthly_partitions
+from taxi_platform.resources import dbt_executable
 from taxi_platform.warehouse.base import TripWarehouse
 
 MONTHLY = "tag:monthly"
@@ -41,7 +42,12 @@ class DbtManifestMissing(FileNotFoundError):
 
 def load_dbt_project(project_dir: Path) -> DbtProject:
     project = DbtProject(project_dir=project_dir, profiles_dir=project_dir)
-    project.prepare_if_dev()
+    if DagsterDbtProjectPreparer().using_dagster_dev():
+        # What `project.prepare_if_dev()` does, with the dbt installed beside this Python: dagster-
+        # dbt's own preparation runs a bare `dbt` from PATH, which `make dev` (the venv not
+        # activated) does not have, and the code location would fail to load.
+        DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
+            ["parse", "--quiet"], target_path=project.target_path).wait()
     if not project.manifest_path.exists():
         raise DbtManifestMissing(
             f"no dbt manifest at {project.manifest_path}: run `make install` or "
