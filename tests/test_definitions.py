@@ -23,7 +23,11 @@ def _load_defs():
 
 def test_definitions_load_without_warnings_from_our_code():
     _, caught = _load_defs()
-    ours = [w for w in caught if "taxi_platform" in (w.filename or "")]
+    # One chosen exception: partitioned asset checks are "preview" in Dagster 1.13 and the only
+    # way to file each month's check results under that month (taxi_platform/checks.py).
+    preview = "Specifying a partitions_def on an AssetCheckSpec is currently in preview"
+    ours = [w for w in caught if "taxi_platform" in (w.filename or "")
+            and not (issubclass(w.category, dg.PreviewWarning) and str(w.message).startswith(preview))]
     assert ours == [], [str(w.message) for w in ours]
     deprecations = [w for w in caught if issubclass(w.category, DeprecationWarning)
                     and "taxi_platform" in str(w.message)]

@@ -76,13 +76,13 @@ def test_cli_partition_range_loads_every_month_and_its_dbt_models(env: Env):
         key(m): f"yellow/{YELLOW.file_name(m)}" for m in MONTHS}
     assert partition_metadata(instance, final_key(GREEN), "dagster/row_count") == green
 
-    # The checks ran for every month of the range and report each.
-    checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        [dg.AssetCheckKey(final_key(YELLOW), "has_rows")])
-    evaluation = next(iter(checks.values())).event.dagster_event.event_specific_data
-    assert evaluation.passed and evaluation.metadata["months"].value == 3
-    assert {m: v["rows"] for m, v in evaluation.metadata["by_month"].value.items()} == {
-        k[:7]: n for k, n in yellow.items()}
+    # The checks ran for every month of the range, each result filed under its month.
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(final_key(YELLOW), "has_rows"), limit=10)
+    by_month = {r.partition: r.event.dagster_event.event_specific_data for r in history}
+    assert set(by_month) == set(yellow) and all(e.passed for e in by_month.values())
+    assert {k: e.metadata["rows"].value for k, e in by_month.items()} == yellow
+    assert {k: e.metadata["month"].value for k, e in by_month.items()} == {k: k[:7] for k in yellow}
 
     # dbt: one build for the range; every month's partition of every monthly model is recorded,
     # and the mart counts exactly each month's vendor trips of both colours.
@@ -204,3 +204,42 @@ def test_a_range_of_only_unpublished_months_materializes_nothing(env: Env):
     result = env.materialize_range(YELLOW, date(2024, 4, 1), date(2024, 5, 1))
     assert result.success
     assert result.get_asset_materialization_events() == []
+
+
+def test_a_blocking_check_failing_for_one_month_of_a_range_turns_only_that_month_red(env: Env, monkeypatch):
+    # February keeps a duplicate (its later occurrences are not deleted); January and March are
+    # clean. Each month's results are filed under its partition; the step fails, as a blocking
+    # check does in a one-month run, after recording the three months it loaded.
+    import taxi_platform.warehouse.postgres_month as postgres_month
+    from expected import csv_lines, read_gz, write_gz
+
+    for month in MONTHS:
+        path = env.mirror_path(YELLOW, month)
+        generate_month(YELLOW, month, path, rows=1_000, seed=40 + month.month)
+        lines = list(dict.fromkeys(csv_lines(read_gz(path))))  # exact duplicates removed
+        write_gz(path, b"".join(lines + ([lines[5]] if month == FEB else [])))
+    delete_later = postgres_month._delete_later_occurrences
+
+    class NoDelete:  # the cursor, but its DELETE statements are dropped
+        def __init__(self, cur):
+            self.cur, self.rowcount = cur, 0
+
+        def execute(self, query, params=None):
+            if not query.as_string(self.cur).startswith("DELETE"):
+                self.cur.execute(query, params)
+
+        def fetchall(self):
+            return self.cur.fetchall()
+
+    monkeypatch.setattr(postgres_month, "_delete_later_occurrences",
+                        lambda cur, *args: delete_later(NoDelete(cur), *args))
+    result = env.materialize_range(YELLOW, JAN, MAR)
+    assert not result.success
+    assert "blocking checks failed: unique_row_id_is_unique for 2019-02" in failure_message(result)
+
+    history = env.instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(final_key(YELLOW), "unique_row_id_is_unique"), limit=10)
+    passed = {r.partition: r.event.dagster_event.event_specific_data.passed for r in history}
+    assert passed == {key(JAN): True, key(FEB): False, key(MAR): True}
+    assert set(partition_metadata(env.instance, final_key(YELLOW), "dagster/row_count")) == {
+        key(m) for m in MONTHS}

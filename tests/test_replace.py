@@ -52,9 +52,9 @@ def test_a_duplicate_left_in_the_staged_rows_fails_the_blocking_check(env: Env, 
 
     (unique,) = [c for c in result.get_asset_check_evaluations()
                  if c.check_name == "unique_row_id_is_unique"]
-    assert not unique.passed
+    assert not unique.passed and unique.partition == "2019-01-01"  # filed under its month
     assert {k: v.value for k, v in unique.metadata.items()} == {
-        "rows": expected.rows, "duplicate_ids": expected.duplicates}
+        "month": "2019-01", "rows": expected.rows, "duplicate_ids": expected.duplicates}
 
 
 def test_staged_month_comment_round_trips():
@@ -79,7 +79,8 @@ def test_check_metadata_of_a_month_with_duplicates(env: Env):
     (unique,) = [c for c in result.get_asset_check_evaluations()
                  if c.check_name == "unique_row_id_is_unique"]
     assert unique.passed
-    assert {k: v.value for k, v in unique.metadata.items()} == {"rows": expected.distinct, "duplicate_ids": 0}
+    assert {k: v.value for k, v in unique.metadata.items()} == {
+        "month": "2019-01", "rows": expected.distinct, "duplicate_ids": 0}
     assert env.query(f"SELECT count(*), count(DISTINCT unique_row_id) FROM {env.final(YELLOW)}")[0] == (
         expected.distinct, expected.distinct)
 

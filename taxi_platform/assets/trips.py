@@ -25,7 +25,7 @@ from typing import Callable, Iterator, Mapping
 
 import dagster as dg
 
-from taxi_platform.checks import evaluate_trip_checks, merge_check_results, trip_check_specs
+from taxi_platform.checks import blocking_failures, check_evaluation, evaluate_trip_checks, trip_check_specs
 from taxi_platform.datasets import DatasetSpec
 from taxi_platform.lake.base import LAKE_KEY_METADATA, LakeFile, VerifiedDownload, lake_key
 from taxi_platform.partitions import month_of, monthly_partitions
@@ -192,21 +192,28 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
         yield from month_by_month(context, spec, staging_key(spec), stage)
         yield dg.MaterializeResult()
 
-    @dg.asset(
-        key=final_key(spec),
-        description=f"Distinct {spec.name} trips, one partition per month, each replaced atomically.",
-        group_name=spec.name,
-        kinds={warehouse_kind},
+    # A multi-asset only to make its checks' outputs optional (`can_subset`): a range run reports
+    # each month's check results under that month's partition (`log_event`), not one per step.
+    @dg.multi_asset(
+        name=f"warehouse__{spec.table_name}",
+        specs=[dg.AssetSpec(
+            final_key(spec),
+            description=f"Distinct {spec.name} trips, one partition per month, each replaced atomically.",
+            group_name=spec.name,
+            kinds={warehouse_kind},
+            deps=[staging_key(spec)],
+            metadata={COLUMN_SCHEMA: trip_table_schema(spec)},
+        )],
         partitions_def=monthly_partitions,
         backfill_policy=RANGE_POLICY,
-        deps=[staging_key(spec)],
         pool=WAREHOUSE_POOL,
-        metadata={COLUMN_SCHEMA: trip_table_schema(spec)},
         check_specs=trip_check_specs(final_key(spec), min_in_month_share),
+        can_subset=True,
     )
     def final(context: dg.AssetExecutionContext,
               warehouse: TripWarehouse) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult]:
         checks: dict[str, list[dg.AssetCheckResult]] = {}
+        done: dict[str, dict] = {}
 
         def replace(partition_key: str, month: date) -> dict | None:
             if month > spec.last_published and skipped_upstream(context, staging_key(spec), partition_key):
@@ -215,7 +222,7 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
                                              staged_sha256=staged_by_this_run(context, spec, partition_key))
             checks[partition_key] = evaluate_trip_checks(spec, month, warehouse, min_in_month_share,
                                                          ids=result.ids, pickups=result.pickups)
-            return {
+            done[partition_key] = {
                 TABLE_NAME: result.table,
                 "filename": spec.file_name(month),
                 "dagster/row_count": dg.MetadataValue.int(result.final_rows),
@@ -227,9 +234,21 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
                 **({"staged_by_run": result.staged_by_run} if result.staged_by_run else {}),
                 **cost_metadata(result),
             }
+            return done[partition_key]
 
         yield from month_by_month(context, spec, final_key(spec), replace)
-        yield dg.MaterializeResult(check_results=merge_check_results(checks))
+        if len(run_months(context)) == 1:  # Dagster files the results under the run's partition
+            yield dg.MaterializeResult(asset_key=final_key(spec),
+                                       check_results=next(iter(checks.values()), []))
+            return
+        for partition_key, results in checks.items():
+            for result in results:
+                context.log_event(check_evaluation(final_key(spec), result, partition_key))
+        failed = blocking_failures(checks)
+        if failed:  # as a blocking check does in a one-month run: the step fails, dbt waits
+            yield from record_months_done(final_key(spec), done)
+            raise dg.Failure(description=f"blocking checks failed: {failed}", allow_retries=False)
+        yield dg.MaterializeResult(asset_key=final_key(spec))
 
     return [raw_file, staging, final]
 
