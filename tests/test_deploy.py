@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import os
+import json
 import re
 import shutil
 import signal
@@ -38,6 +39,7 @@ from taxi_platform.warehouse.embedded import EmbeddedPostgres, bin_dir
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yml"
 COMPOSE_GCP = REPO / "docker-compose.gcp.yml"
+COMPOSE_PGADMIN = REPO / "docker-compose.pgadmin.yml"
 ENV_EXAMPLE = REPO / ".env.example"
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
@@ -175,20 +177,22 @@ def check_jsonschema(*files: Path) -> subprocess.CompletedProcess:
 
 
 def test_compose_files_follow_the_compose_specification(tmp_path: Path):
-    result = check_jsonschema(COMPOSE, COMPOSE_GCP)
+    result = check_jsonschema(COMPOSE, COMPOSE_GCP, COMPOSE_PGADMIN)
     assert result.returncode == 0, result.stdout + result.stderr
-    # ... and so does what compose runs for the GCP target: the override merged onto the base.
-    merged = tmp_path / "merged.yml"
-    merged.write_text(yaml.safe_dump(merge(load_yaml(COMPOSE), load_yaml(COMPOSE_GCP))))
-    result = check_jsonschema(merged)
-    assert result.returncode == 0, result.stdout + result.stderr
+    # ... and so does what compose runs with an override: merged onto the base.
+    for override in (COMPOSE_GCP, COMPOSE_PGADMIN):
+        merged = tmp_path / f"merged-{override.stem}.yml"
+        merged.write_text(yaml.safe_dump(merge(load_yaml(COMPOSE), load_yaml(override))))
+        result = check_jsonschema(merged)
+        assert result.returncode == 0, result.stdout + result.stderr
     # The validator does reject what compose rejects (here a misspelt key).
     broken = tmp_path / "broken.yml"
     broken.write_text(COMPOSE.read_text().replace("restart: unless-stopped", "restarts: no", 1))
     assert check_jsonschema(broken).returncode != 0
 
 
-@pytest.mark.parametrize("files", [[COMPOSE], [COMPOSE, COMPOSE_GCP]], ids=["base", "gcp"])
+@pytest.mark.parametrize("files", [[COMPOSE], [COMPOSE, COMPOSE_GCP], [COMPOSE, COMPOSE_PGADMIN]],
+                         ids=["base", "gcp", "pgadmin"])
 def test_compose_names_only_things_that_exist(files: list[Path]):
     doc = load_yaml(files[0])
     for override in files[1:]:
@@ -226,13 +230,13 @@ def test_compose_problems_are_found():
 
 def test_env_example_documents_every_variable_and_holds_no_secret():
     documented = env_example()
-    used = variables(load_yaml(COMPOSE)) | variables(load_yaml(COMPOSE_GCP))
+    used = variables(load_yaml(COMPOSE)) | variables(load_yaml(COMPOSE_GCP)) | variables(load_yaml(COMPOSE_PGADMIN))
     assert sorted(set(documented) - set(used)) == [], "documented in .env.example but used nowhere"
     assert sorted(set(used) - set(documented)) == [], "used by compose but missing from .env.example"
     secrets = {k: v for k, v in documented.items() if _SECRET_NAME.search(k)}
     assert secrets and all(v == "" for v in secrets.values()), f".env.example holds secrets: {secrets}"
     # Compose stops with a message when a password is left empty, instead of starting without one.
-    text = COMPOSE.read_text() + COMPOSE_GCP.read_text()
+    text = COMPOSE.read_text() + COMPOSE_GCP.read_text() + COMPOSE_PGADMIN.read_text()
     for name in secrets:
         assert f"${{{name}:?" in text, f"{name} has no :? guard in the compose files"
 
@@ -277,6 +281,18 @@ def test_services_are_wired_as_documented():
         assert "dagster_storage:/opt/dagster/dagster_home/storage" in svc["volumes"]
     # The UI has no login: published on loopback only.
     assert all(p.startswith("127.0.0.1:") for s in services.values() for p in s.get("ports", []))
+
+
+def test_pgadmin_override_lists_the_warehouse_on_loopback():
+    pgadmin = load_yaml(COMPOSE_PGADMIN)["services"]["pgadmin"]
+    assert re.fullmatch(r"dpage/pgadmin4:\d+\.\d+", pgadmin["image"])
+    assert all(p.startswith("127.0.0.1:") for p in pgadmin["ports"])
+    assert "./deploy/pgadmin/servers.json:/pgadmin4/servers.json:ro" in pgadmin["volumes"]
+    servers = json.loads((REPO / "deploy" / "pgadmin" / "servers.json").read_text())["Servers"]
+    base = load_yaml(COMPOSE)["services"]
+    assert [(v["Host"], v["Port"], v["MaintenanceDB"], v["Username"]) for v in servers.values()] == [
+        ("postgres", 5432, env_example()["TAXI_DB_NAME"], env_example()["TAXI_DB_USER"])]
+    assert "postgres" in base and pgadmin["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
 def test_gcp_override_sets_the_target_and_mounts_the_key():
