@@ -416,7 +416,11 @@ def _connection_details(settings: Settings, server) -> dict[str, str]:
     from urllib.parse import unquote, urlsplit
 
     url = urlsplit(settings.postgres_url)
-    return {"host": url.hostname or "", "port": str(url.port or 5432),
+    try:
+        port = str(url.port or 5432)
+    except ValueError:
+        raise CliError("TAXI_POSTGRES_URL has a port that is not a number") from None
+    return {"host": url.hostname or "127.0.0.1", "port": port,
             "database": unquote(url.path.lstrip("/")), "user": unquote(url.username or ""),
             "password": "in TAXI_POSTGRES_URL"}
 
@@ -431,16 +435,18 @@ def _dbt_env_lines(settings: Settings, server) -> list[str]:
     password is read from its file when the shell evaluates them: it is never printed."""
     import shlex
 
+    if not settings.postgres_url and not server.is_initialized():
+        raise CliError("the embedded PostgreSQL has not been created yet: run `taxi-platform db start` first")
     details = _connection_details(settings, server)
-    password = ("\"$(cat " + shlex.quote(str(server.root / "password")) + ")\"" if not settings.postgres_url
-                else "'<the password of TAXI_POSTGRES_URL>'")
     values = {"TAXI_DBT_TARGET": "postgres", "TAXI_DBT_PG_HOST": details["host"],
               "TAXI_DBT_PG_PORT": details["port"], "TAXI_DBT_PG_USER": details["user"],
               "TAXI_DBT_PG_DBNAME": details["database"], "TAXI_WAREHOUSE_SCHEMA": settings.warehouse_schema,
               "TAXI_DBT_SCHEMA": settings.dbt_schema}
-    return ([f"export {k}={shlex.quote(v)}" for k, v in values.items()]
-            + [f"export TAXI_DBT_PG_PASSWORD={password}", "export DBT_PROFILES_DIR=" +
-               shlex.quote(str(settings.dbt_project_dir))])
+    password = (["export TAXI_DBT_PG_PASSWORD=\"$(cat " + shlex.quote(str(server.root / "password")) + ")\""]
+                if not settings.postgres_url else
+                ["# export TAXI_DBT_PG_PASSWORD=<the password in TAXI_POSTGRES_URL> (not printed here)"])
+    return ([f"export {k}={shlex.quote(v)}" for k, v in values.items()] + password
+            + ["export DBT_PROFILES_DIR=" + shlex.quote(str(settings.dbt_project_dir))])
 
 
 def main(argv: list[str] | None = None) -> int:

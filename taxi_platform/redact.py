@@ -12,14 +12,17 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 
 MASK = "***"
 
-# `password=…` (libpq keyword strings, DSNs, query strings), quoted or not.
+# `password=…`, `DB_PASSWORD=…`, `"password": "…"`, `token: …` (keyword strings, environment
+# lines, JSON, YAML), quoted or not.
 _KEYWORD_SECRET = re.compile(
-    r"(?i)\b(password|passwd|pwd|token|access_token|api_key|apikey|secret|sig|signature)"
-    r"(\s*=\s*)('(?:[^'\\]|\\.)*'|\"[^\"]*\"|[^\s&;,]+)")
+    r"(?i)((?<![A-Za-z0-9])[A-Za-z0-9_]*?(?:password|passwd|pwd|token|secret|api_key|apikey|sig|signature)"
+    r"[\"']?)(\s*[=:]\s*)('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s&;,'\"}]+)")
 # User info: what lies between the start of a word (after an optional `scheme:/` or `scheme://`,
-# kept) and an `@` followed by a host.
+# kept) and the last `@` of the word followed by a host; bounded, so a long text is scanned in
+# linear time.
 _USERINFO = re.compile(
-    r"((?:^|(?<=[\s'\"(<=]))(?:[A-Za-z][A-Za-z0-9+.-]*:/{0,2})?)([^\s'\"<>@()]+)@(?=[\w\[])")
+    r"((?:^|(?<=[\s'\"(<]))(?:[A-Za-z][A-Za-z0-9+.-]*:/{0,2})?)([^\s'\"<>()]{1,256})@(?=[\w\[])")
+_PLAIN_USER = re.compile(r"[A-Za-z0-9._~%+-]+")
 
 
 def mask_text(text: str) -> str:
@@ -28,8 +31,8 @@ def mask_text(text: str) -> str:
 
     def userinfo(m: re.Match[str]) -> str:
         user, sep, _secret = m[2].partition(":")
-        # `user:password@` keeps the user (harmless, useful); a bare `token@` is masked whole.
-        if sep and user and "/" not in user and ":" not in user:
+        # `user:password@` keeps a plain user name (harmless, useful); anything else is masked whole.
+        if sep and _PLAIN_USER.fullmatch(user):
             return f"{m[1]}{user}:{MASK}@"
         return f"{m[1]}{MASK}@"
 

@@ -41,3 +41,21 @@ def test_plain_dbt_inside_the_project_connects_with_db_env(session_root, embedde
     assert done.returncode == 0, done.stdout[-3000:]
     assert "All checks passed!" in done.stdout
     assert f"port: {urlsplit(pg_url).port}" in done.stdout
+
+
+def test_db_env_before_the_server_exists_and_with_an_external_url(tmp_path):
+    home = tmp_path / "fresh_home"
+    done = subprocess.run([str(BIN / "taxi-platform"), "db", "env"], env=_env(home), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1 and "run `taxi-platform db start` first" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    external = {**_env(home), "TAXI_POSTGRES_URL": "postgresql://taxi:S3cret-pw@db.example:6543/warehouse"}
+    done = subprocess.run([str(BIN / "taxi-platform"), "db", "env"], env=external, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and "S3cret-pw" not in done.stdout
+    lines = done.stdout.splitlines()
+    assert "export TAXI_DBT_PG_HOST=db.example" in lines and "export TAXI_DBT_PG_PORT=6543" in lines
+    assert "export TAXI_DBT_PG_DBNAME=warehouse" in lines
+    # The password is left to the person: a commented line, never an export of a placeholder.
+    assert not any(line.startswith("export TAXI_DBT_PG_PASSWORD") for line in lines)
+    assert any(line.startswith("# export TAXI_DBT_PG_PASSWORD=") for line in lines)

@@ -317,3 +317,15 @@ def test_a_file_with_bom_quotes_blank_lines_and_trailing_bytes_loads_whole(env, 
     distinct = env.query(f"SELECT count(*), count(DISTINCT unique_row_id) FROM {env.final(YELLOW)}")[0]
     assert distinct[0] == distinct[1] == 22_791 - staged["duplicates_dropped"]
     assert env.query(f"SELECT count(*) FROM {env.final(YELLOW)} WHERE store_and_fwd_flag = 'N'")[0][0] > 0
+
+
+def test_a_leftover_part_that_cannot_be_removed_does_not_stop_downloads(serve, tmp_path, csv_bytes):
+    stuck = tmp_path / "killed-run-yellow_tripdata_2019-05.csv.gz.part"
+    stuck.mkdir()  # unlink() fails on it, as on a file of another owner
+    (stuck / "x").write_text("x")
+    old = time.time() - STALE_PART_SECONDS - 60
+    os.utime(stuck, (old, old))
+    server = serve(_answer(200, gzip.compress(csv_bytes)))
+    result, logs, _ = _download(server.url, tmp_path / FILE)
+    assert result.rows == 22_791 and stuck.exists()
+    assert any(line.startswith(f"could not remove {stuck.name}") for line in logs)

@@ -243,3 +243,26 @@ def test_a_blocking_check_failing_for_one_month_of_a_range_turns_only_that_month
     assert passed == {key(JAN): True, key(FEB): False, key(MAR): True}
     assert set(partition_metadata(env.instance, final_key(YELLOW), "dagster/row_count")) == {
         key(m) for m in MONTHS}
+
+
+def test_months_swapped_before_a_failing_month_keep_their_check_results(env: Env, monkeypatch):
+    from taxi_platform.warehouse.base import WarehouseError
+    from taxi_platform.warehouse.postgres import PostgresWarehouse
+
+    generate(env, YELLOW, MONTHS)
+    replace_month = PostgresWarehouse.replace_month
+
+    def fail_in_march(self, spec, month, *args, **kwargs):
+        if month == MAR:
+            raise WarehouseError("the server went away (injected)")
+        return replace_month(self, spec, month, *args, **kwargs)
+
+    monkeypatch.setattr(PostgresWarehouse, "replace_month", fail_in_march)
+    result = env.materialize_range(YELLOW, JAN, MAR)
+    assert not result.success and "the server went away (injected)" in failure_message(result)
+    history = env.instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(final_key(YELLOW), "has_rows"), limit=10)
+    evaluated = {r.partition: r.event.dagster_event.event_specific_data for r in history}
+    assert {k: e.passed for k, e in evaluated.items() if hasattr(e, "passed")} == {
+        key(JAN): True, key(FEB): True}  # March was planned, never evaluated
+    assert set(partition_metadata(env.instance, final_key(YELLOW), "dagster/row_count")) == {key(JAN), key(FEB)}

@@ -7,11 +7,12 @@ import threading
 import time
 from datetime import date
 
+import dagster as dg
 import psycopg2
 import pytest
 from psycopg2 import sql
 
-from conftest import Env, materialization_metadata
+from conftest import Env, failure_message, materialization_metadata
 from expected import csv_lines, expected_from_file, read_gz, write_gz
 from taxi_platform.assets.trips import final_key
 from taxi_platform.datasets import YELLOW
@@ -316,3 +317,26 @@ def test_another_months_file_under_a_months_name_is_refused(env: Env):
 
     staging = f"{env.settings.staging_schema}.{PostgresWarehouse.month_table_name(YELLOW, JAN)}"
     assert env.query("SELECT to_regclass(%s)", (staging,))[0][0] is None  # rolled back: no table
+
+
+def test_the_checks_alone_swap_nothing(env: Env, tmp_path):
+    # The checks of warehouse/yellow_tripdata selected without the asset (the UI's "Execute" on a
+    # check) never swap in the month staged since.
+    from taxi_platform.assets.trips import build_trip_assets
+
+    generate_month(YELLOW, JAN, env.mirror_path(YELLOW, JAN), rows=1_000, seed=31)
+    env.materialize(YELLOW, JAN, raise_on_error=True)
+    other = tmp_path / YELLOW.file_name(JAN)
+    generate_month(YELLOW, JAN, other, rows=1_500, seed=32)
+    env.warehouse().load_staging(YELLOW, JAN, _lake_file(other), lambda m: None, run_id="run-x")
+    before = env.fingerprint(YELLOW)
+
+    assets = build_trip_assets(YELLOW, warehouse_kind="postgres", lake_kind="file", min_in_month_share=0.95)
+    job = dg.define_asset_job("checks_only", selection=dg.AssetSelection.checks_for_assets(final_key(YELLOW)))
+    defs = dg.Definitions(assets=assets, resources=env.resources, jobs=[job])
+    # Dagster 1.13 runs a job of partitioned checks alone without a partition: refused clearly.
+    result = defs.resolve_job_def("checks_only").execute_in_process(instance=env.instance, raise_on_error=False)
+    assert not result.success
+    assert "warehouse/yellow_tripdata and its checks work on months" in failure_message(result)
+    assert result.get_asset_materialization_events() == []
+    assert env.fingerprint(YELLOW) == before  # nothing swapped in

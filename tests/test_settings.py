@@ -95,6 +95,7 @@ def test_db_status_with_a_keyword_string_prints_no_password(tmp_path, value):
     ("taxi:ghp_TOKEN123@db/x", "taxi:***@db/x"),
     ("postgresql:/taxi:ghp_TOKEN123@db/x", "postgresql:/taxi:***@db/x"),
     ("postgresql://u:pa/ss:ghp_TOKEN123@h/db", "postgresql://u:***@h/db"),
+    ("postgresql://u:p@ghp_TOKEN123@h/db", "postgresql://u:***@h/db"),  # an unencoded @ in it
 ])
 def test_mask_url_masks_every_shape_of_secret(text, expected):
     assert mask_url(text) == expected
@@ -112,6 +113,22 @@ def test_mask_url_and_redactor():
     redact = Redactor(["p@ss"])
     assert redact("failed for p@ss and p%40ss") == "failed for *** and ***"
     assert redact("see postgresql://a:zzz@h/db") == "see postgresql://a:***@h/db"
+
+
+@pytest.mark.parametrize("text", [
+    "TAXI_DBT_PG_PASSWORD=ghp_TOKEN123 next", "DB_PASSWORD=ghp_TOKEN123", '{"password": "ghp_TOKEN123"}',
+    "password: ghp_TOKEN123", "api_key=ghp_TOKEN123&x=1", "dsn=postgresql://app:ghp_TOKEN123@h/db",
+])
+def test_the_redactor_masks_secrets_in_any_notation(text):
+    assert "ghp_TOKEN123" not in Redactor()(text)
+
+
+def test_the_redactor_takes_linear_time_on_long_texts():
+    import time
+
+    started = time.monotonic()
+    Redactor(["pw"])("x=" * 50_000 + "a" * 100_000 + " user:pw@host" * 1000)
+    assert time.monotonic() - started < 1.0
 
 
 def test_quote_ident_refuses_anything_but_plain_names():

@@ -16,6 +16,7 @@ selected `buildable`: a model's step runs the tests whose other parents it can b
 alone does not run fact_trips' relationships tests, and fact_trips runs them.
 """
 
+import fcntl
 import json
 import os
 import shutil
@@ -46,14 +47,33 @@ def load_dbt_project(project_dir: Path) -> DbtProject:
         # What `project.prepare_if_dev()` does, with the dbt installed beside this Python: dagster-
         # dbt's own preparation runs a bare `dbt` from PATH, which `make dev` (the venv not
         # activated) does not have, and the code location would fail to load.
-        DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
-            ["parse", "--quiet"], target_path=project.target_path).wait()
+        reparse_manifest(project)
     if not project.manifest_path.exists():
         raise DbtManifestMissing(
             f"no dbt manifest at {project.manifest_path}: run `make install` or "
             "`taxi-platform dbt-prepare` (dbt parse) first"
         )
     return project
+
+
+def reparse_manifest(project: DbtProject) -> None:
+    """`dbt parse` into a folder of its own, then the manifest and partial-parse file moved into
+    the project's target atomically, one process at a time: under `dagster dev` the code server,
+    the daemon and every run worker load the code location, and none may read a half-written
+    manifest."""
+    target = Path(project.project_dir) / project.target_path
+    target.mkdir(parents=True, exist_ok=True)
+    with open(target / ".parse.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        scratch = Path(tempfile.mkdtemp(prefix=".parse-", dir=target))
+        try:
+            DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
+                ["parse", "--quiet"], target_path=scratch).wait()
+            for name in ("partial_parse.msgpack", "manifest.json"):  # the manifest last
+                if (scratch / name).exists():
+                    os.replace(scratch / name, target / name)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 class TaxiDbtTranslator(DagsterDbtTranslator):

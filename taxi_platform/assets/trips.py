@@ -210,18 +210,43 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
         check_specs=trip_check_specs(final_key(spec), min_in_month_share),
         can_subset=True,
     )
-    def final(context: dg.AssetExecutionContext,
-              warehouse: TripWarehouse) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult]:
+    def final(context: dg.AssetExecutionContext, warehouse: TripWarehouse
+              ) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult | dg.AssetCheckResult]:
+        if not (context.has_partition_key or context.has_partition_key_range):
+            raise dg.Failure(description=f"{final_key(spec).to_user_string()} and its checks work on "
+                             "months: run them for a partition or a range of partitions",
+                             allow_retries=False)
+        one_month = len(run_months(context)) == 1
+        selected = context.selected_asset_check_keys
         checks: dict[str, list[dg.AssetCheckResult]] = {}
         done: dict[str, dict] = {}
+
+        def file_checks(partition_key: str, results: list[dg.AssetCheckResult]) -> None:
+            """A range run files each month's results under its partition as soon as they exist
+            (a later month's failure must not lose them); a one-month run yields them at the end."""
+            checks[partition_key] = [r for r in results if dg.AssetCheckKey(final_key(spec), r.check_name)
+                                     in selected]
+            if not one_month:
+                for result in checks[partition_key]:
+                    context.log_event(check_evaluation(final_key(spec), result, partition_key))
+
+        if final_key(spec) not in context.selected_asset_keys:
+            # The checks alone (the UI's "Execute" on a check): the months as they are, nothing
+            # swapped in.
+            for partition_key, month in run_months(context):
+                file_checks(partition_key, evaluate_trip_checks(spec, month, warehouse, min_in_month_share))
+            if one_month:
+                yield from next(iter(checks.values()), [])
+            failed = blocking_failures(checks)
+            if failed and not one_month:
+                raise dg.Failure(description=f"blocking checks failed: {failed}", allow_retries=False)
+            return
 
         def replace(partition_key: str, month: date) -> dict | None:
             if month > spec.last_published and skipped_upstream(context, staging_key(spec), partition_key):
                 return None
             result = warehouse.replace_month(spec, month, context.log.info, run_id=context.run.run_id,
                                              staged_sha256=staged_by_this_run(context, spec, partition_key))
-            checks[partition_key] = evaluate_trip_checks(spec, month, warehouse, min_in_month_share,
-                                                         ids=result.ids, pickups=result.pickups)
             done[partition_key] = {
                 TABLE_NAME: result.table,
                 "filename": spec.file_name(month),
@@ -234,16 +259,15 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
                 **({"staged_by_run": result.staged_by_run} if result.staged_by_run else {}),
                 **cost_metadata(result),
             }
+            file_checks(partition_key, evaluate_trip_checks(spec, month, warehouse, min_in_month_share,
+                                                            ids=result.ids, pickups=result.pickups))
             return done[partition_key]
 
         yield from month_by_month(context, spec, final_key(spec), replace)
-        if len(run_months(context)) == 1:  # Dagster files the results under the run's partition
+        if one_month:  # Dagster files the results under the run's partition
             yield dg.MaterializeResult(asset_key=final_key(spec),
                                        check_results=next(iter(checks.values()), []))
             return
-        for partition_key, results in checks.items():
-            for result in results:
-                context.log_event(check_evaluation(final_key(spec), result, partition_key))
         failed = blocking_failures(checks)
         if failed:  # as a blocking check does in a one-month run: the step fails, dbt waits
             yield from record_months_done(final_key(spec), done)

@@ -177,6 +177,8 @@ def _remove_stale_parts(folder: Path, log: Callable[[str], None]) -> None:
                 log(f"removed {stale.name}, left by a download that did not finish")
         except FileNotFoundError:
             pass  # another run removed or finished it
+        except OSError as exc:  # best effort: a leftover that cannot go must not stop downloads
+            log(f"could not remove {stale.name}, left by a download that did not finish: {exc.strerror}")
 
 
 def _attempt(url: str, part: Path, what: str, inspector: Inspector, timeout: float,

@@ -151,7 +151,7 @@ def refuse_wrong_month(file_name: str, month: date, rows: int, in_month: int | N
     raise BadInputError(
         f"{file_name}: only {in_month:,} of its {rows:,} trips ({in_month / rows:.1%}) were picked "
         f"up in {month:%Y-%m}: is it another month's file? Refused (a month's file needs at least "
-        f"{MIN_IN_MONTH_SHARE_TO_LOAD:.0%} of its pickups in its month); no table was changed")
+        f"{MIN_IN_MONTH_SHARE_TO_LOAD:.0%} of its pickups in its month); the final table was not changed")
 
 
 def cost_metadata(result: StagingResult | ReplaceResult | ReferenceResult) -> dict[str, int]:

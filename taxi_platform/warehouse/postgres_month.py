@@ -22,9 +22,10 @@ from that file (by the other run's swap, or by its own before a re-execution) ha
 do. A swap whose run staged another file than the one now staged or attached fails, naming the
 run that superseded it, and changes nothing: a run's metadata only describes what it committed.
 
-The swap waits at most LOCK_TIMEOUT for the locks it needs (DETACH/ATTACH take the final table's
-exclusive lock): while it waits behind a long reader, every new reader would queue behind it. On
-a timeout it rolls back, lets the readers run, and tries again, up to SWAP_ATTEMPTS times.
+The swap waits at most LOCK_TIMEOUT for the final table's locks (DETACH/ATTACH take an exclusive
+lock): while it waits behind a long reader, every new reader would queue behind it. On a timeout it
+rolls back, lets the readers run, and tries again, up to SWAP_ATTEMPTS times. (A staging load of
+the month still writing is waited for without a limit: it ends by itself.)
 """
 
 from __future__ import annotations
@@ -183,7 +184,6 @@ def swap_month(wh, conn, spec: DatasetSpec, month: date, run_id: str, sha256: st
     for attempt in range(1, SWAP_ATTEMPTS + 1):
         try:
             with conn.cursor() as cur:
-                cur.execute("SET LOCAL lock_timeout = %s", (LOCK_TIMEOUT,))
                 result = _swap(wh, cur, spec, month, run_id, sha256)
             conn.commit()
             return result
@@ -227,6 +227,9 @@ def _swap(wh, cur, spec: DatasetSpec, month: date, run_id: str, sha256: str | No
             f"no staging table {wh.staging_table(spec, month)}: materialize the {spec.name} "
             f"staging asset for {month:%Y-%m} first")
     _same_file(staged, sha256, run_id, file_name, "is staged")
+    # From here on the final table's locks: waited for at most LOCK_TIMEOUT per attempt (the locks
+    # above, a staging load of the month still writing, are waited for as long as it takes).
+    cur.execute("SET LOCAL lock_timeout = %s", (LOCK_TIMEOUT,))
     previous = 0
     if old_partition:
         recorded = StagedMonth.parse(partition_comment)
