@@ -179,6 +179,28 @@ def materialize_killing_copy(env: "Env", pg, spec: DatasetSpec, month: date,
     return outcome["result"], killed
 
 
+def keep_later_occurrences(monkeypatch) -> None:
+    """Make the staging keep the later occurrences of repeated ids: its DELETE statements are
+    dropped (the server's kept rows then differ from the engine's distinct count)."""
+    import taxi_platform.warehouse.postgres_month as postgres_month
+
+    delete_later = postgres_month._delete_later_occurrences
+
+    class NoDelete:  # the cursor, but its DELETE statements are dropped
+        def __init__(self, cur):
+            self.cur, self.rowcount = cur, 0
+
+        def execute(self, query, params=None):
+            if not query.as_string(self.cur).startswith("DELETE"):
+                self.cur.execute(query, params)
+
+        def fetchall(self):
+            return self.cur.fetchall()
+
+    monkeypatch.setattr(postgres_month, "_delete_later_occurrences",
+                        lambda cur, *args: delete_later(NoDelete(cur), *args))
+
+
 def range_tags(first: date, last: date) -> dict[str, str]:
     return {"dagster/asset_partition_range_start": f"{first:%Y-%m-01}",
             "dagster/asset_partition_range_end": f"{last:%Y-%m-01}"}
@@ -215,5 +237,5 @@ def partition_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, name: str
     return latest
 
 
-__all__ = ["Env", "materialization_metadata", "partition_metadata", "range_tags", "failure_message", "final_key", "raw_file_key",
+__all__ = ["Env", "keep_later_occurrences", "materialization_metadata", "partition_metadata", "range_tags", "failure_message", "final_key", "raw_file_key",
            "staging_key", "DATASETS", "REAL_SAMPLES", "ZONES_CSV"]

@@ -8,7 +8,7 @@ from datetime import date
 
 import dagster as dg
 
-from conftest import Env, failure_message, partition_metadata
+from conftest import Env, failure_message, keep_later_occurrences, partition_metadata
 from expected import expected_from_file, set_value
 from taxi_platform.assets.trips import NOT_PUBLISHED, final_key, raw_file_key, staging_key
 from taxi_platform.assets.zones import reference_file_key, reference_table_key
@@ -210,7 +210,6 @@ def test_a_blocking_check_failing_for_one_month_of_a_range_turns_only_that_month
     # February keeps a duplicate (its later occurrences are not deleted); January and March are
     # clean. Each month's results are filed under its partition; the step fails, as a blocking
     # check does in a one-month run, after recording the three months it loaded.
-    import taxi_platform.warehouse.postgres_month as postgres_month
     from expected import csv_lines, read_gz, write_gz
 
     for month in MONTHS:
@@ -218,21 +217,7 @@ def test_a_blocking_check_failing_for_one_month_of_a_range_turns_only_that_month
         generate_month(YELLOW, month, path, rows=1_000, seed=40 + month.month)
         lines = list(dict.fromkeys(csv_lines(read_gz(path))))  # exact duplicates removed
         write_gz(path, b"".join(lines + ([lines[5]] if month == FEB else [])))
-    delete_later = postgres_month._delete_later_occurrences
-
-    class NoDelete:  # the cursor, but its DELETE statements are dropped
-        def __init__(self, cur):
-            self.cur, self.rowcount = cur, 0
-
-        def execute(self, query, params=None):
-            if not query.as_string(self.cur).startswith("DELETE"):
-                self.cur.execute(query, params)
-
-        def fetchall(self):
-            return self.cur.fetchall()
-
-    monkeypatch.setattr(postgres_month, "_delete_later_occurrences",
-                        lambda cur, *args: delete_later(NoDelete(cur), *args))
+    keep_later_occurrences(monkeypatch)
     result = env.materialize_range(YELLOW, JAN, MAR)
     assert not result.success
     assert "blocking checks failed: unique_row_id_is_unique for 2019-02" in failure_message(result)

@@ -12,7 +12,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from conftest import Env, failure_message, materialization_metadata
+from conftest import Env, failure_message, keep_later_occurrences, materialization_metadata
 from expected import csv_lines, expected_from_file, read_gz, write_gz
 from taxi_platform.assets.trips import final_key
 from taxi_platform.datasets import YELLOW
@@ -33,21 +33,7 @@ def test_a_duplicate_left_in_the_staged_rows_fails_the_blocking_check(env: Env, 
     lines = csv_lines(read_gz(path))
     write_gz(path, b"".join(lines + [lines[10]] * 2 + [lines[20]]))
     expected = expected_from_file(YELLOW, path)
-    delete_later = postgres_month._delete_later_occurrences
-
-    class NoDelete:  # the cursor, but its DELETE statements are dropped
-        def __init__(self, cur):
-            self.cur, self.rowcount = cur, 0
-
-        def execute(self, query, params=None):
-            if not query.as_string(self.cur).startswith("DELETE"):
-                self.cur.execute(query, params)
-
-        def fetchall(self):
-            return self.cur.fetchall()
-
-    monkeypatch.setattr(postgres_month, "_delete_later_occurrences",
-                        lambda cur, *args: delete_later(NoDelete(cur), *args))
+    keep_later_occurrences(monkeypatch)
 
     result = env.materialize(YELLOW, JAN)
 
