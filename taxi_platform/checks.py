@@ -19,7 +19,7 @@ from taxi_platform.warehouse.base import IdProfile, PickupProfile, TripWarehouse
 UNIQUE_IDS = "unique_row_id_is_unique"
 HAS_ROWS = "has_rows"
 PICKUPS_IN_MONTH = "pickups_in_month"
-CHECKS = ((UNIQUE_IDS, True), (HAS_ROWS, True), (PICKUPS_IN_MONTH, False))  # (name, blocking)
+BLOCKING = {UNIQUE_IDS: True, HAS_ROWS: True, PICKUPS_IN_MONTH: False}  # check name -> blocking
 # Partitioned checks are "preview" in Dagster 1.13 and the only way to give each month its own
 # result; the warning would be printed at every load of the code location, so it is silenced, for
 # it alone.
@@ -29,16 +29,15 @@ warnings.filterwarnings("ignore", message="Specifying a partitions_def on an Ass
 
 def trip_check_specs(asset_key: dg.AssetKey, min_in_month_share: float) -> list[dg.AssetCheckSpec]:
     """Partitioned like the asset: each month's result is that month's, in the UI too."""
-    blocking = dict(CHECKS)
     return [
-        dg.AssetCheckSpec(UNIQUE_IDS, asset=asset_key, blocking=blocking[UNIQUE_IDS],
+        dg.AssetCheckSpec(UNIQUE_IDS, asset=asset_key, blocking=BLOCKING[UNIQUE_IDS],
                           partitions_def=monthly_partitions,
                           description="No unique_row_id appears twice in the month."),
-        dg.AssetCheckSpec(HAS_ROWS, asset=asset_key, blocking=blocking[HAS_ROWS],
+        dg.AssetCheckSpec(HAS_ROWS, asset=asset_key, blocking=BLOCKING[HAS_ROWS],
                           partitions_def=monthly_partitions,
                           description="The month holds at least one trip."),
         dg.AssetCheckSpec(
-            PICKUPS_IN_MONTH, asset=asset_key, blocking=blocking[PICKUPS_IN_MONTH],
+            PICKUPS_IN_MONTH, asset=asset_key, blocking=BLOCKING[PICKUPS_IN_MONTH],
             partitions_def=monthly_partitions,
             description=f"At least {min_in_month_share:.0%} of the month's trips were picked up in "
                         "that month (every file holds a few late-reported trips of earlier months).",
@@ -77,11 +76,10 @@ def evaluate_trip_checks(spec: DatasetSpec, month: date, warehouse: TripWarehous
 def check_evaluation(asset_key: dg.AssetKey, result: dg.AssetCheckResult,
                      partition_key: str) -> dg.AssetCheckEvaluation:
     """One month's result of a range run, filed under that month's partition."""
-    spec = next(c for c in CHECKS if c[0] == result.check_name)
     return dg.AssetCheckEvaluation(
         asset_key=asset_key, check_name=result.check_name, passed=result.passed,
         metadata=result.metadata, partition=partition_key, description=result.description,
-        blocking=spec[1], severity=result.severity)
+        blocking=BLOCKING[result.check_name], severity=result.severity)
 
 
 def blocking_failures(by_month: Mapping[str, list[dg.AssetCheckResult]]) -> str:
@@ -89,6 +87,6 @@ def blocking_failures(by_month: Mapping[str, list[dg.AssetCheckResult]]) -> str:
     failed: dict[str, list[str]] = {}
     for partition_key, results in sorted(by_month.items()):
         for result in results:
-            if not result.passed and dict(CHECKS)[result.check_name]:
+            if not result.passed and BLOCKING[result.check_name]:
                 failed.setdefault(result.check_name, []).append(partition_key[:7])
     return "; ".join(f"{name} for {', '.join(months)}" for name, months in failed.items())

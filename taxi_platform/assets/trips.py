@@ -220,6 +220,7 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
         selected = context.selected_asset_check_keys
         checks: dict[str, list[dg.AssetCheckResult]] = {}
         done: dict[str, dict] = {}
+        staged_files: dict[str, str] = {}  # the files this run staged, by month
 
         def file_checks(partition_key: str, results: list[dg.AssetCheckResult]) -> None:
             """A range run files each month's results under its partition as soon as they exist
@@ -230,23 +231,11 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
                 for result in checks[partition_key]:
                     context.log_event(check_evaluation(final_key(spec), result, partition_key))
 
-        if final_key(spec) not in context.selected_asset_keys:
-            # The checks alone (the UI's "Execute" on a check): the months as they are, nothing
-            # swapped in.
-            for partition_key, month in run_months(context):
-                file_checks(partition_key, evaluate_trip_checks(spec, month, warehouse, min_in_month_share))
-            if one_month:
-                yield from next(iter(checks.values()), [])
-            failed = blocking_failures(checks)
-            if failed and not one_month:
-                raise dg.Failure(description=f"blocking checks failed: {failed}", allow_retries=False)
-            return
-
         def replace(partition_key: str, month: date) -> dict | None:
             if month > spec.last_published and skipped_upstream(context, staging_key(spec), partition_key):
                 return None
             result = warehouse.replace_month(spec, month, context.log.info, run_id=context.run.run_id,
-                                             staged_sha256=staged_by_this_run(context, spec, partition_key))
+                                             staged_sha256=staged_files.get(partition_key))
             done[partition_key] = {
                 TABLE_NAME: result.table,
                 "filename": spec.file_name(month),
@@ -263,16 +252,26 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
                                                             ids=result.ids, pickups=result.pickups))
             return done[partition_key]
 
-        yield from month_by_month(context, spec, final_key(spec), replace)
+        materializing = final_key(spec) in context.selected_asset_keys
+        if materializing:
+            staged_files.update(files_staged_by_this_run(context, spec))
+            yield from month_by_month(context, spec, final_key(spec), replace)
+        else:  # the checks alone (the UI's "Execute" on a check): the months as they are, no swap
+            for partition_key, month in run_months(context):
+                file_checks(partition_key, evaluate_trip_checks(spec, month, warehouse, min_in_month_share))
+        results = next(iter(checks.values()), [])
         if one_month:  # Dagster files the results under the run's partition
-            yield dg.MaterializeResult(asset_key=final_key(spec),
-                                       check_results=next(iter(checks.values()), []))
+            if materializing:
+                yield dg.MaterializeResult(asset_key=final_key(spec), check_results=results)
+            else:
+                yield from results
             return
         failed = blocking_failures(checks)
         if failed:  # as a blocking check does in a one-month run: the step fails, dbt waits
             yield from record_months_done(final_key(spec), done)
             raise dg.Failure(description=f"blocking checks failed: {failed}", allow_retries=False)
-        yield dg.MaterializeResult(asset_key=final_key(spec))
+        if materializing:
+            yield dg.MaterializeResult(asset_key=final_key(spec))
 
     return [raw_file, staging, final]
 
@@ -333,20 +332,25 @@ def missing_from_lake(context: dg.AssetExecutionContext, spec: DatasetSpec, part
         f"{raw_file_key(spec).to_user_string()} for {partition_key} first")
 
 
-def staged_by_this_run(context: dg.AssetExecutionContext, spec: DatasetSpec, partition_key: str) -> str | None:
-    """The sha256 of the file this run (or the run it re-executes) staged for the month; None when
-    it staged nothing (the final asset alone attaches what is staged)."""
+def files_staged_by_this_run(context: dg.AssetExecutionContext, spec: DatasetSpec) -> dict[str, str]:
+    """Partition key -> the sha256 of the file this run (or the run it re-executes) staged for the
+    month; a month it staged nothing for is absent (the final asset alone attaches what is staged).
+    One read of the event log per run, whatever the number of months."""
+    staged: dict[str, str] = {}
     runs = [context.run.run_id] + [r for r in (context.run.parent_run_id, context.run.root_run_id) if r]
     for run_id in dict.fromkeys(runs):
+        found: dict[str, str] = {}
         records = context.instance.get_records_for_run(
             run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, ascending=False).records
-        for record in records:
+        for record in records:  # newest first: a month's latest staging in that run
             materialization = record.asset_materialization
             if (materialization is not None and materialization.asset_key == staging_key(spec)
-                    and materialization.partition == partition_key):
+                    and materialization.partition is not None and materialization.partition not in found):
                 sha = materialization.metadata.get(STAGED_SHA256)
-                return None if sha is None else str(sha.value)
-    return None
+                found[materialization.partition] = None if sha is None else str(sha.value)
+        for partition_key, sha in found.items():  # this run's own staging first, then its parents'
+            staged.setdefault(partition_key, sha)
+    return {k: v for k, v in staged.items() if v is not None}
 
 
 def skipped_upstream(context: dg.AssetExecutionContext, upstream: dg.AssetKey, partition_key: str) -> bool:
