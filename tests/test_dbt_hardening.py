@@ -27,8 +27,7 @@ DIM_ZONES = dg.AssetKey(["dbt", "dim_zones"])
 PAYMENT_TYPES = dg.AssetKey(["dbt", "payment_type_lookup"])
 DBT_MONTHLY = [dg.AssetKey(["dbt", n]) for n in
                ("stg_yellow_tripdata", "stg_green_tripdata", "fact_trips", "dm_monthly_zone_revenue")]
-RELATIONSHIPS = {"relationships_fact_trips_pickup_location_id__location_id__ref_dim_zones_",
-                 "relationships_fact_trips_dropoff_location_id__location_id__ref_dim_zones_"}
+RELATIONSHIPS = {"fact_trips_pickup_location_id_relationships", "fact_trips_dropoff_location_id_relationships"}
 
 
 @pytest.fixture

@@ -2,11 +2,20 @@
     every file holds out-of-month trips, and only the file's month makes a monthly rebuild exact. -#}
 
 {#- The months a run rebuilds: `month` (one month) or `month_start` .. `month_end` (inclusive), each
-    like 2019-01-01; none of them: every month. Returns the list of months, or none. -#}
+    like 2019-01-01, given as vars (`dbt build --vars '{month: 2019-01-01}'`) or, as the Dagster steps
+    do, in the environment (TAXI_DBT_MONTH_START / TAXI_DBT_MONTH_END): a changed var makes dbt parse
+    the whole project again (~5 s), a changed environment variable only the files that read it.
+    None of them: every month. Returns the list of months, or none. -#}
 {% macro selected_months() -%}
+  {#- Read first, unconditionally: dbt re-parses a file when an environment variable it read changed. -#}
+  {%- set env_start = env_var('TAXI_DBT_MONTH_START', '') -%}
+  {%- set env_end = env_var('TAXI_DBT_MONTH_END', '') -%}
   {%- set month = var('month', none) -%}
   {%- set start = var('month_start', none) -%}
   {%- set end = var('month_end', none) -%}
+  {%- if month in (none, '') and start in (none, '') and end in (none, '') -%}
+    {%- set start, end = (env_start or none), (env_end or none) -%}
+  {%- endif -%}
   {%- if month not in (none, '') -%}
     {%- if start not in (none, '') or end not in (none, '') -%}
       {{ exceptions.raise_compiler_error("give either var 'month' or 'month_start' and 'month_end', not both") }}

@@ -1,13 +1,21 @@
 """The dbt project as Dagster assets (dagster-dbt); dbt tests become asset checks.
 
 Monthly models (`tag:monthly`: staging views, fact_trips, dm_monthly_zone_revenue) share the trip
-assets' monthly partitions: a partition run is `dbt build --vars '{month: 2019-01-01}'`, which
-rebuilds exactly that source month; a range run (one run per range: `BackfillPolicy.single_run()`)
-is one `dbt build --vars '{month_start: 2019-01-01, month_end: 2019-03-01}'` rebuilding exactly
-those months. dim_zones and the payment-type seed are unpartitioned.
+assets' monthly partitions: a partition run is one `dbt build` with TAXI_DBT_MONTH_START and
+TAXI_DBT_MONTH_END set to its month, which rebuilds exactly that source month; a range run (one run
+per range: `BackfillPolicy.single_run()`) sets the range's first and last months. (The months travel
+in the environment, not as `--vars`: dbt re-parses the whole project when a var changes, and only
+the files that read an environment variable when that changes.) dim_zones and the seeds are
+unpartitioned.
 
 The manifest is prepared by `make install` / `taxi-platform dbt-prepare` (`dbt parse`), not at
-import time; under `dagster dev` it is re-parsed at load so model edits show up.
+import time; under `dagster dev` it is re-parsed at load when a file of the dbt project changed
+since, so model edits show up and run workers do not parse again.
+
+dbt's partial-parse state depends on the connection (profile) it was parsed with, which the
+prepared manifest cannot know (the embedded server's port is chosen when it starts). Each step
+starts from the state the last build against the same connection left, kept in
+`target/partial_parse/<connection hash>.msgpack`, so a month's build parses only what changed.
 
 Each dbt step writes its artifacts (compiled SQL, run_results.json, a copy of the partial-parse
 file) to a folder of its own in the temporary directory, removed when the step ends, succeeded or
@@ -17,13 +25,17 @@ alone does not run fact_trips' relationships tests, and fact_trips runs them.
 """
 
 import fcntl
+import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Iterable, Iterator, Mapping
 
 import dagster as dg
 from dagster_dbt import DagsterDbtProjectPreparer, DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
@@ -43,7 +55,7 @@ class DbtManifestMissing(FileNotFoundError):
 
 def load_dbt_project(project_dir: Path) -> DbtProject:
     project = DbtProject(project_dir=project_dir, profiles_dir=project_dir)
-    if DagsterDbtProjectPreparer().using_dagster_dev():
+    if DagsterDbtProjectPreparer().using_dagster_dev() and not manifest_is_current(project):
         # What `project.prepare_if_dev()` does, with the dbt installed beside this Python: dagster-
         # dbt's own preparation runs a bare `dbt` from PATH, which `make dev` (the venv not
         # activated) does not have, and the code location would fail to load.
@@ -56,6 +68,33 @@ def load_dbt_project(project_dir: Path) -> DbtProject:
     return project
 
 
+SOURCES_STAMP = "manifest.sources"
+
+
+def dbt_sources_fingerprint(project: DbtProject) -> str:
+    """Name, size and modification time of every file of the dbt project outside its target."""
+    root = Path(project.project_dir)
+    skip = {project.target_path, "logs", "dbt_packages"}
+    entries = []
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if relative.parts[0] in skip or not path.is_file():
+            continue
+        stat = path.stat()
+        entries.append(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()
+
+
+def manifest_is_current(project: DbtProject) -> bool:
+    """Whether the manifest was parsed from the project's files as they are now (under `dagster
+    dev` every run worker loads the code location: a parse each time cost runs 5-30 s to start)."""
+    stamp = Path(project.project_dir) / project.target_path / SOURCES_STAMP
+    try:
+        return project.manifest_path.exists() and stamp.read_text() == dbt_sources_fingerprint(project)
+    except OSError:
+        return False
+
+
 def reparse_manifest(project: DbtProject) -> None:
     """`dbt parse` into a folder of its own, then the manifest and partial-parse file moved into
     the project's target atomically, one process at a time: under `dagster dev` the code server,
@@ -65,6 +104,9 @@ def reparse_manifest(project: DbtProject) -> None:
     target.mkdir(parents=True, exist_ok=True)
     with open(target / ".parse.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        if manifest_is_current(project):  # another process parsed it while this one waited
+            return
+        fingerprint = dbt_sources_fingerprint(project)  # before parsing: an edit meanwhile re-parses
         scratch = Path(tempfile.mkdtemp(prefix=".parse-", dir=target))
         try:
             DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
@@ -72,6 +114,7 @@ def reparse_manifest(project: DbtProject) -> None:
             for name in ("partial_parse.msgpack", "manifest.json"):  # the manifest last
                 if (scratch / name).exists():
                     os.replace(scratch / name, target / name)
+            (target / SOURCES_STAMP).write_text(fingerprint)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
@@ -138,44 +181,132 @@ DBT_STEP_ENV = {
 }
 
 
-def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: TripWarehouse,
-           dbt_vars: dict | None) -> Iterator[Any]:
-    args = ["build"] + (["--vars", json.dumps(dbt_vars)] if dbt_vars else [])
-    # dagster-dbt's default is a new folder under dbt_project/target per invocation (1-2 MB each),
-    # never removed; ours is removed when the step ends, however it ends. The prepared manifest and
-    # partial-parse file in dbt_project/target stay (the partial-parse file is copied in here).
-    target = Path(tempfile.mkdtemp(prefix=f"taxi-dbt-{context.run.run_id[:8]}-"))
+# Connection settings that are secrets, or change per process without changing the connection.
+_NOT_IN_PARSE_KEY = re.compile(r"PASSWORD|TOKEN|KEYFILE")
+
+
+def parse_state_path(project: DbtProject, dbt_env: Mapping[str, str]) -> Path:
+    """Where builds against this connection keep dbt's partial-parse state."""
+    public = sorted((k, v) for k, v in dbt_env.items() if not _NOT_IN_PARSE_KEY.search(k))
+    key = hashlib.sha256(json.dumps(public).encode()).hexdigest()[:16]
+    return Path(project.project_dir) / project.target_path / "partial_parse" / f"{key}.msgpack"
+
+
+def _keep_parse_state(produced: Path, kept: Path) -> None:
+    """Best effort: a read-only project folder only costs the next build a full parse."""
     try:
-        with warehouse.dbt_build_lock(), _environ({**warehouse.dbt_env(), **DBT_STEP_ENV}):
-            yield from dbt.cli(args, context=context, target_path=target).stream()
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        scratch = kept.with_name(f".{kept.name}.{os.getpid()}")
+        shutil.copyfile(produced, scratch)
+        os.replace(scratch, kept)
+    except OSError:
+        pass
+
+
+def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: TripWarehouse,
+           project: DbtProject, months: list[date]) -> Iterator[Any]:
+    dbt_env = warehouse.dbt_env()
+    month_env = {"TAXI_DBT_MONTH_START": f"{months[0]:%Y-%m-%d}",
+                 "TAXI_DBT_MONTH_END": f"{months[-1]:%Y-%m-%d}"} if months else {}
+    # dagster-dbt's default is a new folder under dbt_project/target per invocation (1-2 MB each),
+    # never removed; ours is removed when the step ends, however it ends. dagster-dbt copies the
+    # prepared partial-parse file in unless one is there already: the connection's own, if kept.
+    target = Path(tempfile.mkdtemp(prefix=f"taxi-dbt-{context.run.run_id[:8]}-"))
+    kept_state = parse_state_path(project, dbt_env)
+    try:
+        if kept_state.exists():
+            shutil.copyfile(kept_state, target / "partial_parse.msgpack")
+        with warehouse.dbt_build_lock(), _environ({**dbt_env, **DBT_STEP_ENV, **month_env}):
+            events = dbt.cli(["build"], context=context, target_path=target).stream()
+            yield from events
+        if (target / "partial_parse.msgpack").exists():
+            _keep_parse_state(target / "partial_parse.msgpack", kept_state)
     finally:
         shutil.rmtree(target, ignore_errors=True)
 
 
-def month_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
-    """dbt vars of the run's months: `month` for one, `month_start`/`month_end` for a range."""
-    months = [month for _, month in run_months(context)]
-    if len(months) == 1:
-        return {"month": f"{months[0]:%Y-%m-%d}"}
-    return {"month_start": f"{months[0]:%Y-%m-%d}", "month_end": f"{months[-1]:%Y-%m-%d}"}
+@dataclass(frozen=True)
+class ModelFigures:
+    """What a built table's materialization reports: `dagster/row_count` (of the partition's month
+    for a monthly model), and `trips` / `revenue` where the model has them, so the UI plots them
+    per month. Counted by the platform's warehouse, not dagster-dbt's `fetch_row_counts()`, which
+    reads the relation names of the prepared manifest (another schema than a run's, in the tests)
+    and counts whole tables."""
+    month_column: str | None = None
+    trips_column: str | None = None  # summed; None: a row is a trip
+    revenue_column: str | None = None
+
+    def read(self, warehouse: TripWarehouse, model: str,
+             months: list[date]) -> dict[date | None, dict[str, Any]]:
+        sums = [c for c in (self.trips_column, self.revenue_column) if c]
+        found = warehouse.dbt_model_figures(model, sums, self.month_column, months)
+        metadata = {}
+        for month in (months if self.month_column else [None]):
+            rows, *values = found.get(month) or (0,) + (0,) * len(sums)
+            figures = dict(zip(sums, values))
+            entry = {"dagster/row_count": dg.MetadataValue.int(int(rows))}
+            if self.month_column:
+                trips = figures.get(self.trips_column, rows) if self.trips_column else rows
+                entry["trips"] = dg.MetadataValue.int(int(trips or 0))
+            if self.revenue_column:
+                entry["revenue"] = dg.MetadataValue.float(round(float(figures[self.revenue_column] or 0), 2))
+            metadata[month] = entry
+        return metadata
+
+
+# Tables built by dbt and what they report; views (the staging models) report nothing: counting
+# one runs its query.
+MODEL_FIGURES = {
+    "fact_trips": ModelFigures(month_column="source_month", revenue_column="total_amount"),
+    "dm_monthly_zone_revenue": ModelFigures(month_column="revenue_month",
+                                            trips_column="total_monthly_trips",
+                                            revenue_column="revenue_monthly_total_amount"),
+    "dim_zones": ModelFigures(),
+    "payment_type_lookup": ModelFigures(),
+    "taxi_zone_lookup": ModelFigures(),
+}
+
+
+def with_model_figures(context: dg.AssetExecutionContext, events: Iterable[Any],
+                       warehouse: TripWarehouse, months: list[date]) -> Iterator[Any]:
+    """Each built table's materialization carries its figures. A range run has one
+    materialization for all its months, so there each month's figures are also an observation
+    of that month's partition (the UI plots both per partition)."""
+    for event in events:
+        if isinstance(event, dg.Output):
+            key = context.asset_key_for_output(event.output_name)
+            figures = MODEL_FIGURES.get(key.path[-1])
+            if figures is not None:
+                per_month = figures.read(warehouse, key.path[-1], months)
+                if figures.month_column is None or len(months) == 1:
+                    event = event.with_metadata({**event.metadata, **per_month[months[0] if months else None]})
+                else:
+                    for partition_key, month in run_months(context):
+                        context.log_event(dg.AssetObservation(asset_key=key, partition=partition_key,
+                                                              metadata=per_month[month]))
+        yield event
 
 
 def build_dbt_assets(project: DbtProject) -> list[dg.AssetsDefinition]:
     translator = TaxiDbtTranslator()
+    # No `project=` to @dbt_assets: it only adds the DbtProject object to every asset's metadata,
+    # which the UI shows as "(unserializable)".
 
-    @dbt_assets(manifest=project.manifest_path, project=project, select=MONTHLY,
+    @dbt_assets(manifest=project.manifest_path, select=MONTHLY,
                 partitions_def=monthly_partitions, backfill_policy=RANGE_POLICY,
                 dagster_dbt_translator=translator, name="dbt_monthly_models", pool=WAREHOUSE_POOL)
     def monthly_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
                        warehouse: TripWarehouse):
         """Staging views, fact_trips and the revenue mart, rebuilt for the run's source months."""
-        yield from _build(context, dbt, warehouse, month_vars(context))
+        months = [month for _, month in run_months(context)]
+        yield from with_model_figures(context, _build(context, dbt, warehouse, project, months), warehouse,
+                                      months)
 
-    @dbt_assets(manifest=project.manifest_path, project=project, exclude=MONTHLY,
+    @dbt_assets(manifest=project.manifest_path, exclude=MONTHLY,
                 dagster_dbt_translator=translator, name="dbt_reference_models", pool=WAREHOUSE_POOL)
     def reference_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
                          warehouse: TripWarehouse):
-        """dim_zones and the payment-type seed."""
-        yield from _build(context, dbt, warehouse, None)
+        """dim_zones and the seeds."""
+        yield from with_model_figures(context, _build(context, dbt, warehouse, project, []), warehouse, [])
 
     return [monthly_models, reference_models]

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import date
-from typing import Callable
+from typing import Callable, Sequence
 
 import dagster as dg
 
@@ -131,6 +131,13 @@ class TripWarehouse(dg.ConfigurableResource, ABC):
     @abstractmethod
     def dbt_env(self) -> dict[str, str]:
         """Environment variables that point the dbt project's profile at this warehouse."""
+
+    @abstractmethod
+    def dbt_model_figures(self, model: str, sums: Sequence[str], month_column: str | None = None,
+                          months: Sequence[date] = ()) -> dict[date | None, tuple]:
+        """(count(*), sum(column) for each of `sums`) of a model the dbt project built: per month
+        of `months` present in it, or for the whole table (key None) without a `month_column`.
+        For the metadata the UI plots per partition. Identifiers are validated."""
 
     def dbt_build_lock(self) -> AbstractContextManager:
         """Held around a dbt build: two builds must not race to create an incremental model's

@@ -27,7 +27,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from datetime import date
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import dagster as dg
 from dagster_gcp import BigQueryResource
@@ -328,6 +328,23 @@ class BigQueryWarehouse(TripWarehouse):
         return ReferenceResult(table=table_ref, rows=rows, previous_rows=previous,
                                seconds=time.monotonic() - started,
                                bytes_processed=cost.processed, bytes_billed=cost.billed)
+
+    def dbt_model_figures(self, model: str, sums: Sequence[str], month_column: str | None = None,
+                          months: Sequence[date] = ()) -> dict[date | None, tuple]:
+        from google.cloud import bigquery
+
+        dataset = validate_identifier(self.dbt_dataset, "TAXI_DBT_SCHEMA")
+        figures = "".join(f", SUM({bq_ident(validate_identifier(c, 'dbt model column'))})" for c in sums)
+        with self.client(f"read {model}") as client:
+            table = self._q(client, dataset, validate_identifier(model, "dbt model"))
+            if month_column is None:
+                rows = self._query(client, f"SELECT NULL, COUNT(*){figures} FROM {table}", JobCost())
+            else:
+                month = bq_ident(validate_identifier(month_column, "dbt model column"))
+                rows = self._query(client, f"SELECT {month}, COUNT(*){figures} FROM {table} "
+                                           f"WHERE {month} IN UNNEST(@months) GROUP BY 1", JobCost(),
+                                   [bigquery.ArrayQueryParameter("months", "DATE", list(months))])
+        return {row[0]: tuple(row.values()[1:]) for row in rows}
 
     def dbt_env(self) -> dict[str, str]:
         """The `bigquery` output of profiles.yml: project, location, datasets, endpoint, auth.

@@ -18,7 +18,7 @@ import time
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 from urllib.parse import unquote, urlsplit
 
 import psycopg2
@@ -282,6 +282,23 @@ class PostgresWarehouse(TripWarehouse):
         log(f"{ref.file_name}: {rows:,} rows in {warehouse}.{ref.name}")
         return ReferenceResult(table=f"{warehouse}.{ref.name}", rows=rows, previous_rows=previous,
                                seconds=time.monotonic() - started)
+
+    def dbt_model_figures(self, model: str, sums: Sequence[str], month_column: str | None = None,
+                          months: Sequence[date] = ()) -> dict[date | None, tuple]:
+        table = sql.Identifier(validate_identifier(self.dbt_schema, "TAXI_DBT_SCHEMA"),
+                               validate_identifier(model, "dbt model"))
+        figures = sql.SQL("").join(sql.SQL(", sum({})").format(
+            sql.Identifier(validate_identifier(c, "dbt model column"))) for c in sums)
+        if month_column is None:
+            query, params = sql.SQL("SELECT NULL, count(*){} FROM {}").format(figures, table), ()
+        else:
+            month = sql.Identifier(validate_identifier(month_column, "dbt model column"))
+            query = sql.SQL("SELECT {m}, count(*){f} FROM {t} WHERE {m} = ANY(%s) GROUP BY 1").format(
+                m=month, f=figures, t=table)
+            params = (list(months),)
+        with self.connect(f"read {model}") as conn, conn.cursor() as cur:
+            cur.execute(query, params)
+            return {row[0]: tuple(row[1:]) for row in cur.fetchall()}
 
     @contextmanager
     def dbt_build_lock(self) -> Iterator[None]:
