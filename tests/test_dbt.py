@@ -20,7 +20,9 @@ from taxi_platform.sample.zones import write_mirror_zones
 MONTHS = (date(2019, 1, 1), date(2019, 2, 1))
 DBT_MONTHLY = [dg.AssetKey(["dbt", n]) for n in
                ("stg_yellow_tripdata", "stg_green_tripdata", "fact_trips", "dm_monthly_zone_revenue")]
-DBT_REFERENCE = [dg.AssetKey(["dbt", "dim_zones"]), dg.AssetKey(["dbt", "payment_type_lookup"])]
+ZONE_SEED = dg.AssetKey(["dbt", "taxi_zone_lookup"])
+DBT_REFERENCE = [dg.AssetKey(["dbt", "dim_zones"]), dg.AssetKey(["dbt", "payment_type_lookup"]), ZONE_SEED]
+ZONES_MATCH = "zones_match_public_zone_table"  # dim_zones' check against the seed (severity warn)
 MONEY = ["fare_amount", "extra", "mta_tax", "tip_amount", "tolls_amount", "ehail_fee",
          "improvement_surcharge", "congestion_surcharge", "total_amount"]
 
@@ -30,7 +32,9 @@ def ingest(env: Env, spec, month, rows=4_000, seed=0):
     env.run([raw_file_key(spec), staging_key(spec), final_key(spec)], month)
 
 
-def load_zones(env: Env, real: bool = False):
+def load_zones(env: Env, real: bool = False) -> dg.ExecuteInProcessResult:
+    """The zone file (the real one from ../shared, or the mirror's: the dbt seed), then the
+    unpartitioned dbt models; the dbt run's result."""
     target = env.mirror / ZONES.release_tag / ZONES.file_name
     if real:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -38,7 +42,7 @@ def load_zones(env: Env, real: bool = False):
     else:
         write_mirror_zones(env.mirror)
     env.run([reference_file_key(ZONES), reference_table_key(ZONES)])
-    env.run(DBT_REFERENCE)
+    return env.run(DBT_REFERENCE)
 
 
 def build_month(env: Env, month, raise_on_error=True):
@@ -202,7 +206,7 @@ def test_unknown_payment_type_fails_its_check_with_the_count(loaded: Env):
     env.run([raw_file_key(GREEN), staging_key(GREEN), final_key(GREEN)], MONTHS[0])
     result = build_month(env, MONTHS[0], raise_on_error=False)
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    name = next(n for n in evaluations if n.startswith("accepted_values_fact_trips_payment_type"))
+    name = "fact_trips_payment_type_accepted_values"
     check = evaluations[name]
     assert check.passed is False
     assert check.metadata["dagster_dbt/failed_row_count"].value == broken == 3
@@ -212,6 +216,39 @@ def test_unknown_payment_type_fails_its_check_with_the_count(loaded: Env):
     unknown = env.query(f"SELECT count(*) FROM {dbt_table(env, 'fact_trips')} "
                         "WHERE payment_type = 9 AND payment_type_description = 'Unknown'")[0][0]
     assert unknown == 3
+
+
+def test_the_public_zone_table_is_a_seed_the_ingested_zones_are_checked_against(env: Env):
+    result = load_zones(env, real=False)  # the mirror's zone file: the seed's rows
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks[ZONES_MATCH].passed and checks[ZONES_MATCH].asset_key == dg.AssetKey(["dbt", "dim_zones"])
+    assert all(e.passed for e in checks.values()), [n for n, e in checks.items() if not e.passed]
+    assert {e.asset_key for e in result.get_asset_materialization_events()} >= {ZONE_SEED}
+    seed = env.query('SELECT "LocationID", "Borough", "Zone", service_zone '
+                     f"FROM {dbt_table(env, 'taxi_zone_lookup')} ORDER BY 1")
+    assert len(seed) == 265 and [r[0] for r in seed] == list(range(1, 266))
+    assert seed[0] == (1, "EWR", "Newark Airport", "EWR")
+    assert seed[131] == (132, "Queens", "JFK Airport", "Airports")
+    assert seed[263:] == [(264, "Unknown", "NV", "N/A"), (265, "Unknown", "NA", "N/A")]  # strings, not NULL
+    dim = env.query(f"SELECT location_id, borough, zone, service_zone FROM {dbt_table(env, 'dim_zones')} ORDER BY 1")
+    assert dim == seed
+
+    # A zone file that disagrees with the public table: a renamed zone, one missing, one unknown.
+    path = env.mirror / ZONES.release_tag / ZONES.file_name
+    lines = path.read_bytes().split(b"\r\n")
+    lines[132] = lines[132].replace(b"JFK Airport", b"Queens Zone 23")
+    lines = [ln for ln in lines if not ln.startswith(b"265,")]
+    lines.insert(-1, b'266,"Queens","Somewhere New","Boro Zone"')
+    path.write_bytes(b"\r\n".join(lines))
+    env.run([reference_file_key(ZONES), reference_table_key(ZONES)])
+    result = env.run(DBT_REFERENCE)
+    assert result.success  # severity warn: reported, nothing stopped
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks[ZONES_MATCH].passed is False
+    assert checks[ZONES_MATCH].severity == dg.AssetCheckSeverity.WARN
+    assert checks[ZONES_MATCH].metadata["dagster_dbt/failed_row_count"].value == 3
+    assert all(e.passed for n, e in checks.items() if n != ZONES_MATCH)
+    assert env.query(f"SELECT zone FROM {dbt_table(env, 'dim_zones')} WHERE location_id = 132") == [("Queens Zone 23",)]
 
 
 def test_unknown_zone_is_kept_as_unknown(env: Env):
@@ -229,7 +266,7 @@ def test_unknown_zone_is_kept_as_unknown(env: Env):
     ingest(env, GREEN, month, rows=300, seed=4)
     result = env.run(DBT_MONTHLY, month, raise_on_error=False)
     failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
-    assert failed == {"relationships_fact_trips_pickup_location_id__location_id__ref_dim_zones_"}
+    assert failed == {"fact_trips_pickup_location_id_relationships"}
     rows = env.query(f"SELECT pickup_borough, pickup_zone FROM {dbt_table(env, 'fact_trips')} "
                      "WHERE pickup_location_id = 999")
     assert rows == [("Unknown", "Unknown")]

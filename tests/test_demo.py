@@ -10,6 +10,8 @@ import sys
 import uuid
 from pathlib import Path
 
+from taxi_platform.sample.zones import zone_rows
+
 BIN = Path(sys.executable).parent
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -33,6 +35,11 @@ def test_the_demo_prints_progress_and_a_summary_only(session_root, pg_url):
     assert re.search(r"^green 2019-01: 2,000 rows read, ", out, re.M)
     assert re.search(r"^dbt: 1 month\(s\) built in [0-9.]+ s \(dbt.s log: .*demo-dbt.log\)$", out, re.M)
     assert "Top 10 pickup zones by revenue, 2019-01 .. 2019-01" in out
+    # The zones are the real ones (the mirror serves the public table, the dbt seed).
+    top = out.split("Top 10 pickup zones by revenue", 1)[1].splitlines()[1:11]
+    assert len(top) == 10 and all(line.startswith("  ") for line in top), top
+    names = {f"{zone} ({borough})" for _, borough, zone, _ in zone_rows()}
+    assert all(re.split(r"\s{2,}", line.strip())[0] in names for line in top), top
     assert not ANSI.search(out + done.stderr)  # no colour codes
     assert "Running with dbt=" not in out + done.stderr  # dbt's log: --verbose only
     assert len(out.splitlines()) < 40

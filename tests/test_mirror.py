@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import http.client
+import io
 import json
 import urllib.error
 import urllib.request
@@ -11,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO, ZONES_CSV
 from taxi_platform.datasets import GREEN, YELLOW
 from taxi_platform.sample import MirrorServer, mirror_path, write_mirror
+from taxi_platform.sample.zones import ZONE_SEED, write_mirror_zones, zone_rows
 
 MONTHS = [date(2019, 12, 1), date(2020, 1, 1)]
 
@@ -130,6 +134,32 @@ def test_csv_files_are_text_csv(server: MirrorServer, mirror: Path) -> None:
     (mirror / "misc" / "taxi_zone_lookup.csv").write_bytes(b'"LocationID"\r\n1\r\n')
     status, headers, body = _get(f"{server.base_url}/misc/taxi_zone_lookup.csv")
     assert (status, headers["Content-Type"], body) == (200, "text/csv", b'"LocationID"\r\n1\r\n')
+
+
+def test_the_zone_file_is_the_real_table_of_the_dbt_seed(tmp_path: Path) -> None:
+    """The mirror serves the public zone table the repository ships as a dbt seed, in the release
+    file's format (quoted strings, CRLF): the very bytes of the real file."""
+    seed = REPO / "dbt_project" / "seeds" / "taxi_zone_lookup.csv"
+    assert ZONE_SEED == seed
+    path = write_mirror_zones(tmp_path)
+    assert path == tmp_path / "misc" / "taxi_zone_lookup.csv"
+    with MirrorServer(tmp_path) as server:
+        status, headers, body = _get(f"{server.base_url}/misc/taxi_zone_lookup.csv")
+    assert (status, headers["Content-Type"]) == (200, "text/csv")
+    assert body == seed.read_bytes() == ZONES_CSV.read_bytes()
+    lines = body.split(b"\r\n")
+    assert lines[0] == b'"LocationID","Borough","Zone","service_zone"' and lines[-1] == b""
+    assert len(lines) == 1 + 265 + 1 and b"\n" not in b"".join(lines)
+    rows = {int(r[0]): tuple(r[1:]) for r in csv.reader(io.StringIO(body.decode(), newline=""))
+            if r[0] != "LocationID"}
+    assert list(rows) == list(range(1, 266))
+    assert rows[1] == ("EWR", "Newark Airport", "EWR")
+    assert rows[132] == ("Queens", "JFK Airport", "Airports")
+    assert rows[138] == ("Queens", "LaGuardia Airport", "Airports")
+    assert rows[161] == ("Manhattan", "Midtown Center", "Yellow Zone")
+    assert rows[264] == ("Unknown", "NV", "N/A") and rows[265] == ("Unknown", "NA", "N/A")
+    assert zone_rows() == [(i, *rows[i]) for i in rows]
+    assert not any("Zone " in zone for _, zone, _ in rows.values())  # no generated names left
 
 
 @pytest.mark.parametrize("path", ["/yellow/yellow_tripdata_2018-01.csv.gz", "/nothing/here",

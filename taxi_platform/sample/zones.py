@@ -1,4 +1,6 @@
-"""A generated zone lookup of the real shape: quoted strings, CRLF, 265 zones, 264/265 unknown."""
+"""The zone lookup of the mirror: the real table (public reference data, shipped as the dbt seed
+`dbt_project/seeds/taxi_zone_lookup.csv`), served in the release file's format: quoted strings,
+CRLF, 265 zones, 264/265 the two unknown zones."""
 
 from __future__ import annotations
 
@@ -6,38 +8,34 @@ import csv
 from pathlib import Path
 
 from taxi_platform.datasets import ZONES
+from taxi_platform.settings import DEFAULT_DBT_PROJECT_DIR
 
-# (borough, number of zones, service_zone) in the order and proportions of the real table.
-_BOROUGHS = [("Queens", 69, "Boro Zone"), ("Bronx", 43, "Boro Zone"), ("Manhattan", 69, "Yellow Zone"),
-             ("Staten Island", 20, "Boro Zone"), ("Brooklyn", 61, "Boro Zone")]
-_AIRPORT_IDS = {132: "JFK Airport", 138: "LaGuardia Airport"}
+ZONE_SEED = DEFAULT_DBT_PROJECT_DIR / "seeds" / "taxi_zone_lookup.csv"
 
 
-def zone_rows() -> list[tuple[int, str, str, str]]:
-    """265 rows: 1 is Newark (EWR), 132/138 airports in Queens, 264/265 the two unknown zones."""
-    rows = [(1, "EWR", "Newark Airport", "EWR")]
-    location_id = 2
-    for borough, count, service_zone in _BOROUGHS:
-        for n in range(1, count + 1):
-            if location_id in _AIRPORT_IDS:
-                rows.append((location_id, "Queens", _AIRPORT_IDS[location_id], "Airports"))
-            else:
-                rows.append((location_id, borough, f"{borough} Zone {n}", service_zone))
-            location_id += 1
-    return rows + [(264, "Unknown", "NV", "N/A"), (265, "Unknown", "NA", "N/A")]
+def zone_rows(seed: Path = ZONE_SEED) -> list[tuple[int, str, str, str]]:
+    """The seed's 265 rows: 1 is Newark (EWR), 132/138 the Queens airports, 264/265 the two
+    unknown zones."""
+    with open(seed, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader)
+        if header != [c.name for c in ZONES.columns]:
+            raise ValueError(f"{seed}: header {header}, expected {[c.name for c in ZONES.columns]}")
+        return [(int(location_id), borough, zone, service_zone)
+                for location_id, borough, zone, service_zone in reader]
 
 
-def write_zone_lookup(dest: Path) -> Path:
+def write_zone_lookup(dest: Path, seed: Path = ZONE_SEED) -> Path:
     """Write the file like the real `misc/taxi_zone_lookup.csv` (quoted text, CRLF)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name("." + dest.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\r\n")
         writer.writerow([c.name for c in ZONES.columns])
-        writer.writerows(zone_rows())
+        writer.writerows(zone_rows(seed))
     tmp.replace(dest)
     return dest
 
 
-def write_mirror_zones(mirror_root: Path) -> Path:
-    return write_zone_lookup(mirror_root / ZONES.release_tag / ZONES.file_name)
+def write_mirror_zones(mirror_root: Path, seed: Path = ZONE_SEED) -> Path:
+    return write_zone_lookup(mirror_root / ZONES.release_tag / ZONES.file_name, seed)
