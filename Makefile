@@ -62,5 +62,7 @@ db-stop: install
 db-psql: install
 	$(BIN)/taxi-platform db psql
 
-clean: db-stop
+# `db remove` also deletes the data directory that, as root, may live outside TAXI_HOME (README).
+clean: install
+	$(BIN)/taxi-platform db remove
 	rm -rf $(TAXI_HOME)
