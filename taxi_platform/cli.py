@@ -3,10 +3,12 @@
     taxi-platform demo [--months 2019-01..2019-03] [--rows N | --full]
     taxi-platform sample yellow 2019-01 out.csv.gz [--rows N]
     taxi-platform mirror write|serve [--root DIR]
-    taxi-platform db start|stop|status|psql
+    taxi-platform db start|stop|status|psql|env|remove
 
-A bad argument is a usage error (exit code 2); a setting, a path or one of the platform's own
-errors is printed as one `taxi-platform: error: ...` line (exit code 1; 2 for a setting).
+A bad argument is a usage error (exit code 2), among them a --months month outside the source's
+months (the partitions, 2019-01..2021-07 for the course's CSV backup); a setting, a path or one of
+the platform's own errors is printed as one `taxi-platform: error: ...` line (exit code 1; 2 for a
+setting).
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
-from taxi_platform.datasets import DATASETS, get_dataset
-from taxi_platform.partitions import next_month
+from taxi_platform.datasets import DATASETS, SOURCE, get_dataset
+from taxi_platform.partitions import next_month, outside_partitions
 from taxi_platform.settings import Settings, SettingsError
 from taxi_platform.warehouse.embedded import EmbeddedPostgres, bin_dir
 
@@ -39,7 +41,7 @@ def _month(text: str) -> date:
 
 
 def _months(text: str) -> list[date]:
-    """`2019-01..2019-03` or `2019-01,2019-05`."""
+    """`2019-01..2019-03` or `2019-01,2019-05`: months of the source (the partitions)."""
     if ".." in text:
         first, last = (_month(p) for p in text.split(".."))
         months, m = [], first
@@ -48,8 +50,13 @@ def _months(text: str) -> list[date]:
             m = next_month(m)
         if not months:  # nothing to do would fail later, far from the argument
             raise argparse.ArgumentTypeError(f"{text!r}: the first month is after the last")
-        return months
-    return [_month(p) for p in text.split(",")]
+    else:
+        months = [_month(p) for p in text.split(",")]
+    for m in months:  # no partition, no file in the source: refused here, not deep in a run
+        why_not = outside_partitions(m)
+        if why_not is not None:
+            raise argparse.ArgumentTypeError(f"{text!r}: {m:%Y-%m} is {why_not}")
+    return months
 
 
 def _row_count(text: str) -> int:
@@ -128,6 +135,7 @@ def _is_platform_error(exc: BaseException) -> bool:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     import dagster as dg
 
+    from taxi_platform.assets.dbt import DBT_REFERENCE_KEYS
     from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
     from taxi_platform.assets.zones import reference_file_key, reference_table_key
     from taxi_platform.datasets import ZONES
@@ -180,7 +188,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             with dg.DagsterInstance.get() as instance:
                 # Zones and the unpartitioned dbt models first: the monthly dbt models join them.
                 reference = [reference_file_key(ZONES), reference_table_key(ZONES),
-                             dg.AssetKey(["dbt", "dim_zones"]), dg.AssetKey(["dbt", "payment_type_lookup"])]
+                             *DBT_REFERENCE_KEYS]
                 if not _succeeded(run_quietly(instance=instance, asset_selection=reference,
                                                          raise_on_error=False, run_config=quiet)):
                     return 1
@@ -378,11 +386,11 @@ def _resolved(resource):
 
 # --- db ------------------------------------------------------------------------------------------
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
-    if settings.postgres_url and args.action not in ("status", "env"):
+    if settings.postgres_url and args.action not in ("status", "env", "remove"):
         print("TAXI_POSTGRES_URL is set: the platform uses that server, not the embedded one.")
         return 1
-    if args.action not in ("status", "env"):  # they only read; the others create the server's folders
-        _ensure_home(settings)
+    if args.action not in ("status", "env", "remove"):  # they only read (or delete); the others
+        _ensure_home(settings)                           # create the server's folders
     server = _embedded(settings)
     if args.action == "start":
         server.ensure_running()
@@ -390,6 +398,9 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
               f"(data in {server.data_dir})")
     elif args.action == "stop":
         print("stopped" if server.stop() else "not running")
+    elif args.action == "remove":
+        data_dir = server.data_dir
+        print(f"removed the embedded PostgreSQL in {data_dir}" if server.remove() else "nothing to remove")
     elif args.action == "status":
         if settings.postgres_url:
             from taxi_platform.redact import mask_url
@@ -456,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
 
     demo = sub.add_parser("demo", help="generate release files, serve them, load them, print a table")
     demo.add_argument("--months", type=_months, default=_months("2019-01..2019-03"),
-                      help="months to load: 2019-01, or a range 2019-01..2019-03 (the default)")
+                      help=f"months to load, within {SOURCE.months_text}: 2019-01, or a range "
+                           "2019-01..2019-03 (the default)")
     demo.add_argument("--datasets", type=_datasets, default=list(DATASETS.values()),
                       help=f"comma-separated datasets (default: {','.join(DATASETS)})")
     demo.add_argument("--verbose", action="store_true",
@@ -480,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     mirror = sub.add_parser("mirror", help="write or serve a local mirror of generated release files")
     mirror.add_argument("action", choices=["write", "serve"])
     mirror.add_argument("--root", default=None, help="default: $TAXI_HOME/mirror")
-    mirror.add_argument("--months", type=_months, default=_months("2019-01..2019-03"))
+    mirror.add_argument("--months", type=_months, default=_months("2019-01..2019-03"),
+                        help=f"months to write, within {SOURCE.months_text} (default 2019-01..2019-03)")
     mirror.add_argument("--datasets", type=_datasets, default=list(DATASETS.values()))
     mirror.add_argument("--rows", type=_row_count, default=DEMO_ROWS)
     mirror.add_argument("--full", action="store_true")
@@ -496,8 +509,9 @@ def main(argv: list[str] | None = None) -> int:
     dbt.set_defaults(func=cmd_dbt)
 
     db = sub.add_parser("db", help="the embedded PostgreSQL")
-    db.add_argument("action", choices=["start", "stop", "status", "psql", "env"],
-                    help="status: where a SQL client connects; env: shell exports for plain dbt")
+    db.add_argument("action", choices=["start", "stop", "status", "psql", "env", "remove"],
+                    help="status: where a SQL client connects; env: shell exports for plain dbt; "
+                         "remove: stop it and delete its data (`make clean`)")
     db.set_defaults(func=cmd_db)
 
     args = parser.parse_args(argv)

@@ -1,7 +1,8 @@
 """The dataset spec table: the single source of truth for every trip dataset.
 
 Every asset, table, check and sample file is derived from these entries; adding a dataset (FHV) is
-one more `DatasetSpec` plus its tests.
+one more `DatasetSpec` plus its tests. The source spec (`SOURCE`) says which months the files cover:
+the monthly partitions are its months.
 """
 
 from __future__ import annotations
@@ -9,6 +10,55 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from enum import Enum
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where the monthly files come from, and which months it holds: the monthly partitions of
+    every trip asset and dbt model run from `first_month` to `last_month` (both included, first
+    days of months). `last_month=None` describes a live publisher: up to the last complete month."""
+
+    name: str
+    description: str
+    first_month: date
+    last_month: date | None
+
+    def __post_init__(self) -> None:
+        for bound in (self.first_month, self.last_month):
+            if bound is not None and bound.day != 1:
+                raise ValueError(f"source {self.name!r}: {bound} is not the first day of a month")
+        if self.last_month is not None and self.last_month < self.first_month:
+            raise ValueError(f"source {self.name!r}: its last month is before its first")
+
+    @property
+    def months_text(self) -> str:
+        """`2019-01..2021-07`, as the CLI's --months writes a range."""
+        last = "the last complete month" if self.last_month is None else f"{self.last_month:%Y-%m}"
+        return f"{self.first_month:%Y-%m}..{last}"
+
+    def why_not(self, month: date) -> str | None:
+        """Why `month` is never one of this source's months, to follow "<month> is": "before the
+        first month of the course-csv source (2019-01..2021-07)"; None when it is one of them (or
+        will be, once complete)."""
+        if month < self.first_month:
+            return f"before the first month of the {self.name} source ({self.months_text})"
+        if self.last_month is not None and month > self.last_month:
+            return f"after the last month of the {self.name} source ({self.months_text})"
+        return None
+
+
+# The course's CSV backup (GitHub releases of DataTalksClub/nyc-tlc-data): frozen, no month is
+# added after 2021-07. A later source (the TLC's own Parquet files) brings its own range.
+COURSE_CSV = SourceSpec(
+    name="course-csv",
+    description=("The course's CSV backup of the TLC trip records (DataTalksClub/nyc-tlc-data "
+                 "releases): yellow and green 2019-01..2021-07, frozen."),
+    first_month=date(2019, 1, 1),
+    last_month=date(2021, 7, 1),
+)
+
+# The source the platform loads: its months are the monthly partitions (see partitions.py).
+SOURCE = COURSE_CSV
 
 
 class ColumnType(str, Enum):
@@ -35,7 +85,9 @@ class DatasetSpec:
     pickup_column: str
     dropoff_column: str
     identity_columns: tuple[str, ...]  # the fields hashed into unique_row_id, in this order
-    first_published: date  # first and last month known to be published (first day of the month)
+    # First and last month known to be published (first day of the month), within the source's
+    # months; a later month of the source whose file answers 404 is skipped as not published yet.
+    first_published: date
     last_published: date
     description: str
     # Columns that are empty in the tail block of 2020+ files (rows not attributed to a vendor).

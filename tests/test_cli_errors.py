@@ -33,6 +33,14 @@ def error_lines(done: subprocess.CompletedProcess) -> list[str]:
     (["sample", "yellow", "2019-13", "out.csv.gz"], ["argument month", "'2019-13'"]),
     (["demo", "--rows", "-1"], ["argument --rows", "'-1'"]),
     (["demo", "--months", "2019-03..2019-01"], ["argument --months", "'2019-03..2019-01'"]),
+    # Months outside the source's (the partitions): the course's CSV backup ends at 2021-07.
+    (["demo", "--months", "2021-06..2021-09"], ["argument --months", "'2021-06..2021-09'",
+                                                "2021-08 is after the last month of the course-csv source",
+                                                "2019-01..2021-07"]),
+    (["demo", "--months", "2019-01,2024-05"], ["argument --months", "2024-05 is after the last month",
+                                               "2019-01..2021-07"]),
+    (["mirror", "write", "--months", "2018-12"], ["argument --months", "2018-12 is before the first month",
+                                                  "2019-01..2021-07"]),
     (["mirror", "write", "--rows", "-2"], ["argument --rows", "'-2'"]),
     (["mirror", "serve", "--port", "70000"], ["argument --port", "'70000'"]),
 ])

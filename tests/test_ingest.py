@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 from conftest import REAL_SAMPLES, Env, failure_message, materialization_metadata, materialize_killing_copy
@@ -235,13 +236,15 @@ def test_non_numeric_value_fails_naming_line_and_column(env: Env):
 
 
 def test_unpublished_month_is_skipped_with_a_clear_message(env: Env):
-    month = date(2024, 5, 1)  # a partition (months up to the current one) after the last published
-    result = env.materialize(YELLOW, month)
+    # A partition (the source's months end at 2021-07) after the dataset's last published month:
+    # a dataset known only up to 2021-05, as fhv is known up to 2019-12.
+    known_until_may = replace(YELLOW, last_published=date(2021, 5, 1))
+    result = env.materialize(known_until_may, date(2021, 7, 1))
     assert result.success
     assert result.get_asset_materialization_events() == []
     logs = [r.user_message for r in env.instance.all_logs(result.run_id)]
-    assert any(m.startswith("yellow 2024-05 is not published yet: ") and "answered 404" in m
-               for m in logs), logs
+    assert any(m.startswith("yellow 2021-07 is not published yet: ") and "answered 404" in m
+               and "the latest month known to be published is 2021-05" in m for m in logs), logs
 
 
 # --- concurrency and failures ------------------------------------------------------------------

@@ -62,8 +62,9 @@ def test_crons_and_jobs_follow_the_course(defs):
     (GREEN, datetime(2020, 2, 1, 9, 0, tzinfo=timezone.utc), "2019-12-01", "green_tripdata_2019-12.csv.gz"),
     # The first partition.
     (GREEN, datetime(2019, 3, 1, 9, 0, tzinfo=timezone.utc), "2019-01-01", "green_tripdata_2019-01.csv.gz"),
-    # After the last published month: requested; the raw asset skips it cleanly if it answers 404.
-    (YELLOW, datetime(2024, 7, 1, 10, 0, tzinfo=timezone.utc), "2024-05-01", "yellow_tripdata_2024-05.csv.gz"),
+    # The last partition: the source's last month (the course's CSV backup ends at 2021-07).
+    (YELLOW, datetime(2021, 9, 1, 10, 0, tzinfo=timezone.utc), "2021-07-01", "yellow_tripdata_2021-07.csv.gz"),
+    (GREEN, datetime(2021, 9, 1, 9, 0, tzinfo=timezone.utc), "2021-07-01", "green_tripdata_2021-07.csv.gz"),
 ])
 def test_a_tick_requests_exactly_the_month_two_months_back(defs, instance, spec, instant, partition, file):
     requests = evaluate(defs, spec, instant, instance)
@@ -79,7 +80,32 @@ def test_a_tick_requests_exactly_the_month_two_months_back(defs, instance, spec,
 def test_ticks_before_the_first_partition_are_skipped(defs, instance):
     for instant in (datetime(2019, 1, 1, 9, tzinfo=timezone.utc), datetime(2019, 2, 1, 9, tzinfo=timezone.utc)):
         skipped = evaluate(defs, GREEN, instant, instance)
-        assert isinstance(skipped, str) and "before the first partition 2019-01" in skipped
+        assert isinstance(skipped, str) and "before the first month of the course-csv source" in skipped
+        assert "(2019-01..2021-07)" in skipped
+
+
+@pytest.mark.parametrize("spec", [YELLOW, GREEN])
+@pytest.mark.parametrize("instant", [
+    datetime(2021, 10, 1, 10, 0, tzinfo=timezone.utc),  # 2021-08: the first month after the source's
+    datetime(2024, 7, 1, 10, 0, tzinfo=timezone.utc),
+    datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc),
+])
+def test_ticks_after_the_last_partition_request_nothing(defs, instance, spec, instant):
+    """The course's CSV backup is frozen at 2021-07: later ticks are skipped with the reason (a
+    request for a month that is no partition would fail the tick)."""
+    skipped = evaluate(defs, spec, instant, instance)
+    month = data_month(instant)
+    assert skipped == (f"{spec.name} {month:%Y-%m} is after the last month of the course-csv "
+                       "source (2019-01..2021-07): nothing to load")
+
+
+def test_no_tick_of_2026_requests_a_run(defs, instance):
+    """Every tick of 2026 (the 1st of each month at the schedule's hour), both colours: skipped."""
+    for spec in (YELLOW, GREEN):
+        hour = int(schedule(defs, spec).cron_schedule.split()[1])
+        for month in range(1, 13):
+            skipped = evaluate(defs, spec, datetime(2026, month, 1, hour, tzinfo=timezone.utc), instance)
+            assert isinstance(skipped, str) and "after the last month" in skipped, (spec.name, month)
 
 
 def test_data_month_lags_two_months():

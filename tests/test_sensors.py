@@ -278,27 +278,84 @@ def test_unrelated_assets_and_releases_are_ignored(github: FakeGitHub, instance)
     assert h.state.files == before
 
 
-def test_months_outside_the_partitions_are_ignored(github: FakeGitHub, instance):
+COURSE_RANGE = "the course-csv source (2019-01..2021-07)"
+
+
+def test_months_outside_the_partitions_are_ignored_with_the_reason(github: FakeGitHub, instance, capfd):
     h = Harness(github, instance)
     h.tick()
     before = dict(h.state.files)
-    for name in ("yellow_tripdata_2018-12.csv.gz",   # before the first partition
-                 "yellow_tripdata_2024-06.csv.gz",   # the current month: not a partition yet
+    for name in ("yellow_tripdata_2018-12.csv.gz",   # before the source's first month
+                 "yellow_tripdata_2021-08.csv.gz",   # after its last: the course's backup ends at 2021-07
                  "yellow_tripdata_2099-01.csv.gz",   # far future
                  "yellow_tripdata_2019-13.csv.gz"):  # not a month
         github.publish("yellow", name, b"x", T0 + timedelta(days=2))
+    capfd.readouterr()
     data = h.tick()
-    assert data.run_requests == [] and h.state.files == before
-    assert set(h.state.pending) == {"yellow/yellow_tripdata_2024-06.csv.gz", "yellow/yellow_tripdata_2099-01.csv.gz"}
-    # Once the month is complete, it is a partition and the same file is requested, although the
-    # release list itself did not change (304).
+    assert data.run_requests == [] and h.state.files == before and h.state.pending == {}
+    # 5: the four files and the zone lookup of the changed page.
+    assert data.skip_message == (
+        "no new or re-published release files (1 changed page(s), 5 file(s) outside the platform's "
+        "datasets/partitions); not requested: "
+        f"yellow_tripdata_2018-12.csv.gz: 2018-12 is before the first month of {COURSE_RANGE}; "
+        f"yellow_tripdata_2021-08.csv.gz: 2021-08 is after the last month of {COURSE_RANGE}; "
+        f"yellow_tripdata_2099-01.csv.gz: 2099-01 is after the last month of {COURSE_RANGE}")
+    # The tick's log says it too (context.log's console handler writes to stderr).
+    logged = [line for line in capfd.readouterr().err.splitlines() if "never requested" in line]
+    assert len(logged) == 1 and " - INFO - " in logged[0]
+    assert f"yellow_tripdata_2021-08.csv.gz: 2021-08 is after the last month of {COURSE_RANGE}" in logged[0]
+    # Not even once the months are over: they never become partitions.
+    for now in (datetime(2021, 9, 1, tzinfo=timezone.utc), datetime(2026, 12, 2, tzinfo=timezone.utc)):
+        h.clock.now = now
+        data = h.tick()
+        assert data.run_requests == [] and h.state.pending == {} and h.state.files == before
+
+
+def test_a_file_for_the_month_after_the_last_never_fails_a_tick(github: FakeGitHub, instance):
+    """In backfill mode too: the in-range files are requested, 2021-08 is left out with its reason."""
+    github.publish("green", "green_tripdata_2021-08.csv.gz", b"g" * 50, T0)
+    github.publish("green", "green_tripdata_2021-07.csv.gz", b"g" * 70, T0)
+    h = Harness(github, instance, first_tick="backfill")
+    h.clock.now = datetime(2026, 12, 2, tzinfo=timezone.utc)
+    data = h.tick()
+    requested = [(r.job_name, r.partition_key) for r in data.run_requests]
+    assert ("green_tripdata_job", "2021-07-01") in requested and len(requested) == 6
+    assert all(r.partition_key <= "2021-07-01" for r in data.run_requests)
+    assert "green/green_tripdata_2021-08.csv.gz" not in h.state.files
+
+
+def test_a_month_published_before_it_ends_is_requested_once_it_is_a_partition(github: FakeGitHub, instance):
+    """The source's last month, published early (the sensor's clock in 2021-07): kept pending, and
+    requested on the first tick after the month ends, with no other HTTP call."""
+    h = Harness(github, instance)
+    h.clock.now = datetime(2021, 7, 15, 8, 0, tzinfo=timezone.utc)
+    h.tick()
+    github.publish("yellow", "yellow_tripdata_2021-07.csv.gz", b"x", T0 + timedelta(days=2))
+    data = h.tick()
+    assert data.run_requests == [] and set(h.state.pending) == {"yellow/yellow_tripdata_2021-07.csv.gz"}
     github.calls()
-    h.clock.now = datetime(2024, 7, 1, 0, 0, tzinfo=timezone.utc)
+    h.clock.now = datetime(2021, 8, 1, 0, 0, tzinfo=timezone.utc)
     data = h.tick()
     assert [c["status"] for c in github.calls()] == [304]
-    assert set(h.state.pending) == {"yellow/yellow_tripdata_2099-01.csv.gz"}
-    assert summary(data) == [("yellow_tripdata_job", "2024-06-01",
-                              f"yellow/yellow_tripdata_2024-06.csv.gz@{iso(T0 + timedelta(days=2))}|1")]
+    assert h.state.pending == {}
+    assert summary(data) == [("yellow_tripdata_job", "2021-07-01",
+                              f"yellow/yellow_tripdata_2021-07.csv.gz@{iso(T0 + timedelta(days=2))}|1")]
+
+
+def test_a_pending_file_of_a_month_that_is_no_partition_is_dropped(github: FakeGitHub, instance):
+    """A cursor of an older version (partitions up to the current month) kept a 2024-06 file as
+    pending: it is dropped, named in the skip reason, never requested."""
+    h = Harness(github, instance)
+    h.tick()
+    state = h.state
+    state.pending = {"yellow/yellow_tripdata_2024-06.csv.gz": f"{iso(T0)}|1"}
+    h.cursor = state.dump()
+    h.clock.now = datetime(2024, 7, 1, tzinfo=timezone.utc)
+    data = h.tick()
+    assert data.run_requests == [] and h.state.pending == {}
+    assert data.skip_message == ("no change: the releases API answered 304 Not Modified for all 1 page(s); "
+                                 "not requested: yellow_tripdata_2024-06.csv.gz: 2024-06 is after the "
+                                 f"last month of {COURSE_RANGE}")
 
 
 def test_api_errors_skip_the_tick_and_keep_the_cursor(github: FakeGitHub, instance):

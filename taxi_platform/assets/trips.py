@@ -9,9 +9,11 @@ A run covers one month or a range of months (`BackfillPolicy.single_run()`: a UI
 months in order, each month exactly as a one-month run would (its own download, staging table,
 atomic replace and checks), and records each month's materialization with that month's metadata.
 
-A month that answers 404 and lies after the last month known to be published is *skipped*, not
-failed: the log says the month is not published yet and nothing of it is loaded. If every month of
-the run is skipped, the raw asset materializes nothing and the downstream steps are skipped. A 404
+The partitions are the source's months (partitions.py: 2019-01..2021-07 for the course's CSV
+backup). A month that answers 404 and lies after the dataset's last month known to be published
+(`last_published`, which may end before the source's last month) is *skipped*, not failed: the
+log says the month is not published yet and nothing of it is loaded. If every month of the run is
+skipped, the raw asset materializes nothing and the downstream steps are skipped. A 404
 inside the published range fails the run.
 
 A month that fails stops its asset there: the months the asset finished before it stay done and
@@ -26,7 +28,7 @@ from typing import Callable, Iterator, Mapping
 import dagster as dg
 
 from taxi_platform.checks import blocking_failures, check_evaluation, evaluate_trip_checks, trip_check_specs
-from taxi_platform.datasets import DatasetSpec
+from taxi_platform.datasets import SOURCE, DatasetSpec
 from taxi_platform.lake.base import LAKE_KEY_METADATA, LakeFile, VerifiedDownload, lake_key
 from taxi_platform.partitions import month_of, monthly_partitions
 from taxi_platform.redact import mask_url
@@ -71,8 +73,14 @@ def final_key(spec: DatasetSpec) -> dg.AssetKey:
 
 
 def run_months(context: dg.AssetExecutionContext) -> list[tuple[str, date]]:
-    """(partition key, month) of every month the run covers, oldest first."""
-    return sorted(((key, month_of(key)) for key in context.partition_keys), key=lambda km: km[1])
+    """(partition key, month) of every month the run covers, oldest first. A range reaching past
+    the partitions (a run launched with hand-written range tags) fails at once, never retried."""
+    try:
+        keys = context.partition_keys
+    except Exception as exc:  # Dagster's invariant check on the range's ends
+        raise dg.Failure(description=f"the run's months are not all partitions (the source's months "
+                         f"are {SOURCE.months_text}): {exc}", allow_retries=False) from None
+    return sorted(((key, month_of(key)) for key in keys), key=lambda km: km[1])
 
 
 def month_error(spec: DatasetSpec, month: date, error: object) -> dg.Failure:

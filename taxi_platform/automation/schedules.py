@@ -6,6 +6,11 @@ has ready on the 1st. The TLC publishes a month's trips about two months after i
 on the 1st of month M loads month M-2: the schedule on 2021-03-01 loads 2021-01. Months after the
 spec's `last_published` whose file answers 404 are skipped cleanly by the raw-file asset (the run
 succeeds, the log says the month is not published yet); they load once the file appears.
+
+A tick whose month is not a partition requests nothing and says why: before the source's first
+month, or after its last. The course's CSV backup ends at 2021-07 and is frozen, so from the tick
+of 2021-10-01 on these schedules are a no-op (every tick skipped, "after the last month of the
+course-csv source"): history is loaded by a backfill; a live source would give them work again.
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ from datetime import date, datetime, timezone
 import dagster as dg
 
 from taxi_platform.automation.jobs import partition_key, run_tags
-from taxi_platform.datasets import DatasetSpec
-from taxi_platform.partitions import PARTITIONS_START, month_of
+from taxi_platform.datasets import SOURCE, DatasetSpec
+from taxi_platform.partitions import outside_partitions
 
 SCHEDULE_HOURS_UTC = {"green": 9, "yellow": 10}  # the course's crons
 OTHER_DATASETS_HOUR_UTC = 11
@@ -40,8 +45,6 @@ def data_month(run_time: datetime) -> date:
 def build_trip_schedule(spec: DatasetSpec, job: dg.UnresolvedAssetJobDefinition,
                         default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.RUNNING,
                         ) -> dg.ScheduleDefinition:
-    first = month_of(PARTITIONS_START)
-
     @dg.schedule(
         name=schedule_name(spec),
         cron_schedule=cron_schedule(spec),
@@ -49,13 +52,15 @@ def build_trip_schedule(spec: DatasetSpec, job: dg.UnresolvedAssetJobDefinition,
         job=job,
         default_status=default_status,
         description=(f"On the 1st at {cron_schedule(spec).split()[1]}:00 UTC, load the {spec.name} "
-                     f"month published by then: the month {PUBLICATION_LAG_MONTHS} months before."),
+                     f"month published by then: the month {PUBLICATION_LAG_MONTHS} months before "
+                     f"(a month outside the source's {SOURCE.months_text} is skipped)."),
     )
     def _schedule(context: dg.ScheduleEvaluationContext):
         run_time = context.scheduled_execution_time or datetime.now(timezone.utc)
         month = data_month(run_time)
-        if month < first:
-            return dg.SkipReason(f"{spec.name} {month:%Y-%m} is before the first partition {first:%Y-%m}")
+        why_not = outside_partitions(month)
+        if why_not is not None:  # the frozen course backup: every tick from 2021-10 on
+            return dg.SkipReason(f"{spec.name} {month:%Y-%m} is {why_not}: nothing to load")
         return dg.RunRequest(run_key=f"{spec.name}:{month:%Y-%m}", partition_key=partition_key(month),
                              tags=run_tags(spec, month))
 

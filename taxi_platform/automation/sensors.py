@@ -15,8 +15,11 @@ Release sensor, per tick:
    of that dataset's job for that month if the file is new or re-published (same name, other
    `updated_at` or `size`).
    The run key is `<tag>/<file>@<updated_at>|<size>`, so a replayed tick never runs a file twice.
-   A file of a month that is not a partition yet (the current month) is kept as pending and
-   requested on the first tick after the month ends, without another HTTP call.
+   A file of a month outside the source's months (the partitions: 2019-01..2021-07 for the
+   course's frozen CSV backup) is never requested: the tick logs it with the reason and counts it
+   in its skip reason. A file of a month that is not a partition yet (the current month of a live
+   source) is kept as pending and requested on the first tick after the month ends, without
+   another HTTP call.
 4. The cursor (JSON) keeps each page's URL, ETag and next link, each file's `updated_at|size`,
    the pending files, whether the first tick is done, and the rate-limit reset time.
 
@@ -42,7 +45,7 @@ import dagster as dg
 
 from taxi_platform.automation.jobs import partition_key, run_tags, trip_job_name
 from taxi_platform.datasets import DatasetSpec
-from taxi_platform.partitions import PARTITIONS_START, month_of, next_month
+from taxi_platform.partitions import is_partition_month, outside_partitions
 from taxi_platform.settings import Settings
 from taxi_platform.source.releases_api import (
     DEFAULT_PER_PAGE,
@@ -61,6 +64,7 @@ CURSOR_VERSION = 1
 TICK_BUDGET_SECONDS = 30.0  # all HTTP calls of a tick; the sensor's own timeout is 60 s
 REQUEST_TIMEOUT_SECONDS = 10.0
 _VERSION = re.compile(r".+\|[0-9]{1,15}")  # "<updated_at>|<size>"
+MAX_FILES_NAMED = 5  # files of months outside the partitions named in a tick's log and skip reason
 
 
 @dataclass
@@ -126,12 +130,6 @@ def _file_pattern(spec: DatasetSpec) -> re.Pattern[str]:
     return re.compile(template)
 
 
-def is_partition_month(month: date, now: datetime) -> bool:
-    """Whether `month` is one of the monthly partitions at `now` (from 2019-01 to the last
-    complete month)."""
-    return month_of(PARTITIONS_START) <= month and next_month(month) <= now.date()
-
-
 class ReleaseMatcher:
     """Release assets -> (dataset, month) for the datasets of the spec table."""
 
@@ -185,12 +183,19 @@ def evaluate_releases(context: dg.SensorEvaluationContext, client: ReleasesApiCl
         context.log.warning(truncated[2:])
     wanted: list[tuple[DatasetSpec, date, ReleaseAsset, str]] = []
     ignored = 0
+    outside: dict[str, str] = {}  # files of months that are never partitions -> why
 
     def consider(asset: ReleaseAsset, count: bool = True) -> None:
         nonlocal ignored
         target = matcher.match(asset)
         key = f"{asset.tag}/{asset.name}"
-        if target is None or target[1] < month_of(PARTITIONS_START):
+        if target is None:
+            ignored += count
+            return
+        why_not = outside_partitions(target[1])
+        if why_not is not None:  # also a pending file an older version kept
+            state.pending.pop(key, None)
+            outside[asset.name] = f"{target[1]:%Y-%m} is {why_not}"
             ignored += count
             return
         if not is_partition_month(target[1], now):  # published early: wait for the partition
@@ -208,11 +213,18 @@ def evaluate_releases(context: dg.SensorEvaluationContext, client: ReleasesApiCl
         consider(asset)
     for key, pending_version in list(state.pending.items()):  # months that became partitions
         consider(_asset_from(key, pending_version), count=False)
+    not_partitions = ""
+    if outside:
+        names = sorted(outside)
+        listed = "; ".join(f"{n}: {outside[n]}" for n in names[:MAX_FILES_NAMED])
+        more = f"; and {len(names) - MAX_FILES_NAMED} more" if len(names) > MAX_FILES_NAMED else ""
+        not_partitions = f"; not requested: {listed}{more}"
+        context.log.info(f"release file(s) never requested, their month is not a partition: {listed}{more}")
 
     if listing.unchanged and state.baselined and not wanted:
         return dg.SensorResult(
             skip_reason=f"no change: the releases API answered 304 Not Modified for all "
-                        f"{len(listing.pages)} page(s){truncated}", cursor=state.dump())
+                        f"{len(listing.pages)} page(s){not_partitions}{truncated}", cursor=state.dump())
 
     if not state.baselined:
         state.baselined = True
@@ -220,7 +232,7 @@ def evaluate_releases(context: dg.SensorEvaluationContext, client: ReleasesApiCl
             return dg.SensorResult(
                 skip_reason=f"first tick: recorded {len(state.files)} release file(s) as already "
                             "known and requested no runs (load history with a backfill, or set "
-                            f"TAXI_RELEASE_SENSOR_FIRST_TICK=backfill){truncated}",
+                            f"TAXI_RELEASE_SENSOR_FIRST_TICK=backfill){not_partitions}{truncated}",
                 cursor=state.dump())
 
     wanted.sort(key=lambda w: (w[0].name, w[1]))
@@ -239,7 +251,7 @@ def evaluate_releases(context: dg.SensorEvaluationContext, client: ReleasesApiCl
         return dg.SensorResult(
             skip_reason=f"no new or re-published release files ({listing.changed_pages} changed "
                         f"page(s), {ignored} file(s) outside the platform's datasets/partitions)"
-                        f"{truncated}", cursor=state.dump())
+                        f"{not_partitions}{truncated}", cursor=state.dump())
     return dg.SensorResult(run_requests=requests, cursor=state.dump())
 
 
