@@ -18,6 +18,7 @@ import sys
 def main(argv: list[str]) -> int:
     import dagster as dg
 
+    from taxi_platform.assets.dbt import DBT_REFERENCE_KEYS
     from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
     from taxi_platform.assets.zones import reference_file_key, reference_table_key
     from taxi_platform.datasets import ZONES, get_dataset
@@ -25,7 +26,7 @@ def main(argv: list[str]) -> int:
 
     job = build_definitions().resolve_implicit_global_asset_job_def()
     reference = [reference_file_key(ZONES), reference_table_key(ZONES),
-                 dg.AssetKey(["dbt", "dim_zones"]), dg.AssetKey(["dbt", "payment_type_lookup"])]
+                 *DBT_REFERENCE_KEYS]
     with dg.DagsterInstance.get() as instance:
         if argv[0] == "reference":
             result = job.execute_in_process(instance=instance, asset_selection=reference,

@@ -56,11 +56,17 @@ def test_asset_keys_groups_kinds_descriptions_and_partitions():
         if key.path[0] != "dbt" or key.path[-1] in ("fact_trips", "dm_monthly_zone_revenue"):
             if node.group_name != "reference":
                 assert node.partitions_def.get_first_partition_key() == "2019-01-01", key
+                # The source's last month (the course's CSV backup ends at 2021-07), whatever the date.
+                assert node.partitions_def.get_last_partition_key() == "2021-07-01", key
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert ("warehouse/yellow_tripdata", "unique_row_id_is_unique") in checks
     ingest_checks = {c for c in checks if c[0].startswith("warehouse/")}
     assert len(ingest_checks) == 3 * len(DATASETS)
-    assert ("dbt/fact_trips", "unique_fact_trips_trip_id") in checks
+    assert ("dbt/fact_trips", "fact_trips_trip_id_unique") in checks
+    # The first-load list of unpartitioned dbt assets (demo, bench, tests) is every one of them.
+    from taxi_platform.assets.dbt import DBT_REFERENCE_KEYS
+    assert set(DBT_REFERENCE_KEYS) == {k for k in graph.get_all_asset_keys()
+                                       if k.path[0] == "dbt" and graph.get(k).partitions_def is None}
 
 
 def test_resource_config_holds_no_database_url(monkeypatch):

@@ -1,19 +1,29 @@
-"""A range of months in one run: `dagster asset materialize --partition-range` (a real process) and
-in-process range runs; per-month rows in the tables and in each partition's metadata; a bad month
-in the middle of a range; unpublished months inside a range."""
+"""The partitions' range (the source's months) and a range of months in one run: `dagster asset
+materialize --partition-range` (a real process) and in-process range runs; per-month rows in the
+tables and in each partition's metadata; a bad month in the middle of a range; unpublished months
+inside a range; a range past the last partition."""
 
 from __future__ import annotations
 
-from datetime import date
+from dataclasses import replace
+from datetime import date, datetime, timezone
 
 import dagster as dg
 import pytest
 
 from conftest import Env, failure_message, keep_later_occurrences, partition_metadata
 from expected import expected_from_file, set_value
+from taxi_platform.assets.dbt import DBT_REFERENCE_KEYS
 from taxi_platform.assets.trips import NOT_PUBLISHED, final_key, raw_file_key, staging_key
 from taxi_platform.assets.zones import reference_file_key, reference_table_key
-from taxi_platform.datasets import GREEN, YELLOW, ZONES
+from taxi_platform.datasets import DATASETS, GREEN, SOURCE, YELLOW, ZONES, SourceSpec
+from taxi_platform.partitions import (
+    build_monthly_partitions,
+    is_partition_month,
+    monthly_partitions,
+    next_month,
+    outside_partitions,
+)
 from taxi_platform.sample.generator import generate_month
 from taxi_platform.sample.zones import write_mirror_zones
 
@@ -21,11 +31,56 @@ JAN, FEB, MAR = date(2019, 1, 1), date(2019, 2, 1), date(2019, 3, 1)
 MONTHS = (JAN, FEB, MAR)
 DBT_MONTHLY = tuple(dg.AssetKey(["dbt", n]) for n in
                     ("stg_yellow_tripdata", "stg_green_tripdata", "fact_trips", "dm_monthly_zone_revenue"))
-DBT_REFERENCE = [dg.AssetKey(["dbt", "dim_zones"]), dg.AssetKey(["dbt", "payment_type_lookup"])]
+DBT_REFERENCE = DBT_REFERENCE_KEYS
 
 
 def key(month: date) -> str:
     return f"{month:%Y-%m-01}"
+
+
+# --- the partitions: the source's months ---------------------------------------------------------
+
+FAR_FUTURE = datetime(2026, 12, 2, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("now", [datetime(2021, 8, 1, tzinfo=timezone.utc), FAR_FUTURE,
+                                 datetime(2099, 1, 1, tzinfo=timezone.utc)])
+def test_the_partitions_are_the_course_sources_months_whatever_the_date(now):
+    keys = monthly_partitions.get_partition_keys(current_time=now)
+    assert len(keys) == 31 and keys[0] == "2019-01-01" and keys[-1] == "2021-07-01"
+    with dg.partition_loading_context(effective_dt=now):
+        assert monthly_partitions.get_first_partition_key() == "2019-01-01"
+        assert monthly_partitions.get_last_partition_key() == "2021-07-01"
+    assert monthly_partitions.get_last_partition_key() == "2021-07-01"  # the real clock
+
+
+def test_the_range_is_the_sources_data():
+    assert (SOURCE.first_month, SOURCE.last_month) == (date(2019, 1, 1), date(2021, 7, 1))
+    assert SOURCE.months_text == "2019-01..2021-07"
+    # Every dataset's published months lie within the source's.
+    for spec in DATASETS.values():
+        assert SOURCE.first_month <= spec.first_published <= spec.last_published <= SOURCE.last_month
+    # Another source brings its own range: a live one (no last month) ends at the last complete
+    # month, and starts where it says.
+    live = SourceSpec(name="live", description="a live publisher", first_month=date(2023, 1, 1), last_month=None)
+    keys = build_monthly_partitions(live).get_partition_keys(current_time=FAR_FUTURE)
+    assert (keys[0], keys[-1], len(keys)) == ("2023-01-01", "2026-11-01", 47)
+    assert outside_partitions(date(2030, 1, 1), live) is None
+    assert outside_partitions(date(2022, 12, 1), live) == (
+        "before the first month of the live source (2023-01..the last complete month)")
+    with pytest.raises(ValueError, match="not the first day of a month"):
+        SourceSpec(name="bad", description="", first_month=date(2019, 1, 2), last_month=None)
+
+
+@pytest.mark.parametrize("now", [datetime(2019, 2, 28, 23, 59, tzinfo=timezone.utc),
+                                 datetime(2021, 7, 15, 8, tzinfo=timezone.utc),
+                                 datetime(2021, 8, 1, tzinfo=timezone.utc), FAR_FUTURE])
+def test_is_partition_month_agrees_with_dagster(now):
+    keys = set(monthly_partitions.get_partition_keys(current_time=now))
+    month = date(2018, 6, 1)
+    while month < date(2022, 6, 1):
+        assert is_partition_month(month, now) == (key(month) in keys), (month, now)
+        month = next_month(month)
 
 
 def generate(env: Env, spec, months, base_rows: int = 1_000) -> dict[str, int]:
@@ -89,9 +144,6 @@ def test_cli_partition_range_loads_every_month_and_its_dbt_models(env: Env):
     # and the mart counts exactly each month's vendor trips of both colours.
     for model in DBT_MONTHLY:
         assert instance.get_materialized_partitions(model) == set(yellow), model
-    # Three dbt builds (dim_zones and the seeds, then the months); dbt parses the whole project at
-    # most once, for the first build against this connection, and partially after that.
-    assert output.count("Done. PASS=") == 3 and output.count("Unable to do partial parsing") <= 1
     mart = {(str(m), s): int(n) for m, s, n in env.query(
         f'SELECT revenue_month, service_type, sum(total_monthly_trips) FROM '
         f'"{env.settings.dbt_schema}".dm_monthly_zone_revenue GROUP BY 1, 2')}
@@ -114,7 +166,7 @@ def test_cli_partition_range_loads_every_month_and_its_dbt_models(env: Env):
     assert {k: m["revenue"].value for k, m in observed.items()} == pytest.approx(revenue)
 
 
-def test_a_range_run_rebuilds_only_its_months_in_dbt(env: Env):
+def test_a_range_run_rebuilds_only_its_months_in_dbt(env: Env, capfd):
     """A second range run over Feb..Mar, after Feb's file changed, changes Feb's dbt rows only."""
     generate(env, YELLOW, MONTHS)
     generate(env, GREEN, MONTHS, base_rows=400)
@@ -140,6 +192,10 @@ def test_a_range_run_rebuilds_only_its_months_in_dbt(env: Env):
     assert after[(key(FEB), "Yellow")] == feb_trips != before[(key(FEB), "Yellow")]
     assert {k: v for k, v in after.items() if k != (key(FEB), "Yellow")} == \
         {k: v for k, v in before.items() if k != (key(FEB), "Yellow")}
+    # Three dbt builds with other months each time: dbt parses the whole project at most once (the
+    # first build against this connection), then only the files that read the months.
+    dbt_output = capfd.readouterr().out
+    assert dbt_output.count("Done. PASS=") == 3 and dbt_output.count("Unable to do partial parsing") <= 1
 
 
 def _poison(path) -> None:
@@ -194,30 +250,51 @@ def test_a_failed_month_keeps_the_months_loaded_before_it(env: Env):
     assert result.get_asset_materialization_events() == []
 
 
-def test_unpublished_months_inside_a_range_are_skipped_and_the_others_load(env: Env):
-    jun, jul, aug, sep = (date(2021, m, 1) for m in (6, 7, 8, 9))  # last published: 2021-07
-    expected = generate(env, YELLOW, (jun, jul))
+# A dataset known to be published only up to 2021-05, within the source's months up to 2021-07 (as
+# fhv is known up to 2019-12, its 2020 files in some copies only): its later partitions may 404.
+KNOWN_UNTIL_MAY = replace(YELLOW, last_published=date(2021, 5, 1))
 
-    result = env.materialize_range(YELLOW, jun, sep)
+
+def test_unpublished_months_inside_a_range_are_skipped_and_the_others_load(env: Env):
+    apr, may, jun, jul = (date(2021, m, 1) for m in (4, 5, 6, 7))
+    expected = generate(env, YELLOW, (apr, may))
+
+    result = env.materialize_range(KNOWN_UNTIL_MAY, apr, jul)
 
     assert result.success
     assert rows_per_month(env, YELLOW) == expected
     logs = [r.user_message for r in env.instance.all_logs(result.run_id)]
-    for month in ("2021-08", "2021-09"):
+    for month in ("2021-06", "2021-07"):
         assert any(m.startswith(f"yellow {month} is not published yet: ") for m in logs), logs
     final = partition_metadata(env.instance, final_key(YELLOW), "dagster/row_count")
     assert {k: final[k] for k in expected} == expected
     # Dagster records every partition of a single-run step; the skipped months say so.
     for asset in (raw_file_key(YELLOW), staging_key(YELLOW), final_key(YELLOW)):
         flags = partition_metadata(env.instance, asset, NOT_PUBLISHED)
-        assert flags == {key(jun): None, key(jul): None, key(aug): True, key(sep): True}, asset
-    assert final[key(aug)] is None and final[key(sep)] is None
+        assert flags == {key(apr): None, key(may): None, key(jun): True, key(jul): True}, asset
+    assert final[key(jun)] is None and final[key(jul)] is None
 
 
 def test_a_range_of_only_unpublished_months_materializes_nothing(env: Env):
-    result = env.materialize_range(YELLOW, date(2024, 4, 1), date(2024, 5, 1))
+    result = env.materialize_range(KNOWN_UNTIL_MAY, date(2021, 6, 1), date(2021, 7, 1))
     assert result.success
     assert result.get_asset_materialization_events() == []
+
+
+def test_a_range_past_the_last_partition_fails_at_once_naming_the_months(env: Env):
+    """A run whose range tags reach past 2021-07 (written by hand: the UI and the CLI offer only
+    partitions) fails in its first step without a retry; nothing is loaded."""
+    generate(env, YELLOW, (date(2021, 7, 1),))
+    result = env.materialize_range(YELLOW, date(2021, 7, 1), date(2021, 9, 1))
+    assert not result.success
+    message = failure_message(result)
+    assert "the run's months are not all partitions (the source's months are 2019-01..2021-07)" in message
+    assert "2021-09-01" in message
+    assert dg.DagsterEventType.STEP_UP_FOR_RETRY not in [e.event_type for e in result.all_events]
+    assert result.get_asset_materialization_events() == [] and env.fingerprint(YELLOW) == []
+    # One month that is no partition is refused by Dagster before the run starts.
+    with pytest.raises(dg.DagsterUnknownPartitionError):
+        env.materialize(YELLOW, date(2021, 8, 1))
 
 
 def test_a_blocking_check_failing_for_one_month_of_a_range_turns_only_that_month_red(env: Env, monkeypatch):

@@ -47,6 +47,9 @@ from taxi_platform.warehouse.base import TripWarehouse
 
 MONTHLY = "tag:monthly"
 DBT_GROUP = "transform"
+# The unpartitioned dbt assets (everything not tagged monthly): the monthly models join them, so a
+# first load builds them before any month (the demo, the bench, the tests).
+DBT_REFERENCE_KEYS = [dg.AssetKey(["dbt", name]) for name in ("dim_zones", "payment_type_lookup", "taxi_zone_lookup")]
 
 
 class DbtManifestMissing(FileNotFoundError):
@@ -100,7 +103,9 @@ def reparse_manifest(project: DbtProject) -> None:
     the project's target atomically, one process at a time: under `dagster dev` the code server,
     the daemon and every run worker load the code location, and none may read a half-written
     manifest."""
-    target = Path(project.project_dir) / project.target_path
+    # Absolute: dbt runs in the project folder, where a relative scratch path would land in a
+    # project_dir/project_dir/target of its own.
+    target = (Path(project.project_dir) / project.target_path).resolve()
     target.mkdir(parents=True, exist_ok=True)
     with open(target / ".parse.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -30,6 +30,7 @@ import requests
 import yaml
 
 from run_results import query
+from taxi_platform.assets.dbt import DBT_REFERENCE_KEYS
 from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
 from taxi_platform.assets.zones import reference_file_key, reference_table_key
 from taxi_platform.datasets import DATASETS, ZONES
@@ -42,8 +43,7 @@ BIN = Path(sys.executable).parent
 INSTANCE_TEMPLATE = REPO / "taxi_platform" / "instance" / "dagster.yaml"
 ARTIFACTS = REPO / "test-artifacts"
 LOCATION = "taxi_platform"
-REFERENCE_KEYS = [reference_file_key(ZONES), reference_table_key(ZONES),
-                  dg.AssetKey(["dbt", "dim_zones"]), dg.AssetKey(["dbt", "payment_type_lookup"])]
+REFERENCE_KEYS = [reference_file_key(ZONES), reference_table_key(ZONES), *DBT_REFERENCE_KEYS]
 MONTHS = (date(2019, 1, 1), date(2019, 2, 1), date(2019, 3, 1))
 ROWS = 2_000
 STARTUP_TIMEOUT = 180
@@ -290,3 +290,45 @@ def backfill(dagster_stack: Stack) -> Backfill:
 
     got = _wait_until(finished, f"backfill {backfill_id}", stack, timeout=BACKFILL_TIMEOUT, every=2.0)
     return Backfill(id=backfill_id, status=got["status"], runs=got["runs"], seconds=time.monotonic() - started)
+
+
+DBT_MONTHLY = [dg.AssetKey(["dbt", n]) for n in
+               ("stg_yellow_tripdata", "stg_green_tripdata", "fact_trips", "dm_monthly_zone_revenue")]
+DBT_TIMEOUT = 240
+
+
+def runs_in_progress(instance: dg.DagsterInstance) -> bool:
+    return bool(instance.get_runs(dg.RunsFilter(statuses=[
+        dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.STARTED])))
+
+
+@pytest.fixture(scope="session")
+def dbt_months_built(dagster_stack: Stack, backfill: Backfill) -> float:
+    """Waits until the daemon's dbt automation built every backfilled month of the monthly dbt
+    models (no one asks for it) and nothing runs any more; the seconds it took after the backfill."""
+    stack = dagster_stack
+    months = {f"{m:%Y-%m-01}" for m in MONTHS}
+    started = time.monotonic()
+    with stack.instance() as instance:
+        while True:
+            done = {k: instance.get_materialized_partitions(k) for k in DBT_MONTHLY}
+            if all(v == months for v in done.values()) and not runs_in_progress(instance):
+                return time.monotonic() - started
+            stack.assert_alive()
+            assert time.monotonic() < started + DBT_TIMEOUT, f"dbt partitions so far: {done}\n{stack.log_tail()}"
+            time.sleep(3)
+
+
+def mart_trips_per_partition(stack: Stack) -> dict[str, int]:
+    mart = dg.AssetKey(["dbt", "dm_monthly_zone_revenue"])
+    latest: dict[str, tuple[float, int]] = {}
+    with stack.instance() as instance:
+        events = [(r.partition_key, r.timestamp, r.asset_materialization.metadata) for r in
+                  instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=mart), limit=100).records]
+        events += [(r.partition_key, r.timestamp, r.asset_observation.metadata) for r in
+                   instance.fetch_observations(dg.AssetRecordsFilter(asset_key=mart), limit=100).records]
+    for partition, timestamp, metadata in events:
+        if "trips" in metadata and timestamp >= latest.get(partition, (0, 0))[0]:
+            latest[partition] = (timestamp, metadata["trips"].value)
+    return {partition: trips for partition, (_, trips) in latest.items()}

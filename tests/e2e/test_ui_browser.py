@@ -1,6 +1,7 @@
 """The Dagster UI of the running instance in headless Chromium (the Debian package, driven by
-Playwright): the asset graph shows the platform's groups and assets, and a partitioned asset's page
-lists exactly the months the backfill materialized. Screenshots are kept in test-artifacts/."""
+Playwright): the asset graph shows the platform's groups and assets, a partitioned asset's page
+lists exactly the months the backfill materialized, each month's check results are filed under it,
+and the revenue mart's trips and revenue are plotted per month. Screenshots are kept in test-artifacts/."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from taxi_platform.partitions import monthly_partitions
 
-from .conftest import ARTIFACTS, MONTHS, Backfill, Stack
+from .conftest import ARTIFACTS, MONTHS, Backfill, Stack, mart_trips_per_partition
 
 pytestmark = pytest.mark.slow
 
@@ -83,3 +84,44 @@ def test_asset_graph_and_materialized_partitions_in_the_ui(dagster_stack: Stack,
     axis = {monthly_partitions.get_first_partition_key(), monthly_partitions.get_last_partition_key()}
     assert listed - axis == set(months) - axis and set(months) <= listed, listed
     page.screenshot(path=str(ARTIFACTS / "ui-yellow-partitions.png"))
+
+
+def test_per_month_check_results_and_the_marts_plotted_figures(dagster_stack: Stack, dbt_months_built: float,
+                                                               page):
+    stack = dagster_stack
+    months = [f"{m:%Y-%m-01}" for m in MONTHS]
+
+    # The final table's checks are per month: the latest result names its month, and the check's
+    # history lists one result per backfilled month.
+    page.goto(f"{stack.web_url}/assets/warehouse/yellow_tripdata?view=checks")
+    dismiss_first_visit_popup(page)
+    page.get_by_text("unique_row_id_is_unique").first.wait_for()
+    page.get_by_text("Latest execution").first.wait_for()
+    latest = page.inner_text("body").split("Latest execution", 1)[1]
+    assert re.search(rf"Partition\s+{months[-1]}", latest), latest[:600]
+    assert re.search(rf"month\s+{months[-1][:7]}", latest), latest[:600]
+    page.screenshot(path=str(ARTIFACTS / "ui-yellow-checks.png"))
+    page.get_by_text("Execution history", exact=True).first.click()
+    page.get_by_text(months[0], exact=True).first.wait_for()
+    history = page.inner_text("body").split("Execution history", 1)[1]
+    assert all(month in history for month in months), history[:800]
+    page.screenshot(path=str(ARTIFACTS / "ui-yellow-check-history.png"))
+
+    # The mart's materialization of a month shows that month's trips and revenue ...
+    expected = mart_trips_per_partition(stack)
+    assert set(expected) == set(months)
+    page.goto(f"{stack.web_url}/assets/dbt/dm_monthly_zone_revenue?view=events")
+    dismiss_first_visit_popup(page)
+    row = page.locator("tr", has=page.get_by_text("trips", exact=True)).first
+    row.wait_for()
+    assert row.inner_text().split() == ["trips", str(expected[months[-1]])]
+    page.locator("tr", has=page.get_by_text("revenue", exact=True)).first.wait_for()
+
+    # ... and the overview plots them per partition.
+    page.goto(f"{stack.web_url}/assets/dbt/dm_monthly_zone_revenue")
+    dismiss_first_visit_popup(page)
+    page.get_by_text("Plots", exact=True).first.click()
+    page.get_by_text("When graphing values by partition").first.wait_for()
+    plotted = page.inner_text("body").split("Metadata", 1)[1].split("When graphing values by partition")[0]
+    assert {"trips", "revenue", "dagster/row_count"} <= set(plotted.split()), plotted
+    page.screenshot(path=str(ARTIFACTS / "ui-mart-plots.png"), full_page=True)

@@ -10,6 +10,7 @@ import dagster as dg
 
 from expected import expected_from_file
 from gcp.gcp_support import ZONES_CSV, GcpEnv
+from taxi_platform.assets.dbt import DBT_REFERENCE_KEYS
 from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
 from taxi_platform.assets.zones import reference_file_key, reference_table_key
 from taxi_platform.datasets import GREEN, YELLOW, ZONES
@@ -18,7 +19,7 @@ from taxi_platform.sample.generator import generate_month
 MONTH = date(2019, 1, 1)
 DBT_MONTHLY = [dg.AssetKey(["dbt", n]) for n in
                ("stg_yellow_tripdata", "stg_green_tripdata", "fact_trips", "dm_monthly_zone_revenue")]
-DBT_REFERENCE = [dg.AssetKey(["dbt", "dim_zones"]), dg.AssetKey(["dbt", "payment_type_lookup"])]
+DBT_REFERENCE = DBT_REFERENCE_KEYS
 
 
 def test_dbt_bigquery_target_builds_one_month(gcp_env: GcpEnv):
