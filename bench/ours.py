@@ -153,6 +153,6 @@ def _run_details(dagster_home: Path, spec: DatasetSpec) -> dict:
         "staged_rows": final["staged_rows"],
         "final_rows": final["dagster/row_count"],
         "duplicates_dropped": final["duplicates_dropped"],
-        "previous_rows": final["previous_rows"],
+        "previous_rows": int(final["previous_rows"]),  # text in the metadata: no chart of it
         "checks": checks,
     }

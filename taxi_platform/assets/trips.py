@@ -250,7 +250,7 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
                 "dagster/row_count": dg.MetadataValue.int(result.final_rows),
                 "staged_rows": dg.MetadataValue.int(result.staged_rows),
                 "duplicates_dropped": dg.MetadataValue.int(result.duplicates_dropped),
-                "previous_rows": dg.MetadataValue.int(result.previous_rows),
+                "previous_rows": dg.MetadataValue.text(str(result.previous_rows)),
                 "duration_seconds": round(result.seconds, 2),
                 **({STAGED_SHA256: result.sha256} if result.sha256 else {}),
                 **({"staged_by_run": result.staged_by_run} if result.staged_by_run else {}),
@@ -293,15 +293,25 @@ def trip_table_schema(spec: DatasetSpec) -> dg.TableSchema:
         *(dg.TableColumn(c.name, c.type.value) for c in spec.columns)])
 
 
+def source_url_metadata(url: str) -> dg.MetadataValue:
+    """A link only where it leads somewhere later: a local mirror's port or a file:// path is dead
+    or meaningless in the UI after the run, so those are plain text."""
+    masked = mask_url(url)
+    return dg.MetadataValue.url(masked) if masked.startswith("https://") else dg.MetadataValue.text(masked)
+
+
+# Numbers that would only make meaningless per-month charts (the UI plots every numeric entry):
+# `previous_rows` (what the month held before, 0 on a first load) and the download's attempts are
+# text; the attempts are in the run's log too.
 def download_metadata(result: DownloadResult) -> dict:
     return {
-        "source_url": dg.MetadataValue.url(mask_url(result.url)),
+        "source_url": source_url_metadata(result.url),
         "bytes": dg.MetadataValue.int(result.bytes),
         "sha256": result.sha256,
         "rows": dg.MetadataValue.int(result.rows),
         "uncompressed_bytes": dg.MetadataValue.int(result.decompressed_bytes),
         "line_ending": "CRLF" if result.line_ending == "\r\n" else "LF",
-        "download_attempts": result.attempts,
+        "download_attempts": dg.MetadataValue.text(str(result.attempts)),
         "duration_seconds": round(result.seconds, 2),
     }
 

@@ -4,10 +4,9 @@ from typing import Iterator
 
 import dagster as dg
 
-from taxi_platform.assets.trips import LAKE_IO_MANAGER_KEY, WAREHOUSE_POOL
+from taxi_platform.assets.trips import LAKE_IO_MANAGER_KEY, WAREHOUSE_POOL, source_url_metadata
 from taxi_platform.datasets import ReferenceSpec
 from taxi_platform.lake.base import LAKE_KEY_METADATA, LakeFile, VerifiedDownload, lake_key
-from taxi_platform.redact import mask_url
 from taxi_platform.source.resource import ReleaseSource
 from taxi_platform.warehouse.base import TripWarehouse, cost_metadata
 
@@ -35,7 +34,7 @@ def build_reference_assets(ref: ReferenceSpec, *, warehouse_kind: str,
         yield dg.Output(
             VerifiedDownload(lake_key=lake_key(ref.release_tag, ref.file_name), local_path=result.path),
             metadata={
-                "source_url": dg.MetadataValue.url(mask_url(result.url)),
+                "source_url": source_url_metadata(result.url),
                 "bytes": dg.MetadataValue.int(result.bytes),
                 "sha256": result.sha256,
                 "rows": dg.MetadataValue.int(result.rows),
@@ -57,7 +56,7 @@ def build_reference_assets(ref: ReferenceSpec, *, warehouse_kind: str,
         return dg.MaterializeResult(metadata={
             "dagster/table_name": result.table,
             "dagster/row_count": dg.MetadataValue.int(result.rows),
-            "previous_rows": dg.MetadataValue.int(result.previous_rows),
+            "previous_rows": dg.MetadataValue.text(str(result.previous_rows)),
             "duration_seconds": round(result.seconds, 2),
             **cost_metadata(result),
         })

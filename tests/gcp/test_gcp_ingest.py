@@ -103,7 +103,7 @@ def test_same_month_twice_gives_identical_contents(gcp_env: GcpEnv):
     first = gcp_env.fingerprint(YELLOW)
     result = gcp_env.materialize(YELLOW, JAN, raise_on_error=True)
     assert gcp_env.fingerprint(YELLOW) == first
-    assert materialization_metadata(result, final_key(YELLOW))["previous_rows"] == len(first)
+    assert materialization_metadata(result, final_key(YELLOW))["previous_rows"] == str(len(first))
 
 
 def test_corrected_file_replaces_that_month_only(gcp_env: GcpEnv):
