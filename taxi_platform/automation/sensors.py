@@ -288,7 +288,8 @@ def build_dbt_automation_sensor(
     final table is materialized, that month's dbt partition is requested."""
     return dg.AutomationConditionSensorDefinition(
         DBT_AUTOMATION_SENSOR_NAME,
-        target=dg.AssetSelection.key_prefixes("dbt"),
+        # A selection the UI can print (`key:"dbt/*"`); key_prefixes() shows as a Python repr.
+        target=dg.AssetSelection.from_string('key:"dbt/*"'),
         default_status=default_status,
         minimum_interval_seconds=30,
         # One run per month, tagged: the instance runs at most one `taxi/dbt` run at a time
