@@ -361,11 +361,18 @@ def _dbt_command(settings: Settings, args: list[str]) -> list[str]:
 
 
 def cmd_dbt_prepare(args: argparse.Namespace, settings: Settings) -> int:
-    """`dbt parse`: writes the manifest the Dagster definitions load (no database needed)."""
-    done = subprocess.run(_dbt_command(settings, ["parse", "--quiet"]), capture_output=True, text=True)
-    if done.returncode != 0:
-        print(done.stdout[-4000:], done.stderr[-2000:], file=sys.stderr)
-        return done.returncode
+    """`dbt parse`: writes the manifest the Dagster definitions load (no database needed), and the
+    stamp of the files it was parsed from, so `dagster dev` does not parse them again."""
+    from dagster_dbt import DbtProject
+
+    from taxi_platform.assets.dbt import write_sources_stamp
+
+    project = DbtProject(project_dir=settings.dbt_project_dir, profiles_dir=settings.dbt_project_dir)
+    with write_sources_stamp(project):
+        done = subprocess.run(_dbt_command(settings, ["parse", "--quiet"]), capture_output=True, text=True)
+        if done.returncode != 0:
+            print(done.stdout[-4000:], done.stderr[-2000:], file=sys.stderr)
+            return done.returncode
     print(f"dbt manifest ready: {settings.dbt_project_dir / 'target' / 'manifest.json'}")
     return 0
 

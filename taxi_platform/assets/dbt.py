@@ -77,7 +77,7 @@ SOURCES_STAMP = "manifest.sources"
 def dbt_sources_fingerprint(project: DbtProject) -> str:
     """Name, size and modification time of every file of the dbt project outside its target."""
     root = Path(project.project_dir)
-    skip = {project.target_path, "logs", "dbt_packages"}
+    skip = {str(project.target_path), "logs", "dbt_packages"}
     entries = []
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
@@ -98,6 +98,15 @@ def manifest_is_current(project: DbtProject) -> bool:
         return False
 
 
+@contextmanager
+def write_sources_stamp(project: DbtProject) -> Iterator[None]:
+    """Around a `dbt parse` into the project's target: on success, the stamp of the files as they
+    were before it (an edit meanwhile makes the next `dagster dev` load parse again)."""
+    fingerprint = dbt_sources_fingerprint(project)
+    yield
+    (Path(project.project_dir) / project.target_path / SOURCES_STAMP).write_text(fingerprint)
+
+
 def reparse_manifest(project: DbtProject) -> None:
     """`dbt parse` into a folder of its own, then the manifest and partial-parse file moved into
     the project's target atomically, one process at a time: under `dagster dev` the code server,
@@ -111,15 +120,14 @@ def reparse_manifest(project: DbtProject) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if manifest_is_current(project):  # another process parsed it while this one waited
             return
-        fingerprint = dbt_sources_fingerprint(project)  # before parsing: an edit meanwhile re-parses
         scratch = Path(tempfile.mkdtemp(prefix=".parse-", dir=target))
         try:
-            DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
-                ["parse", "--quiet"], target_path=scratch).wait()
-            for name in ("partial_parse.msgpack", "manifest.json"):  # the manifest last
-                if (scratch / name).exists():
-                    os.replace(scratch / name, target / name)
-            (target / SOURCES_STAMP).write_text(fingerprint)
+            with write_sources_stamp(project):
+                DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
+                    ["parse", "--quiet"], target_path=scratch).wait()
+                for name in ("partial_parse.msgpack", "manifest.json"):  # the manifest last
+                    if (scratch / name).exists():
+                        os.replace(scratch / name, target / name)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
@@ -197,6 +205,9 @@ def parse_state_path(project: DbtProject, dbt_env: Mapping[str, str]) -> Path:
     return Path(project.project_dir) / project.target_path / "partial_parse" / f"{key}.msgpack"
 
 
+KEPT_PARSE_STATES = 8  # connections; ~0.6 MB each, the least recently built against go first
+
+
 def _keep_parse_state(produced: Path, kept: Path) -> None:
     """Best effort: a read-only project folder only costs the next build a full parse."""
     try:
@@ -204,6 +215,9 @@ def _keep_parse_state(produced: Path, kept: Path) -> None:
         scratch = kept.with_name(f".{kept.name}.{os.getpid()}")
         shutil.copyfile(produced, scratch)
         os.replace(scratch, kept)
+        states = sorted(kept.parent.glob("*.msgpack"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for stale in states[KEPT_PARSE_STATES:]:
+            stale.unlink(missing_ok=True)
     except OSError:
         pass
 
