@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(TAXI_HOME)/dagster
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: install dbt-prepare demo demo-full test bench bench-run-start dev db-start db-stop db-psql clean
+.PHONY: install dbt-prepare demo demo-full lint test bench bench-run-start dev db-start db-stop db-psql clean
 
 # The dbt manifest is prepared here (dbt parse), not when the definitions are imported.
 DBT_MANIFEST := dbt_project/target/manifest.json
@@ -39,8 +39,13 @@ demo: install
 demo-full: install
 	$(BIN)/taxi-platform demo --full $(DEMO_ARGS)
 
-## The test suite (starts and stops its own embedded PostgreSQL).
-test: install
+## Lint and format check (ruff, configured in pyproject.toml); `$(BIN)/ruff format .` formats.
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## The lint, then the test suite (starts and stops its own embedded PostgreSQL).
+test: install lint
 	sh scripts/install-system-deps.sh
 	$(BIN)/pytest
 

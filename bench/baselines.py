@@ -78,8 +78,9 @@ def _typed_columns(spec: DatasetSpec) -> str:
 def floor(url: str, spec: DatasetSpec, path: Path, *, unlogged: bool = False) -> dict:
     """COPY of the raw file by psql into a typed, unindexed table: what the database can ingest."""
     table = f"{FLOOR_SCHEMA}.{spec.table_name}"
-    _execute(url, f"CREATE SCHEMA IF NOT EXISTS {FLOOR_SCHEMA}", f"DROP TABLE IF EXISTS {table}",
-             "CHECKPOINT")
+    _execute(
+        url, f"CREATE SCHEMA IF NOT EXISTS {FLOOR_SCHEMA}", f"DROP TABLE IF EXISTS {table}", "CHECKPOINT"
+    )
     copy = f"\\copy {table} FROM STDIN WITH (FORMAT csv, HEADER true)"
     create = f"CREATE {'UNLOGGED ' if unlogged else ''}TABLE {table} ({_typed_columns(spec)})"
     if unlogged:  # created in the COPY's transaction (psql -1 would need a file; BEGIN/COMMIT)
@@ -127,7 +128,8 @@ def reference(url: str, spec: DatasetSpec, path: Path, file_name: str) -> dict:
     identity = [c.lower() for c in spec.identity_columns]
     hashed = " || ".join(
         f"COALESCE({n}, '')" if dict(cols)[n] == "text" else f"COALESCE(CAST({n} AS text), '')"
-        for n in identity)
+        for n in identity
+    )
     _execute(url, f"CREATE SCHEMA IF NOT EXISTS {REFERENCE_SCHEMA}", "CHECKPOINT")
     phases: dict[str, float] = {}
     started = time.monotonic()
@@ -140,8 +142,11 @@ def reference(url: str, spec: DatasetSpec, path: Path, file_name: str) -> dict:
             cur.execute(f"CREATE TABLE IF NOT EXISTS {staging} (unique_row_id text, filename text, {defs})")
             cur.execute(f"TRUNCATE TABLE {staging}")
             phases["create_truncate"] = time.monotonic() - t
-            phases["copy"] = _timed_pipe(url, path, [
-                f"\\copy {staging} ({', '.join(names)}) FROM STDIN WITH (FORMAT csv, HEADER true)"])
+            phases["copy"] = _timed_pipe(
+                url,
+                path,
+                [f"\\copy {staging} ({', '.join(names)}) FROM STDIN WITH (FORMAT csv, HEADER true)"],
+            )
             t = time.monotonic()
             cur.execute(f"UPDATE {staging} SET unique_row_id = md5({hashed}), filename = %s", (file_name,))
             phases["update_md5"] = time.monotonic() - t
@@ -149,7 +154,8 @@ def reference(url: str, spec: DatasetSpec, path: Path, file_name: str) -> dict:
             cur.execute(
                 f"MERGE INTO {final} AS T USING {staging} AS S ON T.unique_row_id = S.unique_row_id "
                 f"WHEN NOT MATCHED THEN INSERT (unique_row_id, filename, {', '.join(names)}) "
-                f"VALUES (S.unique_row_id, S.filename, {', '.join('S.' + n for n in names)})")
+                f"VALUES (S.unique_row_id, S.filename, {', '.join('S.' + n for n in names)})"
+            )
             inserted = cur.rowcount
             phases["merge"] = time.monotonic() - t
     finally:
@@ -171,15 +177,17 @@ def pandas_to_sql(url: str, spec: DatasetSpec, path: Path, rows: int) -> dict:
         elif c.type is ColumnType.TEXT:
             dtype[c.name] = "string"
     parse_dates = [spec.pickup_column, spec.dropoff_column]
-    _execute(url, f"DROP SCHEMA IF EXISTS {PANDAS_SCHEMA} CASCADE", f"CREATE SCHEMA {PANDAS_SCHEMA}",
-             "CHECKPOINT")
+    _execute(
+        url, f"DROP SCHEMA IF EXISTS {PANDAS_SCHEMA} CASCADE", f"CREATE SCHEMA {PANDAS_SCHEMA}", "CHECKPOINT"
+    )
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1))
     table = spec.table_name
     loaded = 0
     started = time.monotonic()
     try:
-        chunks = pd.read_csv(path, dtype=dtype, parse_dates=parse_dates, iterator=True,
-                             chunksize=100_000, nrows=rows)
+        chunks = pd.read_csv(
+            path, dtype=dtype, parse_dates=parse_dates, iterator=True, chunksize=100_000, nrows=rows
+        )
         first = True
         for chunk in chunks:
             if first:

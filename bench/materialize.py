@@ -25,23 +25,33 @@ def main(argv: list[str]) -> int:
     from taxi_platform.definitions import build_definitions
 
     job = build_definitions().resolve_implicit_global_asset_job_def()
-    reference = [reference_file_key(ZONES), reference_table_key(ZONES),
-                 *DBT_REFERENCE_KEYS]
+    reference = [reference_file_key(ZONES), reference_table_key(ZONES), *DBT_REFERENCE_KEYS]
     with dg.DagsterInstance.get() as instance:
         if argv[0] == "reference":
-            result = job.execute_in_process(instance=instance, asset_selection=reference,
-                                            raise_on_error=False)
+            result = job.execute_in_process(
+                instance=instance, asset_selection=reference, raise_on_error=False
+            )
         elif argv[0] == "dbt":
-            monthly = [k for k in job.asset_layer.asset_graph.get_all_asset_keys()
-                       if k.path[0] == "dbt" and k not in reference]
-            result = job.execute_in_process(instance=instance, asset_selection=monthly,
-                                            partition_key=f"{argv[1]}-01", raise_on_error=False)
+            monthly = [
+                k
+                for k in job.asset_layer.asset_graph.get_all_asset_keys()
+                if k.path[0] == "dbt" and k not in reference
+            ]
+            result = job.execute_in_process(
+                instance=instance,
+                asset_selection=monthly,
+                partition_key=f"{argv[1]}-01",
+                raise_on_error=False,
+            )
         else:
             spec, month = get_dataset(argv[0]), argv[1]
             result = job.execute_in_process(
-                instance=instance, partition_key=f"{month}-01", raise_on_error=False,
+                instance=instance,
+                partition_key=f"{month}-01",
+                raise_on_error=False,
                 asset_selection=[raw_file_key(spec), staging_key(spec), final_key(spec)],
-                tags={"taxi": spec.name, "file": spec.file_name(month_date(month))})
+                tags={"taxi": spec.name, "file": spec.file_name(month_date(month))},
+            )
     print(json.dumps({"run_id": result.run_id, "peak_rss_kb": peak_rss_kb()}))
     return 0 if result.success else 1
 

@@ -36,27 +36,46 @@ EXTERNAL_POSTGRES_URL: str | None = None
 
 def child_env(home: Path, mirror: Path, dagster_home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAXI_")}
-    env.update({
-        "TAXI_HOME": str(home),  # the embedded PostgreSQL under it: the benchmark's server
-        "TAXI_SOURCE_URL": mirror.as_uri(),
-        "DAGSTER_HOME": str(dagster_home),
-    })
+    env.update(
+        {
+            "TAXI_HOME": str(home),  # the embedded PostgreSQL under it: the benchmark's server
+            "TAXI_SOURCE_URL": mirror.as_uri(),
+            "DAGSTER_HOME": str(dagster_home),
+        }
+    )
     if EXTERNAL_POSTGRES_URL:
         env["TAXI_POSTGRES_URL"] = EXTERNAL_POSTGRES_URL
     return env
 
 
-def materialize(spec: DatasetSpec, month: date, *, home: Path, mirror: Path, dagster_home: Path,
-                log_file: Path, cli: bool = False) -> dict:
+def materialize(
+    spec: DatasetSpec,
+    month: date,
+    *,
+    home: Path,
+    mirror: Path,
+    dagster_home: Path,
+    log_file: Path,
+    cli: bool = False,
+) -> dict:
     selection = ",".join(k.to_user_string() for k in (raw_file_key(spec), staging_key(spec), final_key(spec)))
     if cli:
-        command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
-                   "-m", "taxi_platform.definitions", "--select", selection,
-                   "--partition", f"{month:%Y-%m-01}"]
+        command = [
+            str(Path(sys.executable).parent / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "taxi_platform.definitions",
+            "--select",
+            selection,
+            "--partition",
+            f"{month:%Y-%m-01}",
+        ]
     else:
         command = [sys.executable, "-m", "bench.materialize", spec.name, f"{month:%Y-%m}"]
-    proc, process_seconds = _run_child(command, home=home, mirror=mirror, dagster_home=dagster_home,
-                                       log_file=log_file)
+    proc, process_seconds = _run_child(
+        command, home=home, mirror=mirror, dagster_home=dagster_home, log_file=log_file
+    )
     peak_kb = None
     if not cli:
         peak_kb = json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_kb"]
@@ -69,8 +88,13 @@ def build_dbt(month: date | None, *, home: Path, mirror: Path, dagster_home: Pat
     """A Dagster run of the monthly dbt models for `month` (both colours), or of the zones and
     unpartitioned models when `month` is None: {"seconds", "process_seconds", "checks"}."""
     args = ["dbt", f"{month:%Y-%m}"] if month else ["reference"]
-    _proc, process_seconds = _run_child([sys.executable, "-m", "bench.materialize", *args], home=home,
-                                        mirror=mirror, dagster_home=dagster_home, log_file=log_file)
+    _proc, process_seconds = _run_child(
+        [sys.executable, "-m", "bench.materialize", *args],
+        home=home,
+        mirror=mirror,
+        dagster_home=dagster_home,
+        log_file=log_file,
+    )
     import dagster as dg
 
     with _dagster_home(dagster_home), dg.DagsterInstance.get() as instance:
@@ -78,10 +102,17 @@ def build_dbt(month: date | None, *, home: Path, mirror: Path, dagster_home: Pat
         if run.status != dg.DagsterRunStatus.SUCCESS:
             raise RuntimeError(f"run {run.run_id} ended {run.status}")
         stats = instance.get_run_stats(run.run_id)
-        checks = [r.dagster_event.event_specific_data.passed for r in
-                  instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)]
-    return {"seconds": stats.end_time - stats.start_time, "process_seconds": process_seconds,
-            "run_id": run.run_id, "checks_passed": sum(checks), "checks_failed": len(checks) - sum(checks)}
+        checks = [
+            r.dagster_event.event_specific_data.passed
+            for r in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+        ]
+    return {
+        "seconds": stats.end_time - stats.start_time,
+        "process_seconds": process_seconds,
+        "run_id": run.run_id,
+        "checks_passed": sum(checks),
+        "checks_failed": len(checks) - sum(checks),
+    }
 
 
 @contextmanager
@@ -97,8 +128,9 @@ def _dagster_home(path: Path):
             os.environ["DAGSTER_HOME"] = previous
 
 
-def _run_child(command: list[str], *, home: Path, mirror: Path, dagster_home: Path,
-               log_file: Path) -> tuple[subprocess.CompletedProcess, float]:
+def _run_child(
+    command: list[str], *, home: Path, mirror: Path, dagster_home: Path, log_file: Path
+) -> tuple[subprocess.CompletedProcess, float]:
     dagster_home.mkdir(parents=True, exist_ok=True)
     instance_yaml = dagster_home / "dagster.yaml"
     if not instance_yaml.exists():
@@ -107,8 +139,14 @@ def _run_child(command: list[str], *, home: Path, mirror: Path, dagster_home: Pa
         log.write(f"\n$ {' '.join(command)}\n")
         log.flush()
         started = time.monotonic()
-        proc = subprocess.run(command, cwd=REPO, env=child_env(home, mirror, dagster_home),
-                              stdout=subprocess.PIPE, stderr=log, text=True)
+        proc = subprocess.run(
+            command,
+            cwd=REPO,
+            env=child_env(home, mirror, dagster_home),
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
         process_seconds = time.monotonic() - started
         log.write(proc.stdout)
     if proc.returncode != 0:
@@ -127,8 +165,11 @@ def _run_details(dagster_home: Path, spec: DatasetSpec) -> dict:
             if run.status != dg.DagsterRunStatus.SUCCESS:
                 raise RuntimeError(f"run {run.run_id} ended {run.status}")
             stats = instance.get_run_stats(run.run_id)
-            steps = {s.step_key: s.end_time - s.start_time
-                     for s in instance.get_run_step_stats(run.run_id) if s.end_time and s.start_time}
+            steps = {
+                s.step_key: s.end_time - s.start_time
+                for s in instance.get_run_step_stats(run.run_id)
+                if s.end_time and s.start_time
+            }
             metadata = {}
             for record in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
                 mat = record.dagster_event.event_specific_data.materialization
@@ -146,8 +187,11 @@ def _run_details(dagster_home: Path, spec: DatasetSpec) -> dict:
     return {
         "seconds": stats.end_time - stats.start_time,
         "run_id": run.run_id,
-        "phases": {"raw_file": raw["duration_seconds"], "staging": staging["duration_seconds"],
-                   "replace": final["duration_seconds"]},
+        "phases": {
+            "raw_file": raw["duration_seconds"],
+            "staging": staging["duration_seconds"],
+            "replace": final["duration_seconds"],
+        },
         "steps": steps,
         "rows_read": raw["rows"],
         "staged_rows": final["staged_rows"],

@@ -21,14 +21,33 @@ def _rows(results: dict) -> list[tuple]:
             if key not in e:
                 continue
             m = e[key]
-            out.append((label, key, what, m["seconds"], m["rows_per_second"], m.get("peak_rss_mb"),
-                        m["seconds"] / ours, _cpu(m)))
+            out.append(
+                (
+                    label,
+                    key,
+                    what,
+                    m["seconds"],
+                    m["rows_per_second"],
+                    m.get("peak_rss_mb"),
+                    m["seconds"] / ours,
+                    _cpu(m),
+                )
+            )
         seconds = pandas["extrapolated_seconds"][label]
         scale = e["rows"] / pandas["rows"]
         cpu = _cpu(pandas)
-        out.append((label, "pandas", f"pandas read_csv + to_sql, {pandas['rows']:,} rows extrapolated",
-                    seconds, pandas["rows_per_second"], None, seconds / ours,
-                    None if cpu is None else (cpu[0] * scale if cpu[0] is not None else None, cpu[1] * scale)))
+        out.append(
+            (
+                label,
+                "pandas",
+                f"pandas read_csv + to_sql, {pandas['rows']:,} rows extrapolated",
+                seconds,
+                pandas["rows_per_second"],
+                None,
+                seconds / ours,
+                None if cpu is None else (cpu[0] * scale if cpu[0] is not None else None, cpu[1] * scale),
+            )
+        )
     return out
 
 
@@ -43,13 +62,17 @@ def _fmt(value, spec: str, missing: str = "") -> str:
 
 def print_table(results: dict) -> None:
     print()
-    print(f"{'size':5} {'measure':15} {'seconds':>9} {'rows/s':>11} {'peak RSS':>9} {'x ours':>7} "
-          f"{'CPU s (db+client)':>18}")
+    print(
+        f"{'size':5} {'measure':15} {'seconds':>9} {'rows/s':>11} {'peak RSS':>9} {'x ours':>7} "
+        f"{'CPU s (db+client)':>18}"
+    )
     for label, key, _what, seconds, rate, rss, rel, cpu in _rows(results):
-        print(f"{label:5} {key:15} {seconds:9.2f} {rate:11,.0f} {_fmt(rss, '7.0f') + ' MB' if rss else '':>9} "
-              f"{rel:7.2f} {_cpu_text(cpu):>18}")
+        print(
+            f"{label:5} {key:15} {seconds:9.2f} {rate:11,.0f} {_fmt(rss, '7.0f') + ' MB' if rss else '':>9} "
+            f"{rel:7.2f} {_cpu_text(cpu):>18}"
+        )
     print()
-    for name, t in results["targets"].items():
+    for _name, t in results["targets"].items():
         state = {True: "met", False: "NOT met", None: t.get("status", "-")}[t["met"]]
         value = _fmt(t["value"], ".2f", "-")
         print(f"target {t['what']}: {value} (target {t['target']}): {state}")
@@ -82,37 +105,56 @@ def markdown(results: dict) -> str:
         "|---|---|--:|--:|--:|--:|--:|",
     ]
     for label, _key, what, seconds, rate, rss, rel, cpu in _rows(results):
-        lines.append(f"| {label} | {what.replace('|', chr(92) + '|')} | {seconds:.1f} | {rate:,.0f} | "
-                     f"{_fmt(rss, '.0f') + ' MB' if rss else ''} | {rel:.2f} | {_cpu_text(cpu)} |")
-    lines += ["", "Phases of our load (asset `duration_seconds`; the replace step also runs the checks):", "",
-              "| size | run | download + verify | staging COPY | replace | final step incl. checks | process (with Python start) |",
-              "|---|--:|--:|--:|--:|--:|--:|"]
+        lines.append(
+            f"| {label} | {what.replace('|', chr(92) + '|')} | {seconds:.1f} | {rate:,.0f} | "
+            f"{_fmt(rss, '.0f') + ' MB' if rss else ''} | {rel:.2f} | {_cpu_text(cpu)} |"
+        )
+    lines += [
+        "",
+        "Phases of our load (asset `duration_seconds`; the replace step also runs the checks):",
+        "",
+        "| size | run | download + verify | staging COPY | replace | final step incl. checks | process (with Python start) |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
     for label, e in results["sizes"].items():
         for key in ("ours_first", "ours_reload", "ours_cli_reload"):
             if key not in e:
                 continue
             o = e[key]
             final_step = next((v for k, v in o["steps"].items() if k.startswith("warehouse")), None)
-            lines.append(f"| {label} {key.removeprefix('ours_').replace('_', ' ')} | {o['seconds']:.1f} | {o['phases']['raw_file']:.1f} | "
-                         f"{o['phases']['staging']:.1f} | {o['phases']['replace']:.1f} | "
-                         f"{_fmt(final_step, '.1f')} | {o['process_seconds']:.1f} |")
+            lines.append(
+                f"| {label} {key.removeprefix('ours_').replace('_', ' ')} | {o['seconds']:.1f} | {o['phases']['raw_file']:.1f} | "
+                f"{o['phases']['staging']:.1f} | {o['phases']['replace']:.1f} | "
+                f"{_fmt(final_step, '.1f')} | {o['process_seconds']:.1f} |"
+            )
     dbt = results.get("dbt")
     if dbt:
         g = dbt["green_ingest"]
-        lines += ["", f"dbt build of {dbt['month']} for both colours (a Dagster run of the monthly models: "
-                  "staging views, fact_trips and the revenue mart rebuilt for the source month, with their "
-                  "tests as asset checks), against the ingest of that month:", "",
-                  "| measure | seconds | CPU s: database + client |", "|---|--:|--:|",
-                  f"| ingest, yellow ({results['sizes'][next(iter(results['sizes']))]['rows']:,} rows, our first load) "
-                  f"| {dbt['yellow_ingest_seconds']:.1f} | |",
-                  f"| ingest, green ({dbt['green_rows']:,} rows) | {g['seconds']:.1f} | {_cpu_text(_cpu(g))} |",
-                  f"| dbt, first build: creates fact_trips and the mart ({dbt['first_build']['checks_passed']} "
-                  f"checks passed, {dbt['first_build']['checks_failed']} failed) | "
-                  f"{dbt['first_build']['seconds']:.1f} | {_cpu_text(_cpu(dbt['first_build']))} |",
-                  f"| dbt, rebuild: the month replaced in the existing tables, the path every later month "
-                  f"takes ({dbt['dbt']['checks_passed']} checks passed, {dbt['dbt']['checks_failed']} failed; "
-                  f"the target's measure) | {dbt['seconds']:.1f} | {_cpu_text(_cpu(dbt['dbt']))} |"]
-    lines += ["", "Targets (the large month, same run):", "", "| target | value | required | |", "|---|--:|--:|---|"]
+        lines += [
+            "",
+            f"dbt build of {dbt['month']} for both colours (a Dagster run of the monthly models: "
+            "staging views, fact_trips and the revenue mart rebuilt for the source month, with their "
+            "tests as asset checks), against the ingest of that month:",
+            "",
+            "| measure | seconds | CPU s: database + client |",
+            "|---|--:|--:|",
+            f"| ingest, yellow ({results['sizes'][next(iter(results['sizes']))]['rows']:,} rows, our first load) "
+            f"| {dbt['yellow_ingest_seconds']:.1f} | |",
+            f"| ingest, green ({dbt['green_rows']:,} rows) | {g['seconds']:.1f} | {_cpu_text(_cpu(g))} |",
+            f"| dbt, first build: creates fact_trips and the mart ({dbt['first_build']['checks_passed']} "
+            f"checks passed, {dbt['first_build']['checks_failed']} failed) | "
+            f"{dbt['first_build']['seconds']:.1f} | {_cpu_text(_cpu(dbt['first_build']))} |",
+            f"| dbt, rebuild: the month replaced in the existing tables, the path every later month "
+            f"takes ({dbt['dbt']['checks_passed']} checks passed, {dbt['dbt']['checks_failed']} failed; "
+            f"the target's measure) | {dbt['seconds']:.1f} | {_cpu_text(_cpu(dbt['dbt']))} |",
+        ]
+    lines += [
+        "",
+        "Targets (the large month, same run):",
+        "",
+        "| target | value | required | |",
+        "|---|--:|--:|---|",
+    ]
     for t in results["targets"].values():
         state = {True: "met", False: "**not met**", None: t.get("status", "")}[t["met"]]
         lines.append(f"| {t['what']} | {_fmt(t['value'], '.2f', '—')} | {t['target']} | {state} |")

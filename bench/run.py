@@ -39,9 +39,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Callable
 
 from bench import baselines, meter, ours
 from bench.report import markdown, print_table
@@ -119,16 +119,28 @@ def machine_info(url: str) -> dict:
             cur.execute("SELECT version()")
             version = cur.fetchone()[0]
             settings = {}
-            for name in ("server_version", "shared_buffers", "work_mem", "maintenance_work_mem",
-                         "wal_level", "max_wal_size", "data_checksums", "max_parallel_workers_per_gather",
-                         "io_method"):
+            for name in (
+                "server_version",
+                "shared_buffers",
+                "work_mem",
+                "maintenance_work_mem",
+                "wal_level",
+                "max_wal_size",
+                "data_checksums",
+                "max_parallel_workers_per_gather",
+                "io_method",
+            ):
                 cur.execute("SELECT current_setting(%s, true)", (name,))
                 settings[name] = cur.fetchone()[0]
     finally:
         conn.close()
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                text=True, timeout=10).stdout.strip() or None
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         commit = None
     return {
@@ -145,8 +157,19 @@ def machine_info(url: str) -> dict:
     }
 
 
-def dbt_month(month: date, yellow_ingest: dict, green_rows: int | None, repeat: int, url: str,
-              data_dir: Path, *, home: Path, mirror: Path, dagster_home: Path, log_file: Path) -> dict:
+def dbt_month(
+    month: date,
+    yellow_ingest: dict,
+    green_rows: int | None,
+    repeat: int,
+    url: str,
+    data_dir: Path,
+    *,
+    home: Path,
+    mirror: Path,
+    dagster_home: Path,
+    log_file: Path,
+) -> dict:
     """The dbt build of one month for both colours against that month's ingest (target: <= 2x).
 
     Yellow is already loaded (`yellow_ingest`: our first load); green is loaded here (its real size
@@ -166,10 +189,18 @@ def dbt_month(month: date, yellow_ingest: dict, green_rows: int | None, repeat: 
     first = _measure(1, build, trips, url, data_dir)
     rebuild = _measure(repeat, build, trips, url, data_dir)
     ingest = yellow_ingest["seconds"] + green["seconds"]
-    return {"month": f"{month:%Y-%m}", "green_rows": rows, "green_ingest": green,
-            "yellow_ingest_seconds": yellow_ingest["seconds"], "ingest_seconds": ingest,
-            "first_build": first, "dbt": rebuild, "seconds": rebuild["seconds"],
-            "ratio": rebuild["seconds"] / ingest, "first_build_ratio": first["seconds"] / ingest}
+    return {
+        "month": f"{month:%Y-%m}",
+        "green_rows": rows,
+        "green_ingest": green,
+        "yellow_ingest_seconds": yellow_ingest["seconds"],
+        "ingest_seconds": ingest,
+        "first_build": first,
+        "dbt": rebuild,
+        "seconds": rebuild["seconds"],
+        "ratio": rebuild["seconds"] / ingest,
+        "first_build_ratio": first["seconds"] / ingest,
+    }
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -183,7 +214,7 @@ def run(args: argparse.Namespace) -> dict:
     log_file = root / "materialize.log"
     server = None if args.postgres_url else EmbeddedPostgres(home / "postgres")
     ours.EXTERNAL_POSTGRES_URL = args.postgres_url
-    started_at = datetime.now(timezone.utc)
+    started_at = datetime.now(UTC)
     print(f"bench: working in {root}", flush=True)
     try:
         if server is None:  # an external server: its CPU is metered when its data folder is given
@@ -197,26 +228,43 @@ def run(args: argparse.Namespace) -> dict:
             t = time.monotonic()
             generated = generate_month(YELLOW, month, mirror_path(mirror, YELLOW, month), rows=rows, seed=1)
             files[month] = generated
-            print(f"bench: generated {generated.path.name}: {rows:,} rows, "
-                  f"{generated.path.stat().st_size / 1e6:,.0f} MB in {time.monotonic() - t:.1f} s", flush=True)
+            print(
+                f"bench: generated {generated.path.name}: {rows:,} rows, "
+                f"{generated.path.stat().st_size / 1e6:,.0f} MB in {time.monotonic() - t:.1f} s",
+                flush=True,
+            )
 
         results: dict = {"sizes": {}}
         for month, rows in sizes:
             path, file_name = files[month].path, YELLOW.file_name(month)
             label = _label(rows)
             print(f"bench: {label} ({file_name}) ...", flush=True)
-            entry: dict = {"rows": rows, "file": file_name, "gzip_bytes": path.stat().st_size,
-                           "duplicate_rows": files[month].duplicate_rows}
+            entry: dict = {
+                "rows": rows,
+                "file": file_name,
+                "gzip_bytes": path.stat().st_size,
+                "duplicate_rows": files[month].duplicate_rows,
+            }
 
             def step(name: str, fn: Callable[[], dict]) -> None:
                 entry[name] = _measure(args.repeat, fn, rows, url, data_dir)
-                extra = (f", peak RSS {entry[name]['peak_rss_mb']:.0f} MB"
-                         if entry[name].get("peak_rss_mb") is not None else "")
+                extra = (
+                    f", peak RSS {entry[name]['peak_rss_mb']:.0f} MB"
+                    if entry[name].get("peak_rss_mb") is not None
+                    else ""
+                )
                 print(f"bench:   {name:15s} {entry[name]['seconds']:8.2f} s{extra}", flush=True)
 
             def ours_load(cli: bool = False) -> dict:
-                return ours.materialize(YELLOW, month, home=home, mirror=mirror,
-                                        dagster_home=dagster_home, log_file=log_file, cli=cli)
+                return ours.materialize(
+                    YELLOW,
+                    month,
+                    home=home,
+                    mirror=mirror,
+                    dagster_home=dagster_home,
+                    log_file=log_file,
+                    cli=cli,
+                )
 
             def ours_first() -> dict:
                 _drop_month(url, month)
@@ -235,55 +283,90 @@ def run(args: argparse.Namespace) -> dict:
                 step("ours_cli_reload", lambda: ours_load(cli=True))
             if month == LARGE_MONTH and args.dbt:  # while the large month is loaded
                 print("bench:   dbt build of the month, both colours ...", flush=True)
-                results["dbt"] = dbt_month(month, entry["ours_first"], args.green_rows, args.repeat, url, data_dir,
-                                           home=home, mirror=mirror, dagster_home=dagster_home,
-                                           log_file=log_file)
-                print(f"bench:   dbt             {results['dbt']['seconds']:8.2f} s "
-                      f"(ingest of both colours {results['dbt']['ingest_seconds']:.2f} s)", flush=True)
+                results["dbt"] = dbt_month(
+                    month,
+                    entry["ours_first"],
+                    args.green_rows,
+                    args.repeat,
+                    url,
+                    data_dir,
+                    home=home,
+                    mirror=mirror,
+                    dagster_home=dagster_home,
+                    log_file=log_file,
+                )
+                print(
+                    f"bench:   dbt             {results['dbt']['seconds']:8.2f} s "
+                    f"(ingest of both colours {results['dbt']['ingest_seconds']:.2f} s)",
+                    flush=True,
+                )
             baselines.reference_reset(url, YELLOW)
             results["sizes"][label] = entry
 
         print(f"bench: pandas to_sql on {args.pandas_rows:,} rows ...", flush=True)
         small_path = files[SMALL_MONTH].path
-        pandas = _measure(args.repeat, lambda: baselines.pandas_to_sql(url, YELLOW, small_path, args.pandas_rows),
-                          args.pandas_rows, url, data_dir)
-        pandas["extrapolated_seconds"] = {label: e["rows"] / pandas["rows_per_second"]
-                                          for label, e in results["sizes"].items()}
+        pandas = _measure(
+            args.repeat,
+            lambda: baselines.pandas_to_sql(url, YELLOW, small_path, args.pandas_rows),
+            args.pandas_rows,
+            url,
+            data_dir,
+        )
+        pandas["extrapolated_seconds"] = {
+            label: e["rows"] / pandas["rows_per_second"] for label, e in results["sizes"].items()
+        }
         results["pandas"] = pandas
         print(f"bench:   pandas          {pandas['seconds']:8.2f} s for {pandas['rows']:,} rows", flush=True)
 
         for label, e in results["sizes"].items():
             e["ratios"] = {
                 "ours_first_vs_floor": _ratio(e["ours_first"]["seconds"], e["floor"]["seconds"]),
-                "ours_first_process_vs_floor": _ratio(e["ours_first"]["process_seconds"], e["floor"]["seconds"]),
+                "ours_first_process_vs_floor": _ratio(
+                    e["ours_first"]["process_seconds"], e["floor"]["seconds"]
+                ),
                 "ours_reload_vs_first": _ratio(e["ours_reload"]["seconds"], e["ours_first"]["seconds"]),
                 "reference_vs_ours": _ratio(e["reference"]["seconds"], e["ours_first"]["seconds"]),
                 "pandas_vs_ours": _ratio(pandas["extrapolated_seconds"][label], e["ours_first"]["seconds"]),
             }
         large = results["sizes"][_label(args.rows)]
-        peak = max(e[k]["peak_rss_mb"] for e in results["sizes"].values() for k in ("ours_first", "ours_reload"))
+        peak = max(
+            e[k]["peak_rss_mb"] for e in results["sizes"].values() for k in ("ours_first", "ours_reload")
+        )
         values = {**large["ratios"], "peak_rss_mb": peak}
         results["targets"] = {}
         for name, (what, threshold, op) in TARGETS.items():
             value = values[name]
-            met = value is not None and (value <= threshold if op == "<=" else
-                                         value >= threshold if op == ">=" else value < threshold)
-            results["targets"][name] = {"what": what, "target": f"{op} {threshold:g}", "value": value,
-                                        "met": met, "size": _label(args.rows)}
+            met = value is not None and (
+                value <= threshold if op == "<=" else value >= threshold if op == ">=" else value < threshold
+            )
+            results["targets"][name] = {
+                "what": what,
+                "target": f"{op} {threshold:g}",
+                "value": value,
+                "met": met,
+                "size": _label(args.rows),
+            }
         dbt = results.get("dbt")
         results["targets"]["dbt_vs_ingest"] = {
             "what": "dbt build of one month, both colours / ingest of that month",
             "target": f"<= {DBT_VS_INGEST:g}",
-            "value": dbt["ratio"] if dbt else None, "met": dbt["ratio"] <= DBT_VS_INGEST if dbt else None,
-            **({} if dbt else {"status": "skipped (--no-dbt)"})}
+            "value": dbt["ratio"] if dbt else None,
+            "met": dbt["ratio"] <= DBT_VS_INGEST if dbt else None,
+            **({} if dbt else {"status": "skipped (--no-dbt)"}),
+        }
         machine["load_average_end"] = os.getloadavg()
         return {
             "schema_version": 1,
             "started_at": started_at.isoformat(timespec="seconds"),
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "seconds": (datetime.now(timezone.utc) - started_at).total_seconds(),
-            "args": {"rows": args.rows, "small_rows": args.small_rows, "pandas_rows": args.pandas_rows,
-                     "repeat": args.repeat, "external_server": bool(args.postgres_url)},
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "seconds": (datetime.now(UTC) - started_at).total_seconds(),
+            "args": {
+                "rows": args.rows,
+                "small_rows": args.small_rows,
+                "pandas_rows": args.pandas_rows,
+                "repeat": args.repeat,
+                "external_server": bool(args.postgres_url),
+            },
             "machine": machine,
             **results,
         }
@@ -300,32 +383,57 @@ def run(args: argparse.Namespace) -> dict:
 
 def _drop_month(url: str, month: date) -> None:
     """Before a first load: no trace of the month (or any) in our schemas."""
-    baselines._execute(url, "DROP SCHEMA IF EXISTS taxi CASCADE", "DROP SCHEMA IF EXISTS taxi_staging CASCADE",
-                       "CHECKPOINT")
+    baselines._execute(
+        url, "DROP SCHEMA IF EXISTS taxi CASCADE", "DROP SCHEMA IF EXISTS taxi_staging CASCADE", "CHECKPOINT"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="rows of the large month (yellow 2019-01)")
+    parser.add_argument(
+        "--rows", type=int, default=DEFAULT_ROWS, help="rows of the large month (yellow 2019-01)"
+    )
     parser.add_argument("--small-rows", type=int, default=DEFAULT_SMALL_ROWS, help="rows of the small month")
     parser.add_argument("--pandas-rows", type=int, default=DEFAULT_PANDAS_ROWS, help="rows pandas loads")
     parser.add_argument("--repeat", type=int, default=1, help="samples per measurement (the fastest counts)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the JSON results file")
-    parser.add_argument("--markdown", type=Path, default=None,
-                        help="the Markdown table (default: bench/RESULTS.md for a full-size run)")
-    parser.add_argument("--cli", action=argparse.BooleanOptionalAction, default=True,
-                        help="also reload through `dagster asset materialize` (the CLI)")
-    parser.add_argument("--dbt", action=argparse.BooleanOptionalAction, default=True,
-                        help="also time the dbt build of the large month for both colours")
-    parser.add_argument("--green-rows", type=int, default=None,
-                        help="rows of green for the dbt measurement (default: its real size)")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        help="the Markdown table (default: bench/RESULTS.md for a full-size run)",
+    )
+    parser.add_argument(
+        "--cli",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also reload through `dagster asset materialize` (the CLI)",
+    )
+    parser.add_argument(
+        "--dbt",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the dbt build of the large month for both colours",
+    )
+    parser.add_argument(
+        "--green-rows",
+        type=int,
+        default=None,
+        help="rows of green for the dbt measurement (default: its real size)",
+    )
     parser.add_argument("--tmp", default="/tmp", help="where the working folder is created")
     parser.add_argument("--keep", action="store_true", help="keep the working folder")
-    parser.add_argument("--postgres-url", default=None,
-                        help="measure on this PostgreSQL instead of an embedded one (its schemas taxi, "
-                             "taxi_staging and taxi_dbt are dropped and rebuilt)")
-    parser.add_argument("--postgres-data-dir", default=None,
-                        help="with --postgres-url: the server's data folder, to meter its CPU")
+    parser.add_argument(
+        "--postgres-url",
+        default=None,
+        help="measure on this PostgreSQL instead of an embedded one (its schemas taxi, "
+        "taxi_staging and taxi_dbt are dropped and rebuilt)",
+    )
+    parser.add_argument(
+        "--postgres-data-dir",
+        default=None,
+        help="with --postgres-url: the server's data folder, to meter its CPU",
+    )
     args = parser.parse_args(argv)
     if min(args.rows, args.small_rows, args.pandas_rows, args.repeat) < 1:
         parser.error("sizes and --repeat must be positive")
@@ -337,8 +445,11 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    full_size = (args.rows, args.small_rows, args.pandas_rows) == (DEFAULT_ROWS, DEFAULT_SMALL_ROWS,
-                                                                    DEFAULT_PANDAS_ROWS)
+    full_size = (args.rows, args.small_rows, args.pandas_rows) == (
+        DEFAULT_ROWS,
+        DEFAULT_SMALL_ROWS,
+        DEFAULT_PANDAS_ROWS,
+    )
     md_path = args.markdown or (COMMITTED_MARKDOWN if full_size else args.out.with_name("RESULTS.md"))
     md_path.parent.mkdir(parents=True, exist_ok=True)
     md_path.write_text(markdown(results))

@@ -49,7 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import requests
@@ -108,16 +108,27 @@ def free_port() -> int:
 def make_env(home: Path, mirror: Path) -> dict[str, str]:
     """`make dev`'s environment: the user's, the venv not activated (its bin not on PATH), no TAXI_*
     setting of this shell (TAXI_POSTGRES_URL unset: the embedded server)."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("TAXI_", "DAGSTER_")) and k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    env["PATH"] = ":".join(p for p in os.environ.get("PATH", "/usr/bin:/bin").split(":")
-                           if p and Path(p).resolve() != BIN.resolve()) or "/usr/bin:/bin"
-    env.update({
-        "TAXI_HOME": str(home),
-        "DAGSTER_HOME": str(home / "dagster"),
-        "TAXI_SOURCE_URL": mirror.as_uri(),
-        "TAXI_RELEASES_API_URL": "http://127.0.0.1:9/none",  # offline
-    })
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TAXI_", "DAGSTER_")) and k not in ("VIRTUAL_ENV", "PYTHONPATH")
+    }
+    env["PATH"] = (
+        ":".join(
+            p
+            for p in os.environ.get("PATH", "/usr/bin:/bin").split(":")
+            if p and Path(p).resolve() != BIN.resolve()
+        )
+        or "/usr/bin:/bin"
+    )
+    env.update(
+        {
+            "TAXI_HOME": str(home),
+            "DAGSTER_HOME": str(home / "dagster"),
+            "TAXI_SOURCE_URL": mirror.as_uri(),
+            "TAXI_RELEASES_API_URL": "http://127.0.0.1:9/none",  # offline
+        }
+    )
     return env
 
 
@@ -130,7 +141,9 @@ BASELINES = {
 }
 
 
-def baseline(env: dict[str, str], repeat: int, dev_repeat: int = 1, only: tuple[str, ...] | None = None) -> dict:
+def baseline(
+    env: dict[str, str], repeat: int, dev_repeat: int = 1, only: tuple[str, ...] | None = None
+) -> dict:
     """Wall seconds of `python -c <code>` processes in dagster dev's environment, the fastest of
     `repeat`. `import_definitions` is the floor of a run worker. `import_definitions_dev` is the
     same import with DAGSTER_IS_DEV_CLI=1, as `dagster dev` sets it for the processes it starts:
@@ -145,8 +158,9 @@ def baseline(env: dict[str, str], repeat: int, dev_repeat: int = 1, only: tuple[
         samples = []
         for _ in range(dev_repeat if name.endswith("_dev") else repeat):
             t = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=child, capture_output=True,
-                                  text=True, timeout=300)
+            proc = subprocess.run(
+                [sys.executable, "-c", code], cwd=REPO, env=child, capture_output=True, text=True, timeout=300
+            )
             samples.append(time.perf_counter() - t)
             if proc.returncode != 0:
                 raise BenchError(f"python -c {code!r} failed:\n{proc.stderr[-3000:]}")
@@ -165,8 +179,22 @@ class DevServer:
     def start(self) -> None:
         with open(self.log_path, "w") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
-                [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port)],
-                cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    str(BIN / "dagster"),
+                    "dev",
+                    "-w",
+                    "workspace.yaml",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                ],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def log_tail(self, chars: int = 4000) -> str:
         try:
@@ -179,8 +207,9 @@ class DevServer:
             raise BenchError(f"dagster dev exited ({self.proc and self.proc.returncode})\n{self.log_tail()}")
 
     def graphql(self, text: str, variables: dict | None = None, timeout: float = 60) -> dict:
-        response = requests.post(f"{self.url}/graphql", json={"query": text, "variables": variables or {}},
-                                 timeout=timeout)
+        response = requests.post(
+            f"{self.url}/graphql", json={"query": text, "variables": variables or {}}, timeout=timeout
+        )
         response.raise_for_status()
         body = response.json()
         if body.get("errors"):
@@ -263,9 +292,15 @@ def plan(server: DevServer) -> list[dict]:
 
     jan, feb = (f"{m:%Y-%m-%d}" for m in MONTHS)
     return [
-        {"name": "reference", "assets": [list(reference_file_key(ZONES).path),
-                                         list(reference_table_key(ZONES).path), *reference_dbt],
-         "partition": None},
+        {
+            "name": "reference",
+            "assets": [
+                list(reference_file_key(ZONES).path),
+                list(reference_table_key(ZONES).path),
+                *reference_dbt,
+            ],
+            "partition": None,
+        },
         {"name": "yellow 2019-01", "assets": trips(YELLOW), "partition": jan},
         {"name": "yellow 2019-02", "assets": trips(YELLOW), "partition": feb},
         {"name": "green 2019-01", "assets": trips(GREEN), "partition": jan},
@@ -276,8 +311,10 @@ def plan(server: DevServer) -> list[dict]:
 
 def stop_sensor(server: DevServer, name: str) -> str:
     """Stop a sensor as the UI's toggle does (in this benchmark's instance only)."""
-    got = server.graphql(SENSOR, {"selector": {"repositoryLocationName": LOCATION,
-                                               "repositoryName": REPOSITORY, "sensorName": name}})
+    got = server.graphql(
+        SENSOR,
+        {"selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "sensorName": name}},
+    )
     sensor = got["sensorOrError"]
     if sensor["__typename"] != "Sensor":
         raise BenchError(f"sensor {name}: {sensor}")
@@ -290,8 +327,12 @@ def stop_sensor(server: DevServer, name: str) -> str:
 def launch(server: DevServer, assets: list[list[str]], partition: str | None) -> str:
     tags = [{"key": "dagster/partition", "value": partition}] if partition else []
     params = {
-        "selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY,
-                     "pipelineName": ASSET_JOB, "assetSelection": [{"path": p} for p in assets]},
+        "selector": {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": REPOSITORY,
+            "pipelineName": ASSET_JOB,
+            "assetSelection": [{"path": p} for p in assets],
+        },
         "mode": "default",
         "runConfigData": {},
         "executionMetadata": {"tags": tags},
@@ -317,10 +358,12 @@ def wait_for_run(server: DevServer, dagster_home: Path, run_id: str) -> str:
 
 
 def _engine_marker(message: str) -> str | None:
-    for prefix, name in (("Started process for run", "worker_started"),
-                         ("Executing steps", "executing_steps"),
-                         ("Starting initialization of resources", "resources_init_started"),
-                         ("Finished initialization of resources", "resources_init_finished")):
+    for prefix, name in (
+        ("Started process for run", "worker_started"),
+        ("Executing steps", "executing_steps"),
+        ("Starting initialization of resources", "resources_init_started"),
+        ("Finished initialization of resources", "resources_init_finished"),
+    ):
         if message.startswith(prefix):
             return name
     return None
@@ -367,8 +410,14 @@ def timings(dagster_home: Path, run_id: str, launched_at: float) -> dict:
             if name and (e.step_key is None or name.startswith("resources")):
                 mark(name if e.step_key is None else f"first_step_{name}", e.timestamp)
         if "first_step_start" not in marks or len(timeline) < 40:
-            timeline.append((e.timestamp, kind.value if kind else "LOG", e.step_key,
-                             (e.user_message or (ev.message if ev else "") or "")[:100]))
+            timeline.append(
+                (
+                    e.timestamp,
+                    kind.value if kind else "LOG",
+                    e.step_key,
+                    (e.user_message or (ev.message if ev else "") or "")[:100],
+                )
+            )
     dequeued = marks.get("dequeued", marks.get("starting"))
     if dequeued is None or "first_step_start" not in marks:
         raise BenchError(f"run {run_id}: no dequeue or no step start in its event log: {sorted(marks)}")
@@ -393,10 +442,17 @@ def timings(dagster_home: Path, run_id: str, launched_at: float) -> dict:
             "run_end": since("run_end"),
         },
         "first_step": first_step,
-        "steps": {k: {"seconds": round(v["end"] - v["start"], 3) if "start" in v and "end" in v else None,
-                      "status": v.get("status")} for k, v in steps.items()},
-        "timeline": [{"t": round(ts - dequeued, 3), "event": kind, "step": step, "message": msg}
-                     for ts, kind, step, msg in timeline],
+        "steps": {
+            k: {
+                "seconds": round(v["end"] - v["start"], 3) if "start" in v and "end" in v else None,
+                "status": v.get("status"),
+            }
+            for k, v in steps.items()
+        },
+        "timeline": [
+            {"t": round(ts - dequeued, 3), "event": kind, "step": step, "message": msg}
+            for ts, kind, step, msg in timeline
+        ],
     }
 
 
@@ -408,11 +464,23 @@ def dbt_parse_findings(dagster_home: Path, run_id: str) -> dict:
     for path in sorted(folder.rglob("*")) if folder.exists() else []:
         if path.is_file() and path.suffix in (".out", ".err", ".log", ""):
             for line in path.read_text(errors="replace").splitlines():
-                if any(s in line for s in (PARTIAL_PARSE_MISS, "partial parse", "Partial parse",
-                                           "Running with dbt", "Found ", "Concurrency:")):
+                if any(
+                    s in line
+                    for s in (
+                        PARTIAL_PARSE_MISS,
+                        "partial parse",
+                        "Partial parse",
+                        "Running with dbt",
+                        "Found ",
+                        "Concurrency:",
+                    )
+                ):
                     lines.append(_dbt_message(line)[:240])
-    return {"unable_to_partial_parse": any(PARTIAL_PARSE_MISS in line for line in lines),
-            "lines": lines[:20], "compute_logs_found": folder.exists()}
+    return {
+        "unable_to_partial_parse": any(PARTIAL_PARSE_MISS in line for line in lines),
+        "lines": lines[:20],
+        "compute_logs_found": folder.exists(),
+    }
 
 
 def _dbt_message(line: str) -> str:
@@ -436,38 +504,65 @@ def other_runs(dagster_home: Path, ours: set[str]) -> list[dict]:
             if r.run_id in ours:
                 continue
             record = instance.get_run_record_by_id(r.run_id)
-            out.append({"run_id": r.run_id, "job": r.job_name, "status": r.status.value,
-                        "partition": r.tags.get("dagster/partition"), "sensor": r.tags.get("dagster/sensor_name"),
-                        "start": record.start_time if record else None, "end": record.end_time if record else None})
+            out.append(
+                {
+                    "run_id": r.run_id,
+                    "job": r.job_name,
+                    "status": r.status.value,
+                    "partition": r.tags.get("dagster/partition"),
+                    "sensor": r.tags.get("dagster/sensor_name"),
+                    "start": record.start_time if record else None,
+                    "end": record.end_time if record else None,
+                }
+            )
         return out
 
 
 def overlapping(t: dict, others: list[dict], dequeued_at: float) -> list[str]:
     """Other runs executing while this run was between its dequeue and its first step."""
     lo, hi = dequeued_at, dequeued_at + t["dequeue_to_first_step"]
-    return [o["run_id"][:8] for o in others
-            if o["start"] is not None and o["start"] < hi and (o["end"] is None or o["end"] > lo)]
+    return [
+        o["run_id"][:8]
+        for o in others
+        if o["start"] is not None and o["start"] < hi and (o["end"] is None or o["end"] > lo)
+    ]
 
 
 def stop_database(env: dict[str, str]) -> dict:
     out = {}
     for action in ("stop", "remove"):  # remove: as root the data lives outside TAXI_HOME
-        proc = subprocess.run([str(BIN / "taxi-platform"), "db", action], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [str(BIN / "taxi-platform"), "db", action],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         out[action] = (proc.stdout + proc.stderr).strip()[-300:]
     return out
 
 
 def machine() -> dict:
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                text=True, timeout=10).stdout.strip() or None
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         commit = None
     import dagster
-    return {"nproc": os.cpu_count(), "cpus_available": len(os.sched_getaffinity(0)),
-            "python": sys.version.split()[0], "dagster": dagster.__version__, "git_commit": commit,
-            "load_average_start": os.getloadavg()}
+
+    return {
+        "nproc": os.cpu_count(),
+        "cpus_available": len(os.sched_getaffinity(0)),
+        "python": sys.version.split()[0],
+        "dagster": dagster.__version__,
+        "git_commit": commit,
+        "load_average_start": os.getloadavg(),
+    }
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -482,7 +577,7 @@ def run(args: argparse.Namespace) -> dict:
     dagster_home.mkdir(parents=True)
     shutil.copyfile(INSTANCE_TEMPLATE, dagster_home / "dagster.yaml")  # what `make dev` copies
     env = make_env(home, mirror)
-    started_at = datetime.now(timezone.utc)
+    started_at = datetime.now(UTC)
     info = machine()
     print(f"run_start: working in {root}", flush=True)
     server = DevServer(env, root / "dagster-dev.log")
@@ -497,14 +592,20 @@ def run(args: argparse.Namespace) -> dict:
 
         print("run_start: baseline (fresh python importing the code location) ...", flush=True)
         base = baseline(env, args.baseline_repeat)
-        print(f"run_start:   import taxi_platform.definitions {base['import_definitions']['seconds']:.2f} s "
-              f"(samples {base['import_definitions']['samples']}); with DAGSTER_IS_DEV_CLI=1 "
-              f"{base['import_definitions_dev']['seconds']:.2f} s", flush=True)
+        print(
+            f"run_start:   import taxi_platform.definitions {base['import_definitions']['seconds']:.2f} s "
+            f"(samples {base['import_definitions']['samples']}); with DAGSTER_IS_DEV_CLI=1 "
+            f"{base['import_definitions_dev']['seconds']:.2f} s",
+            flush=True,
+        )
         sensor = None
         if not args.automation:  # its runs would overlap the measured ones
             from taxi_platform.automation.sensors import DBT_AUTOMATION_SENSOR_NAME
 
-            sensor = {"name": DBT_AUTOMATION_SENSOR_NAME, "status": stop_sensor(server, DBT_AUTOMATION_SENSOR_NAME)}
+            sensor = {
+                "name": DBT_AUTOMATION_SENSOR_NAME,
+                "status": stop_sensor(server, DBT_AUTOMATION_SENSOR_NAME),
+            }
 
         runs, ours = [], set()
         for item in plan(server):
@@ -513,15 +614,18 @@ def run(args: argparse.Namespace) -> dict:
             ours.add(run_id)
             status = wait_for_run(server, dagster_home, run_id)
             t = timings(dagster_home, run_id, launched_at)
-            t.update(name=item["name"], assets=["/".join(p) for p in item["assets"]],
-                     partition=item["partition"])
+            t.update(
+                name=item["name"], assets=["/".join(p) for p in item["assets"]], partition=item["partition"]
+            )
             if any(p[0] == "dbt" for p in item["assets"]):
                 t["dbt"] = dbt_parse_findings(dagster_home, run_id)
             runs.append(t)
-            print(f"run_start:   {item['name']:18s} {status:8s} dequeue->first step "
-                  f"{t['dequeue_to_first_step']:6.2f} s, ->RUN_START {t['dequeue_to_run_start']:6.2f} s"
-                  + (f", dbt full re-parse: {t['dbt']['unable_to_partial_parse']}" if "dbt" in t else ""),
-                  flush=True)
+            print(
+                f"run_start:   {item['name']:18s} {status:8s} dequeue->first step "
+                f"{t['dequeue_to_first_step']:6.2f} s, ->RUN_START {t['dequeue_to_run_start']:6.2f} s"
+                + (f", dbt full re-parse: {t['dbt']['unable_to_partial_parse']}" if "dbt" in t else ""),
+                flush=True,
+            )
         others = other_runs(dagster_home, ours)
         # the floor again, after the runs (the machine is shared: the faster counts)
         again = baseline(env, 1, only=("import_definitions",))["import_definitions"]["seconds"]
@@ -535,17 +639,25 @@ def run(args: argparse.Namespace) -> dict:
         return {
             "schema_version": 1,
             "started_at": started_at.isoformat(timespec="seconds"),
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "args": {"rows": args.rows, "baseline_repeat": args.baseline_repeat, "automation": args.automation},
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "args": {
+                "rows": args.rows,
+                "baseline_repeat": args.baseline_repeat,
+                "automation": args.automation,
+            },
             "stopped_sensor": sensor,
             "machine": info,
             "code_location_load_seconds": round(load_seconds, 2),
             "baseline": base,
             "runs": runs,
             "other_runs": others,
-            "target": {"what": "dequeue -> first STEP_START of every run, seconds",
-                       "target": f"<= {TARGET_SECONDS:g}", "value": worst, "met": worst <= TARGET_SECONDS,
-                       "median": sorted(t["dequeue_to_first_step"] for t in runs)[len(runs) // 2]},
+            "target": {
+                "what": "dequeue -> first STEP_START of every run, seconds",
+                "target": f"<= {TARGET_SECONDS:g}",
+                "value": worst,
+                "met": worst <= TARGET_SECONDS,
+                "median": sorted(t["dequeue_to_first_step"] for t in runs)[len(runs) // 2],
+            },
         }
     finally:
         try:
@@ -565,30 +677,50 @@ def print_table(results: dict) -> None:
     print()
     floor = results["baseline"]["import_definitions"]["seconds"]
     b = results["baseline"]
-    print(f"baseline: fresh `python -c 'import taxi_platform.definitions'` {floor:.2f} s "
-          f"(python {b['python']['seconds']:.2f}, import dagster {b['import_dagster']['seconds']:.2f}, "
-          f"+ dagster_dbt {b['import_dagster_dbt']['seconds']:.2f}; with DAGSTER_IS_DEV_CLI=1 "
-          f"{b['import_definitions_dev']['seconds']:.2f})")
-    print(f"{'run':18} {'launch->deq':>11} {'deq->START':>10} {'deq->step':>9} {'x base':>6}  "
-          f"{'worker up':>9} {'exec steps':>10}  steps (s)")
+    print(
+        f"baseline: fresh `python -c 'import taxi_platform.definitions'` {floor:.2f} s "
+        f"(python {b['python']['seconds']:.2f}, import dagster {b['import_dagster']['seconds']:.2f}, "
+        f"+ dagster_dbt {b['import_dagster_dbt']['seconds']:.2f}; with DAGSTER_IS_DEV_CLI=1 "
+        f"{b['import_definitions_dev']['seconds']:.2f})"
+    )
+    print(
+        f"{'run':18} {'launch->deq':>11} {'deq->START':>10} {'deq->step':>9} {'x base':>6}  "
+        f"{'worker up':>9} {'exec steps':>10}  steps (s)"
+    )
     for t in results["runs"]:
         p = t["phases"]
-        steps = ", ".join(f"{k.split('__')[-1] if '__' in k else k} {v['seconds']:.1f}"
-                          for k, v in t["steps"].items() if v["seconds"] is not None)
+        steps = ", ".join(
+            f"{k.split('__')[-1] if '__' in k else k} {v['seconds']:.1f}"
+            for k, v in t["steps"].items()
+            if v["seconds"] is not None
+        )
         dbt = t.get("dbt")
-        note = "" if dbt is None else ("  [dbt: full re-parse]" if dbt["unable_to_partial_parse"] else
-                                       "  [dbt: partial parse]")
-        print(f"{t['name']:18} {t['launch_to_dequeued']:11.2f} {t['dequeue_to_run_start']:10.2f} "
-              f"{t['dequeue_to_first_step']:9.2f} {t['ratio_to_baseline']:6.2f}  "
-              f"{_f(p['worker_started']):>9} {_f(p['executing_steps']):>10}  {steps}{note}"
-              + (f"  [overlapped by {len(t['overlapping_runs'])} other run(s)]" if t["overlapping_runs"] else ""))
+        note = (
+            ""
+            if dbt is None
+            else ("  [dbt: full re-parse]" if dbt["unable_to_partial_parse"] else "  [dbt: partial parse]")
+        )
+        print(
+            f"{t['name']:18} {t['launch_to_dequeued']:11.2f} {t['dequeue_to_run_start']:10.2f} "
+            f"{t['dequeue_to_first_step']:9.2f} {t['ratio_to_baseline']:6.2f}  "
+            f"{_f(p['worker_started']):>9} {_f(p['executing_steps']):>10}  {steps}{note}"
+            + (
+                f"  [overlapped by {len(t['overlapping_runs'])} other run(s)]"
+                if t["overlapping_runs"]
+                else ""
+            )
+        )
     tgt = results["target"]
     print()
-    print(f"target {tgt['what']}: worst {tgt['value']:.2f} (median {tgt['median']:.2f}; "
-          f"target {tgt['target']}): {'met' if tgt['met'] else 'NOT met'}")
+    print(
+        f"target {tgt['what']}: worst {tgt['value']:.2f} (median {tgt['median']:.2f}; "
+        f"target {tgt['target']}): {'met' if tgt['met'] else 'NOT met'}"
+    )
     if results["other_runs"]:
-        print(f"other runs during the benchmark (not launched by it): "
-              f"{[(r['job'], r['status']) for r in results['other_runs']]}")
+        print(
+            f"other runs during the benchmark (not launched by it): "
+            f"{[(r['job'], r['status']) for r in results['other_runs']]}"
+        )
 
 
 def _f(value) -> str:
@@ -598,13 +730,19 @@ def _f(value) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run_start", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=2_000, help="rows of each generated month")
-    parser.add_argument("--baseline-repeat", type=int, default=3, help="baseline samples (the fastest counts)")
+    parser.add_argument(
+        "--baseline-repeat", type=int, default=3, help="baseline samples (the fastest counts)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the JSON results file")
     parser.add_argument("--tmp", default="/tmp", help="where the working folder is created")
     parser.add_argument("--keep", action="store_true", help="keep the working folder (logs, instance)")
-    parser.add_argument("--automation", action=argparse.BooleanOptionalAction, default=False,
-                        help="leave the dbt automation sensor running (by default it is stopped: its "
-                             "runs would overlap the measured ones)")
+    parser.add_argument(
+        "--automation",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="leave the dbt automation sensor running (by default it is stopped: its "
+        "runs would overlap the measured ones)",
+    )
     args = parser.parse_args(argv)
     if min(args.rows, args.baseline_repeat) < 1:
         parser.error("--rows and --baseline-repeat must be positive")

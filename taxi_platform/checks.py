@@ -7,8 +7,8 @@ that month's partition. The blocking ones stop downstream assets (dbt) on failur
 """
 
 import warnings
+from collections.abc import Mapping
 from datetime import date
-from typing import Mapping
 
 import dagster as dg
 
@@ -23,42 +23,62 @@ BLOCKING = {UNIQUE_IDS: True, HAS_ROWS: True, PICKUPS_IN_MONTH: False}  # check 
 # Partitioned checks are "preview" in Dagster 1.13 and the only way to give each month its own
 # result; the warning would be printed at every load of the code location, so it is silenced, for
 # it alone.
-warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec",
-                        category=dg.PreviewWarning)
+warnings.filterwarnings(
+    "ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning
+)
 
 
 def trip_check_specs(asset_key: dg.AssetKey, min_in_month_share: float) -> list[dg.AssetCheckSpec]:
     """Partitioned like the asset: each month's result is that month's, in the UI too."""
     return [
-        dg.AssetCheckSpec(UNIQUE_IDS, asset=asset_key, blocking=BLOCKING[UNIQUE_IDS],
-                          partitions_def=monthly_partitions,
-                          description="No unique_row_id appears twice in the month."),
-        dg.AssetCheckSpec(HAS_ROWS, asset=asset_key, blocking=BLOCKING[HAS_ROWS],
-                          partitions_def=monthly_partitions,
-                          description="The month holds at least one trip."),
         dg.AssetCheckSpec(
-            PICKUPS_IN_MONTH, asset=asset_key, blocking=BLOCKING[PICKUPS_IN_MONTH],
+            UNIQUE_IDS,
+            asset=asset_key,
+            blocking=BLOCKING[UNIQUE_IDS],
+            partitions_def=monthly_partitions,
+            description="No unique_row_id appears twice in the month.",
+        ),
+        dg.AssetCheckSpec(
+            HAS_ROWS,
+            asset=asset_key,
+            blocking=BLOCKING[HAS_ROWS],
+            partitions_def=monthly_partitions,
+            description="The month holds at least one trip.",
+        ),
+        dg.AssetCheckSpec(
+            PICKUPS_IN_MONTH,
+            asset=asset_key,
+            blocking=BLOCKING[PICKUPS_IN_MONTH],
             partitions_def=monthly_partitions,
             description=f"At least {min_in_month_share:.0%} of the month's trips were picked up in "
-                        "that month (every file holds a few late-reported trips of earlier months).",
+            "that month (every file holds a few late-reported trips of earlier months).",
         ),
     ]
 
 
-def evaluate_trip_checks(spec: DatasetSpec, month: date, warehouse: TripWarehouse,
-                         min_in_month_share: float, ids: IdProfile | None = None,
-                         pickups: PickupProfile | None = None) -> list[dg.AssetCheckResult]:
+def evaluate_trip_checks(
+    spec: DatasetSpec,
+    month: date,
+    warehouse: TripWarehouse,
+    min_in_month_share: float,
+    ids: IdProfile | None = None,
+    pickups: PickupProfile | None = None,
+) -> list[dg.AssetCheckResult]:
     """`ids`, `pickups`: the profiles the load established from the rows it wrote, if it did
     (saves scanning millions of rows again); otherwise the table is queried."""
     ids = ids or warehouse.id_profile(spec, month)
     pickups = pickups or warehouse.pickup_profile(spec, month)
     return [
         dg.AssetCheckResult(
-            check_name=UNIQUE_IDS, passed=ids.duplicate_ids == 0,
+            check_name=UNIQUE_IDS,
+            passed=ids.duplicate_ids == 0,
             metadata={"month": f"{month:%Y-%m}", "rows": ids.rows, "duplicate_ids": ids.duplicate_ids},
         ),
-        dg.AssetCheckResult(check_name=HAS_ROWS, passed=pickups.rows > 0,
-                            metadata={"month": f"{month:%Y-%m}", "rows": pickups.rows}),
+        dg.AssetCheckResult(
+            check_name=HAS_ROWS,
+            passed=pickups.rows > 0,
+            metadata={"month": f"{month:%Y-%m}", "rows": pickups.rows},
+        ),
         dg.AssetCheckResult(
             check_name=PICKUPS_IN_MONTH,
             passed=pickups.rows > 0 and pickups.in_month_share >= min_in_month_share,
@@ -73,13 +93,20 @@ def evaluate_trip_checks(spec: DatasetSpec, month: date, warehouse: TripWarehous
     ]
 
 
-def check_evaluation(asset_key: dg.AssetKey, result: dg.AssetCheckResult,
-                     partition_key: str) -> dg.AssetCheckEvaluation:
+def check_evaluation(
+    asset_key: dg.AssetKey, result: dg.AssetCheckResult, partition_key: str
+) -> dg.AssetCheckEvaluation:
     """One month's result of a range run, filed under that month's partition."""
     return dg.AssetCheckEvaluation(
-        asset_key=asset_key, check_name=result.check_name, passed=result.passed,
-        metadata=result.metadata, partition=partition_key, description=result.description,
-        blocking=BLOCKING[result.check_name], severity=result.severity)
+        asset_key=asset_key,
+        check_name=result.check_name,
+        passed=result.passed,
+        metadata=result.metadata,
+        partition=partition_key,
+        description=result.description,
+        blocking=BLOCKING[result.check_name],
+        severity=result.severity,
+    )
 
 
 def blocking_failures(by_month: Mapping[str, list[dg.AssetCheckResult]]) -> str:

@@ -139,8 +139,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
     from taxi_platform.assets.zones import reference_file_key, reference_table_key
     from taxi_platform.datasets import ZONES
-    from taxi_platform.resources import build_resources
     from taxi_platform.definitions import build_definitions
+    from taxi_platform.resources import build_resources
     from taxi_platform.sample.generator import full_size_rows
     from taxi_platform.sample.mirror import MirrorServer, write_mirror
     from taxi_platform.sample.zones import write_mirror_zones
@@ -166,14 +166,19 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         with MirrorServer(mirror_root) as mirror:
             # Served over HTTP on 127.0.0.1, so the demo exercises the same download path as GitHub.
             demo_settings = replace(settings, source_url=mirror.base_url)
-            print(f"Serving the mirror at {mirror.base_url}; warehouse: "
-                  f"{'TAXI_POSTGRES_URL' if settings.postgres_url else 'embedded PostgreSQL under ' + str(settings.embedded_pg_dir)}",
-                  flush=True)
+            warehouse = (
+                "TAXI_POSTGRES_URL"
+                if settings.postgres_url
+                else f"embedded PostgreSQL under {settings.embedded_pg_dir}"
+            )
+            print(f"Serving the mirror at {mirror.base_url}; warehouse: {warehouse}", flush=True)
             defs = build_definitions(demo_settings)
             job = defs.resolve_implicit_global_asset_job_def()
             # Dagster's console log (and dbt's, through it) only with --verbose: the demo prints its
             # own progress, and a failure's root cause in one line. Every event stays in the instance.
-            quiet = {"loggers": {"console": {"config": {"log_level": "DEBUG" if args.verbose else "CRITICAL"}}}}
+            quiet = {
+                "loggers": {"console": {"config": {"log_level": "DEBUG" if args.verbose else "CRITICAL"}}}
+            }
             # dagster-dbt re-emits dbt's log on stdout (for compute-log capture): into a file, unless
             # --verbose, and without colour codes either way.
             os.environ.setdefault("DBT_USE_COLORS", "false")
@@ -187,16 +192,20 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
             with dg.DagsterInstance.get() as instance:
                 # Zones and the unpartitioned dbt models first: the monthly dbt models join them.
-                reference = [reference_file_key(ZONES), reference_table_key(ZONES),
-                             *DBT_REFERENCE_KEYS]
-                if not _succeeded(run_quietly(instance=instance, asset_selection=reference,
-                                                         raise_on_error=False, run_config=quiet)):
+                reference = [reference_file_key(ZONES), reference_table_key(ZONES), *DBT_REFERENCE_KEYS]
+                if not _succeeded(
+                    run_quietly(
+                        instance=instance, asset_selection=reference, raise_on_error=False, run_config=quiet
+                    )
+                ):
                     return 1
                 for month in args.months:
                     for spec in args.datasets:
                         started = time.monotonic()
                         result = run_quietly(
-                            instance=instance, partition_key=f"{month:%Y-%m-01}", raise_on_error=False,
+                            instance=instance,
+                            partition_key=f"{month:%Y-%m-01}",
+                            raise_on_error=False,
                             asset_selection=[raw_file_key(spec), staging_key(spec), final_key(spec)],
                             tags={"taxi": spec.name, "file": spec.file_name(month)},
                             run_config=quiet,
@@ -206,19 +215,39 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                             return 1
                         meta = _metadata(result)
                         raw, final = meta.get(raw_file_key(spec), {}), meta.get(final_key(spec), {})
-                        table.append((spec.name, f"{month:%Y-%m}", raw.get("rows"),
-                                      final.get("duplicates_dropped"), final.get("dagster/row_count"), seconds))
-                        print(f"{spec.name} {month:%Y-%m}: {raw.get('rows', 0):,} rows read, "
-                              f"{final.get('dagster/row_count', 0):,} trips in the final table "
-                              f"({seconds:.1f} s)", flush=True)
+                        table.append(
+                            (
+                                spec.name,
+                                f"{month:%Y-%m}",
+                                raw.get("rows"),
+                                final.get("duplicates_dropped"),
+                                final.get("dagster/row_count"),
+                                seconds,
+                            )
+                        )
+                        print(
+                            f"{spec.name} {month:%Y-%m}: {raw.get('rows', 0):,} rows read, "
+                            f"{final.get('dagster/row_count', 0):,} trips in the final table "
+                            f"({seconds:.1f} s)",
+                            flush=True,
+                        )
                     if not all_datasets:
                         continue
-                    monthly_dbt = [k for k in job.asset_layer.asset_graph.get_all_asset_keys()
-                                   if k.path[0] == "dbt" and k not in reference]
+                    monthly_dbt = [
+                        k
+                        for k in job.asset_layer.asset_graph.get_all_asset_keys()
+                        if k.path[0] == "dbt" and k not in reference
+                    ]
                     started = time.monotonic()
-                    if not _succeeded(run_quietly(
-                            instance=instance, asset_selection=monthly_dbt, partition_key=f"{month:%Y-%m-01}",
-                            raise_on_error=False, run_config=quiet)):
+                    if not _succeeded(
+                        run_quietly(
+                            instance=instance,
+                            asset_selection=monthly_dbt,
+                            partition_key=f"{month:%Y-%m-01}",
+                            raise_on_error=False,
+                            run_config=quiet,
+                        )
+                    ):
                         return 1
                     dbt_seconds.append(time.monotonic() - started)
                     print(f"dbt models built for {month:%Y-%m} in {dbt_seconds[-1]:.1f} s", flush=True)
@@ -227,9 +256,13 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             if not all_datasets:
                 print(f"dbt: not built (its models join {' and '.join(DATASETS)}: load every dataset)")
             else:
-                print(f"dbt: {len(dbt_seconds)} month(s) built in {sum(dbt_seconds):.1f} s"
-                      + ("" if args.verbose else f" (dbt's log: {dbt_log})"))
-                _print_top_zones(build_resources(demo_settings)["warehouse"], settings.dbt_schema, args.months)
+                print(
+                    f"dbt: {len(dbt_seconds)} month(s) built in {sum(dbt_seconds):.1f} s"
+                    + ("" if args.verbose else f" (dbt's log: {dbt_log})")
+                )
+                _print_top_zones(
+                    build_resources(demo_settings)["warehouse"], settings.dbt_schema, args.months
+                )
     finally:  # also after a failure: the demo leaves the server as it found it
         if settings.postgres_url is None and not embedded_was_running and not args.keep_running:
             _embedded(settings).stop()
@@ -280,8 +313,10 @@ def _print_top_zones(warehouse, dbt_schema: str, months: list[date], top: int = 
     with _resolved(warehouse).connect("demo report") as conn, conn.cursor() as cur:
         cur.execute(query, (list(months), top))
         rows = cur.fetchall()
-    print(f"\nTop {top} pickup zones by revenue, {months[0]:%Y-%m} .. {months[-1]:%Y-%m} "
-          f"(dbt model {dbt_schema}.dm_monthly_zone_revenue):")
+    print(
+        f"\nTop {top} pickup zones by revenue, {months[0]:%Y-%m} .. {months[-1]:%Y-%m} "
+        f"(dbt model {dbt_schema}.dm_monthly_zone_revenue):"
+    )
     width = max(len(f"{z} ({b})") for z, b, *_ in rows) if rows else 10
     for zone, borough, service, revenue, trips in rows:
         print(f"  {f'{zone} ({borough})':<{width}}  {service:<6}  {revenue:>14,.2f}  {trips:>9,} trips")
@@ -318,13 +353,21 @@ def cmd_sample(args: argparse.Namespace, settings: Settings) -> int:
     rows = full_size_rows(spec, args.month) if args.rows is None else args.rows
     started = time.monotonic()
     try:
-        out = generate_month(spec, args.month, Path(args.out), rows=rows, seed=args.seed,
-                             line_ending="\r\n" if args.crlf else "\n")
+        out = generate_month(
+            spec,
+            args.month,
+            Path(args.out),
+            rows=rows,
+            seed=args.seed,
+            line_ending="\r\n" if args.crlf else "\n",
+        )
     except OSError as exc:
         raise CliError(f"cannot write {args.out}: {_reason(exc)} (argument out)") from None
-    print(f"{out.path}: {out.rows:,} rows ({out.duplicate_rows:,} exact duplicates, "
-          f"{out.out_of_month_rows:,} out of month, {out.unattributed_rows:,} unattributed) "
-          f"in {time.monotonic() - started:.1f} s")
+    print(
+        f"{out.path}: {out.rows:,} rows ({out.duplicate_rows:,} exact duplicates, "
+        f"{out.out_of_month_rows:,} out of month, {out.unattributed_rows:,} unattributed) "
+        f"in {time.monotonic() - started:.1f} s"
+    )
     return 0
 
 
@@ -334,8 +377,9 @@ def cmd_mirror(args: argparse.Namespace, settings: Settings) -> int:
 
     root = Path(args.root) if args.root else settings.home / "mirror"
     if args.action == "write":
-        files = write_mirror(root, args.datasets, args.months,
-                             rows=full_size_rows if args.full else args.rows, seed=args.seed)
+        files = write_mirror(
+            root, args.datasets, args.months, rows=full_size_rows if args.full else args.rows, seed=args.seed
+        )
         print(f"{len(files)} files under {root}; use TAXI_SOURCE_URL={root.resolve().as_uri()}")
         return 0
     from taxi_platform.sample.releases_api import register_releases_api
@@ -343,8 +387,11 @@ def cmd_mirror(args: argparse.Namespace, settings: Settings) -> int:
     server = MirrorServer(root, port=args.port)
     api = register_releases_api(server)  # a GitHub-compatible releases API for the release sensor
     with server as mirror:
-        print(f"Serving {root} at {mirror.base_url} (TAXI_SOURCE_URL={mirror.base_url}, "
-              f"TAXI_RELEASES_API_URL={mirror.base_url}{api}); Ctrl-C stops.", flush=True)
+        print(
+            f"Serving {root} at {mirror.base_url} (TAXI_SOURCE_URL={mirror.base_url}, "
+            f"TAXI_RELEASES_API_URL={mirror.base_url}{api}); Ctrl-C stops.",
+            flush=True,
+        )
         try:
             while True:
                 time.sleep(3600)
@@ -397,12 +444,14 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
         print("TAXI_POSTGRES_URL is set: the platform uses that server, not the embedded one.")
         return 1
     if args.action not in ("status", "env", "remove"):  # they only read (or delete); the others
-        _ensure_home(settings)                           # create the server's folders
+        _ensure_home(settings)  # create the server's folders
     server = _embedded(settings)
     if args.action == "start":
         server.ensure_running()
-        print(f"embedded PostgreSQL running on 127.0.0.1:{server.url().rsplit(':', 1)[1].split('/')[0]} "
-              f"(data in {server.data_dir})")
+        print(
+            f"embedded PostgreSQL running on 127.0.0.1:{server.url().rsplit(':', 1)[1].split('/')[0]} "
+            f"(data in {server.data_dir})"
+        )
     elif args.action == "stop":
         print("stopped" if server.stop() else "not running")
     elif args.action == "remove":
@@ -411,14 +460,19 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     elif args.action == "status":
         if settings.postgres_url:
             from taxi_platform.redact import mask_url
+
             print(f"external PostgreSQL: {mask_url(settings.postgres_url)}")
         else:
-            print(f"embedded PostgreSQL in {server.data_dir}: "
-                  f"{'running' if server.is_running() else 'not running'}")
+            print(
+                f"embedded PostgreSQL in {server.data_dir}: "
+                f"{'running' if server.is_running() else 'not running'}"
+            )
         for name, value in {**_connection_details(settings, server), **_schemas(settings)}.items():
             print(f"  {name:<9} {value}")
-        print("  dbt       `taxi-platform dbt <command>`, or `eval \"$(taxi-platform db env)\"` then plain "
-              "`dbt` inside dbt_project/")
+        print(
+            '  dbt       `taxi-platform dbt <command>`, or `eval "$(taxi-platform db env)"` then plain '
+            "`dbt` inside dbt_project/"
+        )
     elif args.action == "env":
         for line in _dbt_env_lines(settings, server):
             print(line)
@@ -438,14 +492,20 @@ def _connection_details(settings: Settings, server) -> dict[str, str]:
         port = str(url.port or 5432)
     except ValueError:
         raise CliError("TAXI_POSTGRES_URL has a port that is not a number") from None
-    return {"host": url.hostname or "127.0.0.1", "port": port,
-            "database": unquote(url.path.lstrip("/")), "user": unquote(url.username or ""),
-            "password": "in TAXI_POSTGRES_URL"}
+    return {
+        "host": url.hostname or "127.0.0.1",
+        "port": port,
+        "database": unquote(url.path.lstrip("/")),
+        "user": unquote(url.username or ""),
+        "password": "in TAXI_POSTGRES_URL",
+    }
 
 
 def _schemas(settings: Settings) -> dict[str, str]:
-    return {"schemas": f"{settings.warehouse_schema} (final tables), {settings.staging_schema} "
-                       f"(staging), {settings.dbt_schema} (dbt models)"}
+    return {
+        "schemas": f"{settings.warehouse_schema} (final tables), {settings.staging_schema} "
+        f"(staging), {settings.dbt_schema} (dbt models)"
+    }
 
 
 def _dbt_env_lines(settings: Settings, server) -> list[str]:
@@ -456,35 +516,60 @@ def _dbt_env_lines(settings: Settings, server) -> list[str]:
     if not settings.postgres_url and not server.is_initialized():
         raise CliError("the embedded PostgreSQL has not been created yet: run `taxi-platform db start` first")
     details = _connection_details(settings, server)
-    values = {"TAXI_DBT_TARGET": "postgres", "TAXI_DBT_PG_HOST": details["host"],
-              "TAXI_DBT_PG_PORT": details["port"], "TAXI_DBT_PG_USER": details["user"],
-              "TAXI_DBT_PG_DBNAME": details["database"], "TAXI_WAREHOUSE_SCHEMA": settings.warehouse_schema,
-              "TAXI_DBT_SCHEMA": settings.dbt_schema}
-    password = (["export TAXI_DBT_PG_PASSWORD=\"$(cat " + shlex.quote(str(server.root / "password")) + ")\""]
-                if not settings.postgres_url else
-                ["# export TAXI_DBT_PG_PASSWORD=<the password in TAXI_POSTGRES_URL> (not printed here)"])
-    return ([f"export {k}={shlex.quote(v)}" for k, v in values.items()] + password
-            + ["export DBT_PROFILES_DIR=" + shlex.quote(str(settings.dbt_project_dir))])
+    values = {
+        "TAXI_DBT_TARGET": "postgres",
+        "TAXI_DBT_PG_HOST": details["host"],
+        "TAXI_DBT_PG_PORT": details["port"],
+        "TAXI_DBT_PG_USER": details["user"],
+        "TAXI_DBT_PG_DBNAME": details["database"],
+        "TAXI_WAREHOUSE_SCHEMA": settings.warehouse_schema,
+        "TAXI_DBT_SCHEMA": settings.dbt_schema,
+    }
+    password = (
+        ['export TAXI_DBT_PG_PASSWORD="$(cat ' + shlex.quote(str(server.root / "password")) + ')"']
+        if not settings.postgres_url
+        else ["# export TAXI_DBT_PG_PASSWORD=<the password in TAXI_POSTGRES_URL> (not printed here)"]
+    )
+    return (
+        [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
+        + password
+        + ["export DBT_PROFILES_DIR=" + shlex.quote(str(settings.dbt_project_dir))]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="taxi-platform", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="taxi-platform", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="generate release files, serve them, load them, print a table")
-    demo.add_argument("--months", type=_months, default=_months("2019-01..2019-03"),
-                      help=f"months to load, within {SOURCE.months_text}: 2019-01, or a range "
-                           "2019-01..2019-03 (the default)")
-    demo.add_argument("--datasets", type=_datasets, default=list(DATASETS.values()),
-                      help=f"comma-separated datasets (default: {','.join(DATASETS)})")
-    demo.add_argument("--verbose", action="store_true",
-                      help="print Dagster's and dbt's logs (by default: progress and a summary)")
-    demo.add_argument("--rows", type=_row_count, default=DEMO_ROWS, help=f"rows per file (default {DEMO_ROWS:,})")
+    demo.add_argument(
+        "--months",
+        type=_months,
+        default=_months("2019-01..2019-03"),
+        help=f"months to load, within {SOURCE.months_text}: 2019-01, or a range "
+        "2019-01..2019-03 (the default)",
+    )
+    demo.add_argument(
+        "--datasets",
+        type=_datasets,
+        default=list(DATASETS.values()),
+        help=f"comma-separated datasets (default: {','.join(DATASETS)})",
+    )
+    demo.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print Dagster's and dbt's logs (by default: progress and a summary)",
+    )
+    demo.add_argument(
+        "--rows", type=_row_count, default=DEMO_ROWS, help=f"rows per file (default {DEMO_ROWS:,})"
+    )
     demo.add_argument("--full", action="store_true", help="full-size months (yellow 2019-01: 7.7 M rows)")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--keep-running", action="store_true",
-                      help="leave the embedded PostgreSQL running afterwards")
+    demo.add_argument(
+        "--keep-running", action="store_true", help="leave the embedded PostgreSQL running afterwards"
+    )
     demo.set_defaults(func=cmd_demo)
 
     sample = sub.add_parser("sample", help="write one generated monthly release file")
@@ -499,8 +584,12 @@ def main(argv: list[str] | None = None) -> int:
     mirror = sub.add_parser("mirror", help="write or serve a local mirror of generated release files")
     mirror.add_argument("action", choices=["write", "serve"])
     mirror.add_argument("--root", default=None, help="default: $TAXI_HOME/mirror")
-    mirror.add_argument("--months", type=_months, default=_months("2019-01..2019-03"),
-                        help=f"months to write, within {SOURCE.months_text} (default 2019-01..2019-03)")
+    mirror.add_argument(
+        "--months",
+        type=_months,
+        default=_months("2019-01..2019-03"),
+        help=f"months to write, within {SOURCE.months_text} (default 2019-01..2019-03)",
+    )
     mirror.add_argument("--datasets", type=_datasets, default=list(DATASETS.values()))
     mirror.add_argument("--rows", type=_row_count, default=DEMO_ROWS)
     mirror.add_argument("--full", action="store_true")
@@ -516,9 +605,12 @@ def main(argv: list[str] | None = None) -> int:
     dbt.set_defaults(func=cmd_dbt)
 
     db = sub.add_parser("db", help="the embedded PostgreSQL")
-    db.add_argument("action", choices=["start", "stop", "status", "psql", "env", "remove"],
-                    help="status: where a SQL client connects; env: shell exports for plain dbt; "
-                         "remove: stop it and delete its data (`make clean`)")
+    db.add_argument(
+        "action",
+        choices=["start", "stop", "status", "psql", "env", "remove"],
+        help="status: where a SQL client connects; env: shell exports for plain dbt; "
+        "remove: stop it and delete its data (`make clean`)",
+    )
     db.set_defaults(func=cmd_db)
 
     args = parser.parse_args(argv)

@@ -51,8 +51,10 @@ class SourceSpec:
 # added after 2021-07. A later source (the TLC's own Parquet files) brings its own range.
 COURSE_CSV = SourceSpec(
     name="course-csv",
-    description=("The course's CSV backup of the TLC trip records (DataTalksClub/nyc-tlc-data "
-                 "releases): yellow and green 2019-01..2021-07, frozen."),
+    description=(
+        "The course's CSV backup of the TLC trip records (DataTalksClub/nyc-tlc-data "
+        "releases): yellow and green 2019-01..2021-07, frozen."
+    ),
     first_month=date(2019, 1, 1),
     last_month=date(2021, 7, 1),
 )
@@ -122,8 +124,12 @@ class DatasetSpec:
 
     def __post_init__(self) -> None:
         names = self.column_names
-        for required in (self.pickup_column, self.dropoff_column, *self.identity_columns,
-                         *self.unattributed_columns):
+        for required in (
+            self.pickup_column,
+            self.dropoff_column,
+            *self.identity_columns,
+            *self.unattributed_columns,
+        ):
             if required not in names:
                 raise ValueError(f"dataset {self.name!r}: {required!r} is not one of its columns")
         if len(set(names)) != len(names):
@@ -134,50 +140,96 @@ def _cols(*pairs: tuple[str, ColumnType]) -> tuple[Column, ...]:
     return tuple(Column(n, t) for n, t in pairs)
 
 
-I, T, D, S = ColumnType.INTEGER, ColumnType.TIMESTAMP, ColumnType.DECIMAL, ColumnType.TEXT
+# Short names for the column tables below.
+INT, TIME, DEC, TEXT = ColumnType.INTEGER, ColumnType.TIMESTAMP, ColumnType.DECIMAL, ColumnType.TEXT
 
 YELLOW = DatasetSpec(
     name="yellow",
     release_tag="yellow",
     columns=_cols(
-        ("VendorID", I), ("tpep_pickup_datetime", T), ("tpep_dropoff_datetime", T),
-        ("passenger_count", I), ("trip_distance", D), ("RatecodeID", I),
-        ("store_and_fwd_flag", S), ("PULocationID", I), ("DOLocationID", I),
-        ("payment_type", I), ("fare_amount", D), ("extra", D), ("mta_tax", D),
-        ("tip_amount", D), ("tolls_amount", D), ("improvement_surcharge", D),
-        ("total_amount", D), ("congestion_surcharge", D),
+        ("VendorID", INT),
+        ("tpep_pickup_datetime", TIME),
+        ("tpep_dropoff_datetime", TIME),
+        ("passenger_count", INT),
+        ("trip_distance", DEC),
+        ("RatecodeID", INT),
+        ("store_and_fwd_flag", TEXT),
+        ("PULocationID", INT),
+        ("DOLocationID", INT),
+        ("payment_type", INT),
+        ("fare_amount", DEC),
+        ("extra", DEC),
+        ("mta_tax", DEC),
+        ("tip_amount", DEC),
+        ("tolls_amount", DEC),
+        ("improvement_surcharge", DEC),
+        ("total_amount", DEC),
+        ("congestion_surcharge", DEC),
     ),
     pickup_column="tpep_pickup_datetime",
     dropoff_column="tpep_dropoff_datetime",
-    identity_columns=("VendorID", "tpep_pickup_datetime", "tpep_dropoff_datetime",
-                      "PULocationID", "DOLocationID", "fare_amount", "trip_distance"),
+    identity_columns=(
+        "VendorID",
+        "tpep_pickup_datetime",
+        "tpep_dropoff_datetime",
+        "PULocationID",
+        "DOLocationID",
+        "fare_amount",
+        "trip_distance",
+    ),
     first_published=date(2019, 1, 1),
     last_published=date(2021, 7, 1),
     description="Yellow taxi trips (street hails, Manhattan and airports).",
-    unattributed_columns=("VendorID", "passenger_count", "RatecodeID", "store_and_fwd_flag",
-                          "payment_type"),
+    unattributed_columns=("VendorID", "passenger_count", "RatecodeID", "store_and_fwd_flag", "payment_type"),
 )
 
 GREEN = DatasetSpec(
     name="green",
     release_tag="green",
     columns=_cols(
-        ("VendorID", I), ("lpep_pickup_datetime", T), ("lpep_dropoff_datetime", T),
-        ("store_and_fwd_flag", S), ("RatecodeID", I), ("PULocationID", I), ("DOLocationID", I),
-        ("passenger_count", I), ("trip_distance", D), ("fare_amount", D), ("extra", D),
-        ("mta_tax", D), ("tip_amount", D), ("tolls_amount", D), ("ehail_fee", D),
-        ("improvement_surcharge", D), ("total_amount", D), ("payment_type", I),
-        ("trip_type", I), ("congestion_surcharge", D),
+        ("VendorID", INT),
+        ("lpep_pickup_datetime", TIME),
+        ("lpep_dropoff_datetime", TIME),
+        ("store_and_fwd_flag", TEXT),
+        ("RatecodeID", INT),
+        ("PULocationID", INT),
+        ("DOLocationID", INT),
+        ("passenger_count", INT),
+        ("trip_distance", DEC),
+        ("fare_amount", DEC),
+        ("extra", DEC),
+        ("mta_tax", DEC),
+        ("tip_amount", DEC),
+        ("tolls_amount", DEC),
+        ("ehail_fee", DEC),
+        ("improvement_surcharge", DEC),
+        ("total_amount", DEC),
+        ("payment_type", INT),
+        ("trip_type", INT),
+        ("congestion_surcharge", DEC),
     ),
     pickup_column="lpep_pickup_datetime",
     dropoff_column="lpep_dropoff_datetime",
-    identity_columns=("VendorID", "lpep_pickup_datetime", "lpep_dropoff_datetime",
-                      "PULocationID", "DOLocationID", "fare_amount", "trip_distance"),
+    identity_columns=(
+        "VendorID",
+        "lpep_pickup_datetime",
+        "lpep_dropoff_datetime",
+        "PULocationID",
+        "DOLocationID",
+        "fare_amount",
+        "trip_distance",
+    ),
     first_published=date(2019, 1, 1),
     last_published=date(2021, 7, 1),
     description="Green taxi trips (boro taxis, outside central Manhattan).",
-    unattributed_columns=("VendorID", "passenger_count", "RatecodeID", "store_and_fwd_flag",
-                          "payment_type", "trip_type"),
+    unattributed_columns=(
+        "VendorID",
+        "passenger_count",
+        "RatecodeID",
+        "store_and_fwd_flag",
+        "payment_type",
+        "trip_type",
+    ),
 )
 
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (YELLOW, GREEN)}
@@ -199,7 +251,7 @@ ZONES = ReferenceSpec(
     name="taxi_zones",
     release_tag="misc",
     file_name="taxi_zone_lookup.csv",
-    columns=_cols(("LocationID", I), ("Borough", S), ("Zone", S), ("service_zone", S)),
+    columns=_cols(("LocationID", INT), ("Borough", TEXT), ("Zone", TEXT), ("service_zone", TEXT)),
     key_column="LocationID",
     description="The TLC taxi zones (LocationID, Borough, Zone, service_zone) from the misc release.",
 )

@@ -17,14 +17,18 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     assets = []
     for spec in DATASETS.values():
-        assets += build_trip_assets(spec, **kinds(settings),
-                                    min_in_month_share=settings.min_in_month_share)
+        assets += build_trip_assets(spec, **kinds(settings), min_in_month_share=settings.min_in_month_share)
     assets += build_reference_assets(ZONES, **kinds(settings))
     assets += build_dbt_assets(load_dbt_project(settings.dbt_project_dir))
     automation = build_automation(settings, DATASETS)  # jobs, schedules, sensors per dataset
-    return dg.Definitions(assets=assets, resources=build_resources(settings), jobs=automation.jobs,
-                          schedules=automation.schedules, sensors=automation.sensors,
-                          executor=STEP_EXECUTOR)
+    return dg.Definitions(
+        assets=assets,
+        resources=build_resources(settings),
+        jobs=automation.jobs,
+        schedules=automation.schedules,
+        sensors=automation.sensors,
+        executor=STEP_EXECUTOR,
+    )
 
 
 # Runs launched through the instance (UI, backfills, schedules, sensors) execute their steps in the

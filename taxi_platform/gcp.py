@@ -9,8 +9,9 @@ Credentials, in order: `gcp_credentials` (a base64 service-account key, configur
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from dagster_gcp import BigQueryResource, GCSResource
 from google.api_core.client_options import ClientOptions
@@ -51,7 +52,8 @@ def default_credentials_error(exc: Exception) -> GcpCredentialsError:
         "no Google credentials: set TAXI_GCP_CREDENTIALS_FILE (a service-account key file) or "
         "TAXI_GCP_CREDENTIALS_B64 (the key, base64-encoded), or provide application-default "
         f"credentials (GOOGLE_APPLICATION_CREDENTIALS, gcloud auth application-default login) "
-        f"[{type(exc).__name__}]")
+        f"[{type(exc).__name__}]"
+    )
 
 
 class _Auth:
@@ -61,8 +63,9 @@ class _Auth:
     api_endpoint: str | None
 
     def _credentials(self) -> Any | None:
-        return google_credentials(b64=self.gcp_credentials, file=self.credentials_file,
-                                  anonymous=self.anonymous)
+        return google_credentials(
+            b64=self.gcp_credentials, file=self.credentials_file, anonymous=self.anonymous
+        )
 
     def _client_options(self) -> ClientOptions | None:
         return ClientOptions(api_endpoint=self.api_endpoint) if self.api_endpoint else None
@@ -83,9 +86,12 @@ class TaxiBigQueryResource(BigQueryResource, _Auth):
         from google.cloud import bigquery
 
         try:
-            client = bigquery.Client(project=self.project, location=self.location,
-                                     credentials=self._credentials(),
-                                     client_options=self._client_options())
+            client = bigquery.Client(
+                project=self.project,
+                location=self.location,
+                credentials=self._credentials(),
+                client_options=self._client_options(),
+            )
         except google.auth.exceptions.DefaultCredentialsError as exc:
             raise default_credentials_error(exc) from None
         try:
@@ -107,7 +113,8 @@ class TaxiGCSResource(GCSResource, _Auth):
         from google.cloud import storage
 
         try:
-            return storage.Client(project=self.project, credentials=self._credentials(),
-                                  client_options=self._client_options())
+            return storage.Client(
+                project=self.project, credentials=self._credentials(), client_options=self._client_options()
+            )
         except google.auth.exceptions.DefaultCredentialsError as exc:
             raise default_credentials_error(exc) from None

@@ -8,7 +8,7 @@ date (the UI counts, backfills and plots only months that can load). A source wi
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import dagster as dg
 
@@ -49,5 +49,5 @@ def is_partition_month(month: date, now: datetime, source: SourceSpec = SOURCE) 
     """Whether `month` is one of the monthly partitions at `now`: one of the source's months, and
     complete (a month becomes a partition when it ends, at midnight UTC)."""
     if now.tzinfo is not None:
-        now = now.astimezone(timezone.utc)
+        now = now.astimezone(UTC)
     return outside_partitions(month, source) is None and next_month(month) <= now.date()

@@ -16,12 +16,14 @@ MASK = "***"
 # lines, JSON, YAML), quoted or not.
 _KEYWORD_SECRET = re.compile(
     r"(?i)((?<![A-Za-z0-9])[A-Za-z0-9_]*?(?:password|passwd|pwd|token|secret|api_key|apikey|sig|signature)"
-    r"[\"']?)(\s*[=:]\s*)('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s&;,'\"}]+)")
+    r"[\"']?)(\s*[=:]\s*)('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s&;,'\"}]+)"
+)
 # User info: what lies between the start of a word (after an optional `scheme:/` or `scheme://`,
 # kept) and the last `@` of the word followed by a host; bounded, so a long text is scanned in
 # linear time.
 _USERINFO = re.compile(
-    r"((?:^|(?<=[\s'\"(<]))(?:[A-Za-z][A-Za-z0-9+.-]*:/{0,2})?)([^\s'\"<>()]{1,256})@(?=[\w\[])")
+    r"((?:^|(?<=[\s'\"(<]))(?:[A-Za-z][A-Za-z0-9+.-]*:/{0,2})?)([^\s'\"<>()]{1,256})@(?=[\w\[])"
+)
 _PLAIN_USER = re.compile(r"[A-Za-z0-9._~%+-]+")
 
 

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-
 from dagster_dbt import DbtCliResource
 
 from taxi_platform.lake.local import LocalLakeIOManager
@@ -24,10 +23,15 @@ def build_resources(settings: Settings) -> dict[str, object]:
         deadline_seconds=settings.download_deadline_seconds,
     )
     if settings.target == "gcp":
-        return {"source": source, **_gcp_resources(settings),
-                "dbt": DbtCliResource(project_dir=str(settings.dbt_project_dir),
-                                      profiles_dir=str(settings.dbt_project_dir),
-                                      dbt_executable=dbt_executable())}
+        return {
+            "source": source,
+            **_gcp_resources(settings),
+            "dbt": DbtCliResource(
+                project_dir=str(settings.dbt_project_dir),
+                profiles_dir=str(settings.dbt_project_dir),
+                dbt_executable=dbt_executable(),
+            ),
+        }
     # settings.target is validated to one of TARGETS: "local" here.
     return {
         "source": source,
@@ -42,9 +46,11 @@ def build_resources(settings: Settings) -> dict[str, object]:
             dbt_schema=settings.dbt_schema,
             engine_memory=f"{settings.engine_memory_mb}MB",
         ),
-        "dbt": DbtCliResource(project_dir=str(settings.dbt_project_dir),
-                              profiles_dir=str(settings.dbt_project_dir),
-                              dbt_executable=dbt_executable()),
+        "dbt": DbtCliResource(
+            project_dir=str(settings.dbt_project_dir),
+            profiles_dir=str(settings.dbt_project_dir),
+            dbt_executable=dbt_executable(),
+        ),
     }
 
 
@@ -62,13 +68,16 @@ def _gcp_resources(settings: Settings) -> dict[str, object]:
     return {
         "lake_io_manager": GcsLakeIOManager(
             gcs=TaxiGCSResource(project=gcp.project, api_endpoint=gcp.gcs_api_endpoint, **auth),
-            bucket=gcp.gcs_bucket),
+            bucket=gcp.gcs_bucket,
+        ),
         "warehouse": BigQueryWarehouse(
-            bigquery=TaxiBigQueryResource(project=gcp.project, location=gcp.location,
-                                          api_endpoint=gcp.bq_api_endpoint, **auth),
+            bigquery=TaxiBigQueryResource(
+                project=gcp.project, location=gcp.location, api_endpoint=gcp.bq_api_endpoint, **auth
+            ),
             dataset=gcp.bq_dataset,
             staging_dataset=settings.staging_schema,
-            dbt_dataset=settings.dbt_schema),
+            dbt_dataset=settings.dbt_schema,
+        ),
     }
 
 

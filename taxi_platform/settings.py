@@ -106,8 +106,10 @@ class Settings:
         if self.target == "gcp" and self.gcp is None:
             raise SettingsError("TAXI_TARGET=gcp needs TAXI_GCP_PROJECT and TAXI_GCS_BUCKET")
         if self.gcp is not None and self.gcp.bq_dataset in (self.staging_schema, self.dbt_schema):
-            raise SettingsError("TAXI_BQ_DATASET must differ from TAXI_STAGING_SCHEMA and "
-                                "TAXI_DBT_SCHEMA (the staging and dbt datasets on BigQuery)")
+            raise SettingsError(
+                "TAXI_BQ_DATASET must differ from TAXI_STAGING_SCHEMA and "
+                "TAXI_DBT_SCHEMA (the staging and dbt datasets on BigQuery)"
+            )
         validate_identifier(self.warehouse_schema, "TAXI_WAREHOUSE_SCHEMA")
         validate_identifier(self.staging_schema, "TAXI_STAGING_SCHEMA")
         validate_identifier(self.dbt_schema, "TAXI_DBT_SCHEMA")
@@ -129,11 +131,15 @@ class Settings:
                 f"TAXI_RELEASES_API_URL={mask_url(self.releases_api_url)!r} must start with http:// or https://"
             )
         if self.release_sensor_first_tick not in FIRST_TICK_MODES:
-            raise SettingsError(f"TAXI_RELEASE_SENSOR_FIRST_TICK={self.release_sensor_first_tick!r}: "
-                                f"choose one of {', '.join(FIRST_TICK_MODES)}")
+            raise SettingsError(
+                f"TAXI_RELEASE_SENSOR_FIRST_TICK={self.release_sensor_first_tick!r}: "
+                f"choose one of {', '.join(FIRST_TICK_MODES)}"
+            )
         if not 1 <= self.releases_api_max_pages <= 10:
-            raise SettingsError(f"TAXI_RELEASES_API_MAX_PAGES={self.releases_api_max_pages} must lie "
-                                "between 1 and 10 (each page is one HTTP call per sensor tick)")
+            raise SettingsError(
+                f"TAXI_RELEASES_API_MAX_PAGES={self.releases_api_max_pages} must lie "
+                "between 1 and 10 (each page is one HTTP call per sensor tick)"
+            )
 
     @property
     def lake_dir(self) -> Path:
@@ -144,7 +150,7 @@ class Settings:
         return self.home / "postgres"
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> Settings:
         home = _env("TAXI_HOME")
         return cls(
             target=(_env("TAXI_TARGET", "local") or "local").lower(),
@@ -167,7 +173,9 @@ class Settings:
             release_sensor_first_tick=(_env("TAXI_RELEASE_SENSOR_FIRST_TICK", "baseline") or "").lower(),
             release_sensor_interval_seconds=_int("TAXI_RELEASE_SENSOR_INTERVAL", 300, minimum=30),
             releases_api_max_pages=_int("TAXI_RELEASES_API_MAX_PAGES", 3, minimum=1),
-            failure_log=Path(_env("TAXI_FAILURE_LOG")).expanduser().resolve() if _env("TAXI_FAILURE_LOG") else None,
+            failure_log=Path(_env("TAXI_FAILURE_LOG")).expanduser().resolve()
+            if _env("TAXI_FAILURE_LOG")
+            else None,
         )
 
 
@@ -188,9 +196,11 @@ def _service_account_info(raw: bytes, setting: str) -> dict:
     except (UnicodeDecodeError, ValueError):
         raise SettingsError(f"{setting}: not a JSON service-account key") from None
     if not isinstance(info, dict) or info.get("type") != "service_account":
-        raise SettingsError(f"{setting}: not a service-account key (its \"type\" is not "
-                            "\"service_account\"); for other credentials use application-default "
-                            "credentials (GOOGLE_APPLICATION_CREDENTIALS) and leave it unset")
+        raise SettingsError(
+            f'{setting}: not a service-account key (its "type" is not '
+            '"service_account"); for other credentials use application-default '
+            "credentials (GOOGLE_APPLICATION_CREDENTIALS) and leave it unset"
+        )
     missing = [k for k in ("client_email", "private_key", "token_uri") if not info.get(k)]
     if missing:
         raise SettingsError(f"{setting}: the service-account key lacks {', '.join(missing)}")
@@ -246,34 +256,47 @@ class GcpSettings:
         if not self.project or not _GCP_PROJECT.fullmatch(self.project):
             raise SettingsError(
                 f"TAXI_GCP_PROJECT={self.project!r} is not a GCP project id: 6-30 lower-case "
-                "letters, digits and hyphens, starting with a letter, not ending with a hyphen")
+                "letters, digits and hyphens, starting with a letter, not ending with a hyphen"
+            )
         bucket = self.gcs_bucket or ""
-        if (not _GCS_BUCKET.fullmatch(bucket) or ".." in bucket or bucket.startswith("goog")
-                or "google" in bucket or re.fullmatch(r"[0-9.]+", bucket)):
+        if (
+            not _GCS_BUCKET.fullmatch(bucket)
+            or ".." in bucket
+            or bucket.startswith("goog")
+            or "google" in bucket
+            or re.fullmatch(r"[0-9.]+", bucket)
+        ):
             raise SettingsError(
                 f"TAXI_GCS_BUCKET={bucket!r} is not a valid bucket name: 3-63 lower-case letters, "
                 "digits, '-', '_' and '.', starting and ending with a letter or digit, no 'goog' "
-                "prefix, no 'google' (just the name: no gs://, no path)")
+                "prefix, no 'google' (just the name: no gs://, no path)"
+            )
         validate_identifier(self.bq_dataset, "TAXI_BQ_DATASET")
         if not _GCP_LOCATION.fullmatch(self.location or ""):
-            raise SettingsError(f"TAXI_GCP_LOCATION={self.location!r} is not a location "
-                                "(US, EU, or a region such as europe-west1)")
+            raise SettingsError(
+                f"TAXI_GCP_LOCATION={self.location!r} is not a location "
+                "(US, EU, or a region such as europe-west1)"
+            )
         if self.credentials_file and self.credentials_b64:
             raise SettingsError("set only one of TAXI_GCP_CREDENTIALS_FILE and TAXI_GCP_CREDENTIALS_B64")
         if self.anonymous and (self.credentials_file or self.credentials_b64):
-            raise SettingsError("TAXI_GCP_ANONYMOUS is for emulators: it excludes "
-                                "TAXI_GCP_CREDENTIALS_FILE and TAXI_GCP_CREDENTIALS_B64")
+            raise SettingsError(
+                "TAXI_GCP_ANONYMOUS is for emulators: it excludes "
+                "TAXI_GCP_CREDENTIALS_FILE and TAXI_GCP_CREDENTIALS_B64"
+            )
         if self.credentials_file:
             read_credentials_file(self.credentials_file)
         if self.credentials_b64:
             read_credentials_b64(self.credentials_b64)
-        for name, value in (("TAXI_BQ_API_ENDPOINT", self.bq_api_endpoint),
-                            ("TAXI_GCS_API_ENDPOINT", self.gcs_api_endpoint)):
+        for name, value in (
+            ("TAXI_BQ_API_ENDPOINT", self.bq_api_endpoint),
+            ("TAXI_GCS_API_ENDPOINT", self.gcs_api_endpoint),
+        ):
             if value is not None and not re.match(r"^https?://[^/\s]+/?$", value):
                 raise SettingsError(f"{name}={mask_url(value)!r} must be http(s)://host[:port]")
 
     @classmethod
-    def from_env(cls) -> "GcpSettings":
+    def from_env(cls) -> GcpSettings:
         anonymous = (_env("TAXI_GCP_ANONYMOUS", "false") or "").lower()
         if anonymous not in ("true", "false", "1", "0", "yes", "no"):
             raise SettingsError(f"TAXI_GCP_ANONYMOUS={anonymous!r}: use true or false")

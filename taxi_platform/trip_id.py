@@ -20,9 +20,9 @@ pipeline's separator-less concatenation is not). Parsing before rendering makes 
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from decimal import Decimal
-import hashlib
 
 from taxi_platform.datasets import ColumnType, DatasetSpec
 
@@ -72,7 +72,5 @@ def trip_id_from_values(spec: DatasetSpec, values: dict[str, object]) -> str:
 def trip_id_from_csv_row(spec: DatasetSpec, row: list[str]) -> str:
     """The id of one raw CSV row (fields in file order)."""
     index = {name: i for i, name in enumerate(spec.column_names)}
-    values = {
-        name: parse_field(row[index[name]], spec.column(name).type) for name in spec.identity_columns
-    }
+    values = {name: parse_field(row[index[name]], spec.column(name).type) for name in spec.identity_columns}
     return trip_id_from_values(spec, values)

@@ -14,8 +14,8 @@ from taxi_platform.trip_id import trip_id_from_csv_row
 
 @dataclass
 class Expected:
-    rows: int                      # data rows in the file
-    ids: dict[str, list[str]]      # distinct trip id -> first row with that id (file order)
+    rows: int  # data rows in the file
+    ids: dict[str, list[str]]  # distinct trip id -> first row with that id (file order)
 
     @property
     def distinct(self) -> int:
@@ -66,6 +66,7 @@ def csv_lines(data: bytes) -> list[bytes]:
 
 
 # --- damaged release files: the bad input the tests feed the platform -------------------------
+
 
 def truncate_gzip(path: Path) -> None:
     """Cut the compressed file at two thirds: the gzip stream ends early."""

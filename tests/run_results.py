@@ -15,8 +15,11 @@ ZONES_CSV = REPO.parent / "shared" / "data" / "taxi_zone_lookup.csv"
 
 def materialization_metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict:
     """The metadata values of the run's last materialization of `key`."""
-    events = [e for e in result.get_asset_materialization_events()
-              if e.event_specific_data.materialization.asset_key == key]
+    events = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.event_specific_data.materialization.asset_key == key
+    ]
     assert events, f"no materialization of {key.to_user_string()}"
     return {k: v.value for k, v in events[-1].event_specific_data.materialization.metadata.items()}
 

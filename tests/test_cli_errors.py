@@ -18,32 +18,46 @@ SECRET = "s3cr3t-Pw"
 
 def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     base = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TAXI_HOME": str(tmp_path / "home")}
-    return subprocess.run([str(CLI), *args], env={**base, **env}, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(CLI), *args], env={**base, **env}, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
 
 
 def error_lines(done: subprocess.CompletedProcess) -> list[str]:
     return [line for line in done.stderr.splitlines() if "error:" in line]
 
 
-@pytest.mark.parametrize("args, names", [
-    (["sample", "purple", "2019-01", "out.csv.gz"], ["argument dataset", "'purple'", "yellow", "green"]),
-    (["sample", "yellow", "2019-01", "out.csv.gz", "--rows", "-5"], ["argument --rows", "'-5'"]),
-    (["sample", "yellow", "2019-01", "out.csv.gz", "--rows", "many"], ["argument --rows", "'many'"]),
-    (["sample", "yellow", "2019-13", "out.csv.gz"], ["argument month", "'2019-13'"]),
-    (["demo", "--rows", "-1"], ["argument --rows", "'-1'"]),
-    (["demo", "--months", "2019-03..2019-01"], ["argument --months", "'2019-03..2019-01'"]),
-    # Months outside the source's (the partitions): the course's CSV backup ends at 2021-07.
-    (["demo", "--months", "2021-06..2021-09"], ["argument --months", "'2021-06..2021-09'",
-                                                "2021-08 is after the last month of the course-csv source",
-                                                "2019-01..2021-07"]),
-    (["demo", "--months", "2019-01,2024-05"], ["argument --months", "2024-05 is after the last month",
-                                               "2019-01..2021-07"]),
-    (["mirror", "write", "--months", "2018-12"], ["argument --months", "2018-12 is before the first month",
-                                                  "2019-01..2021-07"]),
-    (["mirror", "write", "--rows", "-2"], ["argument --rows", "'-2'"]),
-    (["mirror", "serve", "--port", "70000"], ["argument --port", "'70000'"]),
-])
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        (["sample", "purple", "2019-01", "out.csv.gz"], ["argument dataset", "'purple'", "yellow", "green"]),
+        (["sample", "yellow", "2019-01", "out.csv.gz", "--rows", "-5"], ["argument --rows", "'-5'"]),
+        (["sample", "yellow", "2019-01", "out.csv.gz", "--rows", "many"], ["argument --rows", "'many'"]),
+        (["sample", "yellow", "2019-13", "out.csv.gz"], ["argument month", "'2019-13'"]),
+        (["demo", "--rows", "-1"], ["argument --rows", "'-1'"]),
+        (["demo", "--months", "2019-03..2019-01"], ["argument --months", "'2019-03..2019-01'"]),
+        # Months outside the source's (the partitions): the course's CSV backup ends at 2021-07.
+        (
+            ["demo", "--months", "2021-06..2021-09"],
+            [
+                "argument --months",
+                "'2021-06..2021-09'",
+                "2021-08 is after the last month of the course-csv source",
+                "2019-01..2021-07",
+            ],
+        ),
+        (
+            ["demo", "--months", "2019-01,2024-05"],
+            ["argument --months", "2024-05 is after the last month", "2019-01..2021-07"],
+        ),
+        (
+            ["mirror", "write", "--months", "2018-12"],
+            ["argument --months", "2018-12 is before the first month", "2019-01..2021-07"],
+        ),
+        (["mirror", "write", "--rows", "-2"], ["argument --rows", "'-2'"]),
+        (["mirror", "serve", "--port", "70000"], ["argument --port", "'70000'"]),
+    ],
+)
 def test_a_bad_argument_is_a_usage_error_naming_it(tmp_path, args, names):
     done = run_cli(tmp_path, *args)
     assert done.returncode == 2, done.stderr
@@ -65,7 +79,8 @@ def test_db_with_a_taxi_home_that_is_a_file_says_so_in_one_line(tmp_path, action
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr.splitlines() == [
-        f"taxi-platform: error: cannot create {home}: {blocker} is a file, not a folder (TAXI_HOME)"]
+        f"taxi-platform: error: cannot create {home}: {blocker} is a file, not a folder (TAXI_HOME)"
+    ]
     assert blocker.read_text() == "a file\n"
 
 
@@ -77,15 +92,26 @@ def test_sample_to_a_path_under_a_file_names_the_path(tmp_path):
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr.splitlines() == [
-        f"taxi-platform: error: cannot write {out}: {blocker} is a file, not a folder (argument out)"]
+        f"taxi-platform: error: cannot write {out}: {blocker} is a file, not a folder (argument out)"
+    ]
 
 
 def test_a_path_under_taxi_home_that_cannot_be_written_is_named(tmp_path):
     """The general rule of `main`: an OSError with a path is one line naming it (mirror write)."""
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
-    done = run_cli(tmp_path, "mirror", "write", "--months", "2019-01", "--datasets", "green",
-                   "--rows", "0", TAXI_HOME=str(blocker / "home"))
+    done = run_cli(
+        tmp_path,
+        "mirror",
+        "write",
+        "--months",
+        "2019-01",
+        "--datasets",
+        "green",
+        "--rows",
+        "0",
+        TAXI_HOME=str(blocker / "home"),
+    )
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     [line] = done.stderr.splitlines()

@@ -8,9 +8,9 @@ from decimal import Decimal
 import dagster as dg
 import pandas as pd
 import pytest
-
 from conftest import ZONES_CSV, Env
 from expected import csv_lines, expected_from_file, read_gz, write_gz
+
 from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
 from taxi_platform.assets.zones import reference_file_key, reference_table_key
 from taxi_platform.datasets import GREEN, YELLOW, ZONES
@@ -18,13 +18,24 @@ from taxi_platform.sample.generator import generate_month
 from taxi_platform.sample.zones import write_mirror_zones
 
 MONTHS = (date(2019, 1, 1), date(2019, 2, 1))
-DBT_MONTHLY = [dg.AssetKey(["dbt", n]) for n in
-               ("stg_yellow_tripdata", "stg_green_tripdata", "fact_trips", "dm_monthly_zone_revenue")]
+DBT_MONTHLY = [
+    dg.AssetKey(["dbt", n])
+    for n in ("stg_yellow_tripdata", "stg_green_tripdata", "fact_trips", "dm_monthly_zone_revenue")
+]
 ZONE_SEED = dg.AssetKey(["dbt", "taxi_zone_lookup"])
 DBT_REFERENCE = [dg.AssetKey(["dbt", "dim_zones"]), dg.AssetKey(["dbt", "payment_type_lookup"]), ZONE_SEED]
 ZONES_MATCH = "zones_match_public_zone_table"  # dim_zones' check against the seed (severity warn)
-MONEY = ["fare_amount", "extra", "mta_tax", "tip_amount", "tolls_amount", "ehail_fee",
-         "improvement_surcharge", "congestion_surcharge", "total_amount"]
+MONEY = [
+    "fare_amount",
+    "extra",
+    "mta_tax",
+    "tip_amount",
+    "tolls_amount",
+    "ehail_fee",
+    "improvement_surcharge",
+    "congestion_surcharge",
+    "total_amount",
+]
 
 
 def ingest(env: Env, spec, month, rows=4_000, seed=0):
@@ -55,8 +66,11 @@ def dbt_table(env: Env, name: str) -> str:
 
 def expected_mart(env: Env, real_zones: bool) -> pd.DataFrame:
     """The revenue mart computed with pandas from the generated files and the zone file."""
-    zones = pd.read_csv(ZONES_CSV if real_zones else env.mirror / "misc" / "taxi_zone_lookup.csv",
-                        dtype=str, keep_default_na=False)
+    zones = pd.read_csv(
+        ZONES_CSV if real_zones else env.mirror / "misc" / "taxi_zone_lookup.csv",
+        dtype=str,
+        keep_default_na=False,
+    )
     zone_of = dict(zip(zones["LocationID"].astype(int), zones["Zone"]))
     frames = []
     for spec, service in ((YELLOW, "Yellow"), (GREEN, "Green")):
@@ -84,17 +98,21 @@ def expected_mart(env: Env, real_zones: bool) -> pd.DataFrame:
         return sum(present, Decimal(0)) if present else None
 
     grouped = trips.groupby(["revenue_zone_id", "revenue_zone", "revenue_month", "service_type"])
-    out = grouped.agg(**{f"revenue_monthly_{c if c != 'fare_amount' else 'fare'}": (c, money_sum) for c in MONEY},
-                      total_monthly_trips=("VendorID", "size"),
-                      avg_monthly_passenger_count=("passenger_count", "mean"),
-                      avg_monthly_trip_distance=("trip_distance", lambda v: float(sum(v) / len(v))))
+    out = grouped.agg(
+        **{f"revenue_monthly_{c if c != 'fare_amount' else 'fare'}": (c, money_sum) for c in MONEY},
+        total_monthly_trips=("VendorID", "size"),
+        avg_monthly_passenger_count=("passenger_count", "mean"),
+        avg_monthly_trip_distance=("trip_distance", lambda v: float(sum(v) / len(v))),
+    )
     return out.reset_index()
 
 
 def actual_mart(env: Env) -> pd.DataFrame:
-    cols = ["revenue_zone_id", "revenue_zone", "revenue_month", "service_type"] + \
-        [f"revenue_monthly_{c if c != 'fare_amount' else 'fare'}" for c in MONEY] + \
-        ["total_monthly_trips", "avg_monthly_passenger_count", "avg_monthly_trip_distance"]
+    cols = (
+        ["revenue_zone_id", "revenue_zone", "revenue_month", "service_type"]
+        + [f"revenue_monthly_{c if c != 'fare_amount' else 'fare'}" for c in MONEY]
+        + ["total_monthly_trips", "avg_monthly_passenger_count", "avg_monthly_trip_distance"]
+    )
     rows = env.query(f"SELECT {', '.join(cols)} FROM {dbt_table(env, 'dm_monthly_zone_revenue')}")
     return pd.DataFrame(rows, columns=cols)
 
@@ -135,7 +153,9 @@ def test_mart_equals_pandas_and_fact_holds_the_distinct_vendor_trips(loaded: Env
     fact = [r[0] for r in env.query(f"SELECT trip_id FROM {dbt_table(env, 'fact_trips')}")]
     assert len(fact) == len(set(fact)) == len(expected_ids)
     assert set(fact) == expected_ids
-    services = dict(env.query(f"SELECT service_type, count(*) FROM {dbt_table(env, 'fact_trips')} GROUP BY 1"))
+    services = dict(
+        env.query(f"SELECT service_type, count(*) FROM {dbt_table(env, 'fact_trips')} GROUP BY 1")
+    )
     assert set(services) == {"Yellow", "Green"}
 
 
@@ -143,8 +163,10 @@ def test_monthly_builds_equal_full_refresh_and_reruns_change_nothing(loaded: Env
     env = loaded
     for month in MONTHS:
         build_month(env, month)
+
     def snapshot(table):
         return sorted(env.query(f"SELECT md5(t::text) FROM {dbt_table(env, table)} t"))
+
     monthly = {t: snapshot(t) for t in ("fact_trips", "dm_monthly_zone_revenue")}
     build_month(env, MONTHS[1])  # re-running a month changes nothing
     assert {t: snapshot(t) for t in monthly} == monthly
@@ -154,12 +176,26 @@ def test_monthly_builds_equal_full_refresh_and_reruns_change_nothing(loaded: Env
     import subprocess
 
     from taxi_platform.resources import dbt_executable
+
     dbt_env = {**os.environ, **env.warehouse().dbt_env()}
-    done = subprocess.run([dbt_executable(), "build", "--full-refresh", "--project-dir",
-                           str(env.settings.dbt_project_dir), "--profiles-dir",
-                           str(env.settings.dbt_project_dir), "--select", "tag:monthly",
-                           "--target-path", str(env.mirror / "dbt-target")],
-                          env=dbt_env, capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            dbt_executable(),
+            "build",
+            "--full-refresh",
+            "--project-dir",
+            str(env.settings.dbt_project_dir),
+            "--profiles-dir",
+            str(env.settings.dbt_project_dir),
+            "--select",
+            "tag:monthly",
+            "--target-path",
+            str(env.mirror / "dbt-target"),
+        ],
+        env=dbt_env,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stdout[-3000:]
     assert {t: snapshot(t) for t in monthly} == monthly
 
@@ -213,8 +249,10 @@ def test_unknown_payment_type_fails_its_check_with_the_count(loaded: Env):
     # Every other check of the month passed, and the mart was still built (severity warn).
     others = [e for n, e in evaluations.items() if n != name]
     assert others and all(e.passed for e in others)
-    unknown = env.query(f"SELECT count(*) FROM {dbt_table(env, 'fact_trips')} "
-                        "WHERE payment_type = 9 AND payment_type_description = 'Unknown'")[0][0]
+    unknown = env.query(
+        f"SELECT count(*) FROM {dbt_table(env, 'fact_trips')} "
+        "WHERE payment_type = 9 AND payment_type_description = 'Unknown'"
+    )[0][0]
     assert unknown == 3
 
 
@@ -224,13 +262,17 @@ def test_the_public_zone_table_is_a_seed_the_ingested_zones_are_checked_against(
     assert checks[ZONES_MATCH].passed and checks[ZONES_MATCH].asset_key == dg.AssetKey(["dbt", "dim_zones"])
     assert all(e.passed for e in checks.values()), [n for n, e in checks.items() if not e.passed]
     assert {e.asset_key for e in result.get_asset_materialization_events()} >= {ZONE_SEED}
-    seed = env.query('SELECT "LocationID", "Borough", "Zone", service_zone '
-                     f"FROM {dbt_table(env, 'taxi_zone_lookup')} ORDER BY 1")
+    seed = env.query(
+        'SELECT "LocationID", "Borough", "Zone", service_zone '
+        f"FROM {dbt_table(env, 'taxi_zone_lookup')} ORDER BY 1"
+    )
     assert len(seed) == 265 and [r[0] for r in seed] == list(range(1, 266))
     assert seed[0] == (1, "EWR", "Newark Airport", "EWR")
     assert seed[131] == (132, "Queens", "JFK Airport", "Airports")
     assert seed[263:] == [(264, "Unknown", "NV", "N/A"), (265, "Unknown", "NA", "N/A")]  # strings, not NULL
-    dim = env.query(f"SELECT location_id, borough, zone, service_zone FROM {dbt_table(env, 'dim_zones')} ORDER BY 1")
+    dim = env.query(
+        f"SELECT location_id, borough, zone, service_zone FROM {dbt_table(env, 'dim_zones')} ORDER BY 1"
+    )
     assert dim == seed
 
     # A zone file that disagrees with the public table: a renamed zone, one missing, one unknown.
@@ -248,7 +290,9 @@ def test_the_public_zone_table_is_a_seed_the_ingested_zones_are_checked_against(
     assert checks[ZONES_MATCH].severity == dg.AssetCheckSeverity.WARN
     assert checks[ZONES_MATCH].metadata["dagster_dbt/failed_row_count"].value == 3
     assert all(e.passed for n, e in checks.items() if n != ZONES_MATCH)
-    assert env.query(f"SELECT zone FROM {dbt_table(env, 'dim_zones')} WHERE location_id = 132") == [("Queens Zone 23",)]
+    assert env.query(f"SELECT zone FROM {dbt_table(env, 'dim_zones')} WHERE location_id = 132") == [
+        ("Queens Zone 23",)
+    ]
 
 
 def test_unknown_zone_is_kept_as_unknown(env: Env):
@@ -267,7 +311,9 @@ def test_unknown_zone_is_kept_as_unknown(env: Env):
     result = env.run(DBT_MONTHLY, month, raise_on_error=False)
     failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
     assert failed == {"fact_trips_pickup_location_id_relationships"}
-    rows = env.query(f"SELECT pickup_borough, pickup_zone FROM {dbt_table(env, 'fact_trips')} "
-                     "WHERE pickup_location_id = 999")
+    rows = env.query(
+        f"SELECT pickup_borough, pickup_zone FROM {dbt_table(env, 'fact_trips')} "
+        "WHERE pickup_location_id = 999"
+    )
     assert rows == [("Unknown", "Unknown")]
     assert_marts_equal(expected_mart(env, real_zones=False), actual_mart(env))

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-
 from conftest import REPO, Env, failure_message
+
 from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
 from taxi_platform.assets.zones import reference_file_key, reference_table_key
 from taxi_platform.datasets import GREEN, YELLOW, ZONES
@@ -25,9 +25,14 @@ MONTH = date(2019, 1, 1)
 ZONE_TABLES = [reference_file_key(ZONES), reference_table_key(ZONES)]
 DIM_ZONES = dg.AssetKey(["dbt", "dim_zones"])
 PAYMENT_TYPES = dg.AssetKey(["dbt", "payment_type_lookup"])
-DBT_MONTHLY = [dg.AssetKey(["dbt", n]) for n in
-               ("stg_yellow_tripdata", "stg_green_tripdata", "fact_trips", "dm_monthly_zone_revenue")]
-RELATIONSHIPS = {"fact_trips_pickup_location_id_relationships", "fact_trips_dropoff_location_id_relationships"}
+DBT_MONTHLY = [
+    dg.AssetKey(["dbt", n])
+    for n in ("stg_yellow_tripdata", "stg_green_tripdata", "fact_trips", "dm_monthly_zone_revenue")
+]
+RELATIONSHIPS = {
+    "fact_trips_pickup_location_id_relationships",
+    "fact_trips_dropoff_location_id_relationships",
+}
 
 
 @pytest.fixture
@@ -83,9 +88,21 @@ def test_dim_zones_alone_before_any_month_then_fact_trips_runs_the_relationships
 
     # `dagster asset materialize --select dbt/dim_zones`: nothing else, no month of trips yet.
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m",
-         "taxi_platform.definitions", "--select", DIM_ZONES.to_user_string()],
-        cwd=REPO, env=env.cli_env(), capture_output=True, text=True, timeout=600)
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "taxi_platform.definitions",
+            "--select",
+            DIM_ZONES.to_user_string(),
+        ],
+        cwd=REPO,
+        env=env.cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert env.query(f"SELECT count(*) FROM {dim_zones}")[0][0] == zones
 

@@ -45,8 +45,13 @@ def test_dagster_dev_parses_again_only_when_a_dbt_file_changed(tmp_path, monkeyp
 
 def test_the_kept_parse_state_is_per_connection_and_never_keyed_by_a_secret(tmp_path):
     project = project_copy(tmp_path)
-    env = {"TAXI_DBT_TARGET": "postgres", "TAXI_DBT_PG_HOST": "127.0.0.1", "TAXI_DBT_PG_PORT": "5433",
-           "TAXI_DBT_PG_PASSWORD": "s3cret", "TAXI_DBT_SCHEMA": "taxi_dbt"}
+    env = {
+        "TAXI_DBT_TARGET": "postgres",
+        "TAXI_DBT_PG_HOST": "127.0.0.1",
+        "TAXI_DBT_PG_PORT": "5433",
+        "TAXI_DBT_PG_PASSWORD": "s3cret",
+        "TAXI_DBT_SCHEMA": "taxi_dbt",
+    }
     kept = parse_state_path(project, env)
     assert kept.parent == Path(project.project_dir) / "target" / "partial_parse"
     # Another password (or key file, or token) is the same connection; another port is not.

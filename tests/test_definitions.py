@@ -26,11 +26,16 @@ def test_definitions_load_without_warnings_from_our_code():
     # One chosen exception: partitioned asset checks are "preview" in Dagster 1.13 and the only
     # way to file each month's check results under that month (taxi_platform/checks.py).
     preview = "Specifying a partitions_def on an AssetCheckSpec is currently in preview"
-    ours = [w for w in caught if "taxi_platform" in (w.filename or "")
-            and not (issubclass(w.category, dg.PreviewWarning) and str(w.message).startswith(preview))]
+    ours = [
+        w
+        for w in caught
+        if "taxi_platform" in (w.filename or "")
+        and not (issubclass(w.category, dg.PreviewWarning) and str(w.message).startswith(preview))
+    ]
     assert ours == [], [str(w.message) for w in ours]
-    deprecations = [w for w in caught if issubclass(w.category, DeprecationWarning)
-                    and "taxi_platform" in str(w.message)]
+    deprecations = [
+        w for w in caught if issubclass(w.category, DeprecationWarning) and "taxi_platform" in str(w.message)
+    ]
     assert deprecations == []
 
 
@@ -39,10 +44,18 @@ def test_asset_keys_groups_kinds_descriptions_and_partitions():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     for name in DATASETS:
-        assert {f"lake/{name}_tripdata_file", f"staging/{name}_tripdata_staging",
-                f"warehouse/{name}_tripdata"} <= keys
-    assert {"lake/taxi_zone_lookup_file", "warehouse/taxi_zones", "dbt/fact_trips",
-            "dbt/dm_monthly_zone_revenue", "dbt/dim_zones"} <= keys
+        assert {
+            f"lake/{name}_tripdata_file",
+            f"staging/{name}_tripdata_staging",
+            f"warehouse/{name}_tripdata",
+        } <= keys
+    assert {
+        "lake/taxi_zone_lookup_file",
+        "warehouse/taxi_zones",
+        "dbt/fact_trips",
+        "dbt/dm_monthly_zone_revenue",
+        "dbt/dim_zones",
+    } <= keys
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description, key
@@ -65,8 +78,10 @@ def test_asset_keys_groups_kinds_descriptions_and_partitions():
     assert ("dbt/fact_trips", "fact_trips_trip_id_unique") in checks
     # The first-load list of unpartitioned dbt assets (demo, bench, tests) is every one of them.
     from taxi_platform.assets.dbt import DBT_REFERENCE_KEYS
-    assert set(DBT_REFERENCE_KEYS) == {k for k in graph.get_all_asset_keys()
-                                       if k.path[0] == "dbt" and graph.get(k).partitions_def is None}
+
+    assert set(DBT_REFERENCE_KEYS) == {
+        k for k in graph.get_all_asset_keys() if k.path[0] == "dbt" and graph.get(k).partitions_def is None
+    }
 
 
 def test_resource_config_holds_no_database_url(monkeypatch):

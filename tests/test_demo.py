@@ -20,14 +20,19 @@ def _demo(tmp_root: Path, env_extra: dict[str, str], *args: str) -> subprocess.C
     home = tmp_root / f"home_{uuid.uuid4().hex[:6]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TAXI_", "DAGSTER_"))}
     env.update({"TAXI_HOME": str(home), "PATH": f"{BIN}:/usr/bin:/bin", **env_extra})
-    return subprocess.run([str(BIN / "taxi-platform"), "demo", *args], env=env, capture_output=True,
-                          text=True, timeout=900)
+    return subprocess.run(
+        [str(BIN / "taxi-platform"), "demo", *args], env=env, capture_output=True, text=True, timeout=900
+    )
 
 
 def test_the_demo_prints_progress_and_a_summary_only(session_root, pg_url):
     name = uuid.uuid4().hex[:8]
-    schemas = {"TAXI_POSTGRES_URL": pg_url, "TAXI_WAREHOUSE_SCHEMA": f"w_{name}",
-               "TAXI_STAGING_SCHEMA": f"s_{name}", "TAXI_DBT_SCHEMA": f"d_{name}"}
+    schemas = {
+        "TAXI_POSTGRES_URL": pg_url,
+        "TAXI_WAREHOUSE_SCHEMA": f"w_{name}",
+        "TAXI_STAGING_SCHEMA": f"s_{name}",
+        "TAXI_DBT_SCHEMA": f"d_{name}",
+    }
     done = _demo(session_root, schemas, "--months", "2019-01", "--datasets", "yellow,green", "--rows", "2000")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
@@ -47,11 +52,21 @@ def test_the_demo_prints_progress_and_a_summary_only(session_root, pg_url):
 
 def test_a_failed_demo_ends_with_its_root_cause_in_one_line(session_root):
     secret = "Pw-not-to-print"
-    done = _demo(session_root, {"TAXI_POSTGRES_URL": f"postgresql://taxi:{secret}@127.0.0.1:1/taxi"},
-                 "--months", "2019-01", "--datasets", "yellow", "--rows", "100")
+    done = _demo(
+        session_root,
+        {"TAXI_POSTGRES_URL": f"postgresql://taxi:{secret}@127.0.0.1:1/taxi"},
+        "--months",
+        "2019-01",
+        "--datasets",
+        "yellow",
+        "--rows",
+        "100",
+    )
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("demo failed: warehouse__taxi_zones: cannot connect to PostgreSQL"), done.stderr[-2000:]
+    assert last.startswith("demo failed: warehouse__taxi_zones: cannot connect to PostgreSQL"), done.stderr[
+        -2000:
+    ]
     assert "Traceback" not in done.stdout + done.stderr
     assert secret not in done.stdout + done.stderr
     assert len(done.stderr.strip().splitlines()) < 10

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-import os
 import json
+import os
 import re
 import shutil
 import signal
@@ -17,10 +17,10 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlsplit
 
 import dagster as dg
@@ -50,11 +50,18 @@ BIN = Path(sys.executable).parent
 
 CODE_SERVICE, WEBSERVER_SERVICE, DAEMON_SERVICE = "taxi-code", "dagster-webserver", "dagster-daemon"
 DAGSTER_SERVICES = (CODE_SERVICE, WEBSERVER_SERVICE, DAEMON_SERVICE)
-STORAGE_ENV = ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_DB", "DAGSTER_PG_USERNAME",
-               "DAGSTER_PG_PASSWORD")
+STORAGE_ENV = (
+    "DAGSTER_PG_HOST",
+    "DAGSTER_PG_PORT",
+    "DAGSTER_PG_DB",
+    "DAGSTER_PG_USERNAME",
+    "DAGSTER_PG_PASSWORD",
+)
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message}, ${VAR?message}, $VAR; `$$` escapes.
-_VARIABLE = re.compile(r"(?<!\$)\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])?[^}]*\}"
-                       r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
+_VARIABLE = re.compile(
+    r"(?<!\$)\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])?[^}]*\}"
+    r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
 _SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|CREDENTIAL|_KEY$|^KEY$", re.I)
 
 
@@ -122,15 +129,18 @@ def compose_problems(doc: dict, root: Path, documented: set[str]) -> list[str]:
     declared_secrets = set(doc.get("secrets") or {})
     for name, svc in services.items():
         deps = svc.get("depends_on") or {}
-        for dep, cond in (deps.items() if isinstance(deps, dict) else ((d, {}) for d in deps)):
+        for dep, cond in deps.items() if isinstance(deps, dict) else ((d, {}) for d in deps):
             if dep not in services:
                 problems.append(f"{name}: depends_on {dep}, which is not a service")
             elif "healthcheck" in services[dep] and (cond or {}).get("condition") != "service_healthy":
                 problems.append(f"{name}: depends_on {dep} without condition: service_healthy")
         for volume in svc.get("volumes") or []:
             source = volume.get("source", "") if isinstance(volume, dict) else volume.split(":")[0]
-            kind = volume.get("type", "volume") if isinstance(volume, dict) else (
-                "bind" if source.startswith((".", "/", "~")) else "volume")
+            kind = (
+                volume.get("type", "volume")
+                if isinstance(volume, dict)
+                else ("bind" if source.startswith((".", "/", "~")) else "volume")
+            )
             if kind == "bind" and not (root / source).exists():
                 problems.append(f"{name}: bind mount {source} does not exist")
             elif kind == "volume" and source and source not in declared_volumes:
@@ -171,9 +181,13 @@ def compose_problems(doc: dict, root: Path, documented: set[str]) -> list[str]:
 
 # --- the compose files ---------------------------------------------------------------------------
 
+
 def check_jsonschema(*files: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec",
-                           *map(str, files)], capture_output=True, text=True)
+    return subprocess.run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", *map(str, files)],
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_compose_files_follow_the_compose_specification(tmp_path: Path):
@@ -191,8 +205,9 @@ def test_compose_files_follow_the_compose_specification(tmp_path: Path):
     assert check_jsonschema(broken).returncode != 0
 
 
-@pytest.mark.parametrize("files", [[COMPOSE], [COMPOSE, COMPOSE_GCP], [COMPOSE, COMPOSE_PGADMIN]],
-                         ids=["base", "gcp", "pgadmin"])
+@pytest.mark.parametrize(
+    "files", [[COMPOSE], [COMPOSE, COMPOSE_GCP], [COMPOSE, COMPOSE_PGADMIN]], ids=["base", "gcp", "pgadmin"]
+)
 def test_compose_names_only_things_that_exist(files: list[Path]):
     doc = load_yaml(files[0])
     for override in files[1:]:
@@ -204,8 +219,11 @@ def test_compose_problems_are_found():
     """Each rule of compose_problems fires on a compose file that breaks it."""
     broken = {
         "services": {
-            "db": {"image": "postgres", "healthcheck": {"test": ["CMD", "true"]},
-                   "environment": {"POSTGRES_PASSWORD": "hunter2"}},
+            "db": {
+                "image": "postgres",
+                "healthcheck": {"test": ["CMD", "true"]},
+                "environment": {"POSTGRES_PASSWORD": "hunter2"},
+            },
             "app": {
                 "build": {"context": "no_such_dir"},
                 "image": "app:latest",
@@ -218,19 +236,30 @@ def test_compose_problems_are_found():
         },
     }
     problems = "\n".join(compose_problems(broken, REPO, documented=set()))
-    for expected in ("depends_on cache, which is not a service",
-                     "depends_on db without condition: service_healthy",
-                     "volume undeclared is not declared", "bind mount ./no_such_file does not exist",
-                     "env_file no_such.env does not exist", "build context", "image postgres is not pinned",
-                     "image app:latest is not pinned", "secret undeclared_secret is not declared",
-                     "POSTGRES_PASSWORD holds a literal value", "a URL with a literal password",
-                     "${NOT_DOCUMENTED} has no default"):
+    for expected in (
+        "depends_on cache, which is not a service",
+        "depends_on db without condition: service_healthy",
+        "volume undeclared is not declared",
+        "bind mount ./no_such_file does not exist",
+        "env_file no_such.env does not exist",
+        "build context",
+        "image postgres is not pinned",
+        "image app:latest is not pinned",
+        "secret undeclared_secret is not declared",
+        "POSTGRES_PASSWORD holds a literal value",
+        "a URL with a literal password",
+        "${NOT_DOCUMENTED} has no default",
+    ):
         assert expected in problems, f"{expected!r} not reported in:\n{problems}"
 
 
 def test_env_example_documents_every_variable_and_holds_no_secret():
     documented = env_example()
-    used = variables(load_yaml(COMPOSE)) | variables(load_yaml(COMPOSE_GCP)) | variables(load_yaml(COMPOSE_PGADMIN))
+    used = (
+        variables(load_yaml(COMPOSE))
+        | variables(load_yaml(COMPOSE_GCP))
+        | variables(load_yaml(COMPOSE_PGADMIN))
+    )
     assert sorted(set(documented) - set(used)) == [], "documented in .env.example but used nowhere"
     assert sorted(set(used) - set(documented)) == [], "used by compose but missing from .env.example"
     secrets = {k: v for k, v in documented.items() if _SECRET_NAME.search(k)}
@@ -254,8 +283,10 @@ def test_services_are_wired_as_documented():
     # 18+ images keep their data under /var/lib/postgresql/<major>/docker: mount the parent.
     data_mount = "/var/lib/postgresql" if major >= 18 else "/var/lib/postgresql/data"
     assert f"postgres_data:{data_mount}" in postgres["volumes"]
-    assert "./deploy/postgres/init-databases.sh:/docker-entrypoint-initdb.d/10-init-databases.sh:ro" \
+    assert (
+        "./deploy/postgres/init-databases.sh:/docker-entrypoint-initdb.d/10-init-databases.sh:ro"
         in postgres["volumes"]
+    )
     assert "pg_isready -h 127.0.0.1" in postgres["healthcheck"]["test"][1]
 
     code, web, daemon = (services[s] for s in DAGSTER_SERVICES)
@@ -291,7 +322,8 @@ def test_pgadmin_override_lists_the_warehouse_on_loopback():
     servers = json.loads((REPO / "deploy" / "pgadmin" / "servers.json").read_text())["Servers"]
     base = load_yaml(COMPOSE)["services"]
     assert [(v["Host"], v["Port"], v["MaintenanceDB"], v["Username"]) for v in servers.values()] == [
-        ("postgres", 5432, env_example()["TAXI_DB_NAME"], env_example()["TAXI_DB_USER"])]
+        ("postgres", 5432, env_example()["TAXI_DB_NAME"], env_example()["TAXI_DB_USER"])
+    ]
     assert "postgres" in base and pgadmin["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
@@ -307,6 +339,7 @@ def test_gcp_override_sets_the_target_and_mounts_the_key():
 
 
 # --- the image ------------------------------------------------------------------------------------
+
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
     text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
@@ -324,8 +357,11 @@ def test_dockerfile_installs_like_make_install():
     for command in pip_installs:
         assert "-c constraints.txt" in command or "--upgrade pip" in command, command
     # The project: exactly the Makefile's command (README / CI `make install`) without the dev extra.
-    (make_line,) = [line.strip() for line in (REPO / "Makefile").read_text().splitlines()
-                    if "pip install" in line and "-c constraints.txt" in line]
+    (make_line,) = [
+        line.strip()
+        for line in (REPO / "Makefile").read_text().splitlines()
+        if "pip install" in line and "-c constraints.txt" in line
+    ]
     assert "'.[dev]'" in make_line
     expected = make_line.replace("$(BIN)/", "").replace("'.[dev]'", ".")
     assert expected in runs, f"the Dockerfile does not run {expected!r}"
@@ -358,24 +394,35 @@ def dockerignored(path: str, patterns: list[str]) -> bool:
     ignored = False
     for pattern in patterns:
         negate, pattern = pattern.startswith("!"), pattern.lstrip("!").rstrip("/")
-        if any(fnmatch.fnmatch(c, pattern) or fnmatch.fnmatch(c, pattern.replace("**/", ""))
-               for c in candidates):
+        if any(
+            fnmatch.fnmatch(c, pattern) or fnmatch.fnmatch(c, pattern.replace("**/", "")) for c in candidates
+        ):
             ignored = not negate
     return ignored
 
 
 def test_build_context_holds_what_the_dockerfile_copies_and_no_secrets():
-    patterns = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     for instr, args in dockerfile_instructions():
         if instr == "COPY":
             *sources, _ = args.split()
             for source in sources:
                 assert (REPO / source).exists(), f"COPY {source}: not in the repository"
                 assert not dockerignored(source, patterns), f"COPY {source}: excluded by .dockerignore"
-    for kept_out in (".env", ".env.local", ".venv/bin/python", ".git/config", ".taxi_home/lake",
-                     "secrets/key.json", "dbt_project/target/manifest.json",
-                     "taxi_platform/__pycache__/x.pyc"):
+    for kept_out in (
+        ".env",
+        ".env.local",
+        ".venv/bin/python",
+        ".git/config",
+        ".taxi_home/lake",
+        "secrets/key.json",
+        "dbt_project/target/manifest.json",
+        "taxi_platform/__pycache__/x.pyc",
+    ):
         assert dockerignored(kept_out, patterns), f"{kept_out} would be sent to the image build"
     assert not dockerignored("deploy/dagster.yaml", patterns)
 
@@ -397,6 +444,7 @@ def test_workspaces_point_at_the_code_server():
 
 # --- for real, against the embedded PostgreSQL -----------------------------------------------------
 
+
 @dataclass
 class DeployDatabases:
     """What deploy/postgres/init-databases.sh created, with the settings compose would pass."""
@@ -416,13 +464,19 @@ class DeployDatabases:
 
     @property
     def dagster_url(self) -> str:
-        return (f"postgresql://{self.dagster_user}:{self.dagster_password}@{self.host}:{self.port}/"
-                f"{self.dagster_db}")
+        return (
+            f"postgresql://{self.dagster_user}:{self.dagster_password}@{self.host}:{self.port}/"
+            f"{self.dagster_db}"
+        )
 
     def storage_env(self) -> dict[str, str]:
-        return {"DAGSTER_PG_HOST": self.host, "DAGSTER_PG_PORT": str(self.port),
-                "DAGSTER_PG_DB": self.dagster_db, "DAGSTER_PG_USERNAME": self.dagster_user,
-                "DAGSTER_PG_PASSWORD": self.dagster_password}
+        return {
+            "DAGSTER_PG_HOST": self.host,
+            "DAGSTER_PG_PORT": str(self.port),
+            "DAGSTER_PG_DB": self.dagster_db,
+            "DAGSTER_PG_USERNAME": self.dagster_user,
+            "DAGSTER_PG_PASSWORD": self.dagster_password,
+        }
 
 
 def query(url: str, sql: str, params=()) -> list[tuple]:
@@ -435,7 +489,7 @@ def query(url: str, sql: str, params=()) -> list[tuple]:
         conn.close()
 
 
-def run_status(dbs: "DeployDatabases", run_id: str) -> str | None:
+def run_status(dbs: DeployDatabases, run_id: str) -> str | None:
     rows = query(dbs.dagster_url, "SELECT status FROM runs WHERE run_id = %s", (run_id,))
     return rows[0][0] if rows else None
 
@@ -445,13 +499,28 @@ def deploy_databases(embedded_pg: EmbeddedPostgres) -> DeployDatabases:
     """Runs the init script as the postgres image would (as the superuser, with compose's env)."""
     su = urlsplit(embedded_pg.url())
     suffix = uuid.uuid4().hex[:8]
-    dbs = DeployDatabases(host=su.hostname, port=su.port, taxi_db=f"taxi_{suffix}", taxi_user=f"taxi_{suffix}",
-                          taxi_password=uuid.uuid4().hex, dagster_db=f"dagster_{suffix}",
-                          dagster_user=f"dagster_{suffix}", dagster_password=uuid.uuid4().hex)
-    env = {"PATH": f"{bin_dir()}:{os.environ['PATH']}", "PGHOST": su.hostname, "PGPORT": str(su.port),
-           "PGPASSWORD": su.password, "POSTGRES_USER": su.username, "POSTGRES_DB": "postgres",
-           "TAXI_DB_NAME": dbs.taxi_db, "TAXI_DB_USER": dbs.taxi_user, "TAXI_DB_PASSWORD": dbs.taxi_password,
-           **{k: v for k, v in dbs.storage_env().items() if k not in ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT")}}
+    dbs = DeployDatabases(
+        host=su.hostname,
+        port=su.port,
+        taxi_db=f"taxi_{suffix}",
+        taxi_user=f"taxi_{suffix}",
+        taxi_password=uuid.uuid4().hex,
+        dagster_db=f"dagster_{suffix}",
+        dagster_user=f"dagster_{suffix}",
+        dagster_password=uuid.uuid4().hex,
+    )
+    env = {
+        "PATH": f"{bin_dir()}:{os.environ['PATH']}",
+        "PGHOST": su.hostname,
+        "PGPORT": str(su.port),
+        "PGPASSWORD": su.password,
+        "POSTGRES_USER": su.username,
+        "POSTGRES_DB": "postgres",
+        "TAXI_DB_NAME": dbs.taxi_db,
+        "TAXI_DB_USER": dbs.taxi_user,
+        "TAXI_DB_PASSWORD": dbs.taxi_password,
+        **{k: v for k, v in dbs.storage_env().items() if k not in ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT")},
+    }
     result = subprocess.run([str(INIT_SCRIPT)], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     return dbs
@@ -461,14 +530,19 @@ def test_init_script_creates_two_separate_databases(deploy_databases: DeployData
     dbs = deploy_databases
     assert query(dbs.taxi_url, "SELECT current_user, current_database()") == [(dbs.taxi_user, dbs.taxi_db)]
     assert query(dbs.dagster_url, "SELECT current_user, current_database()") == [
-        (dbs.dagster_user, dbs.dagster_db)]
+        (dbs.dagster_user, dbs.dagster_db)
+    ]
     # Neither role can open the other's database.
     for url, other_db in ((dbs.taxi_url, dbs.dagster_db), (dbs.dagster_url, dbs.taxi_db)):
         with pytest.raises(psycopg2.OperationalError, match="permission denied for database"):
             psycopg2.connect(url.rsplit("/", 1)[0] + "/" + other_db).close()
     # A password left empty stops the script, naming the variable.
-    result = subprocess.run([str(INIT_SCRIPT)], env={"PATH": os.environ["PATH"], "TAXI_DB_NAME": "x"},
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [str(INIT_SCRIPT)],
+        env={"PATH": os.environ["PATH"], "TAXI_DB_NAME": "x"},
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode != 0 and "TAXI_DB_USER is not set" in result.stderr
 
 
@@ -484,8 +558,9 @@ def deploy_home(tmp_path: Path, deploy_databases: DeployDatabases, monkeypatch) 
     return home
 
 
-def test_deploy_instance_stores_a_materialization_in_postgres(deploy_home: Path, tmp_path: Path, monkeypatch,
-                                                            deploy_databases: DeployDatabases):
+def test_deploy_instance_stores_a_materialization_in_postgres(
+    deploy_home: Path, tmp_path: Path, monkeypatch, deploy_databases: DeployDatabases
+):
     dbs = deploy_databases
     config = load_yaml(DEPLOY_INSTANCE)
     mirror = tmp_path / "mirror"
@@ -506,10 +581,12 @@ def test_deploy_instance_stores_a_materialization_in_postgres(deploy_home: Path,
         assert instance.run_monitoring_enabled and instance.run_monitoring_max_resume_run_attempts == 0
         assert not instance.telemetry_enabled
 
-        assets = build_trip_assets(GREEN, warehouse_kind="postgres", lake_kind="file",
-                                   min_in_month_share=settings.min_in_month_share)
-        result = dg.materialize(assets, partition_key=f"{month:%Y-%m-01}", instance=instance,
-                                resources=build_resources(settings))
+        assets = build_trip_assets(
+            GREEN, warehouse_kind="postgres", lake_kind="file", min_in_month_share=settings.min_in_month_share
+        )
+        result = dg.materialize(
+            assets, partition_key=f"{month:%Y-%m-01}", instance=instance, resources=build_resources(settings)
+        )
         assert result.success
 
         # The warehouse steps took slots of the pool, which got the configured default limit,
@@ -521,32 +598,46 @@ def test_deploy_instance_stores_a_materialization_in_postgres(deploy_home: Path,
 
     # The run and its events are rows in the Dagster database ...
     assert run_status(dbs, result.run_id) == "SUCCESS"
-    materialized = query(dbs.dagster_url, "SELECT asset_key FROM event_logs WHERE run_id = %s AND "
-                         "dagster_event_type = 'ASSET_MATERIALIZATION' ORDER BY id", (result.run_id,))
+    materialized = query(
+        dbs.dagster_url,
+        "SELECT asset_key FROM event_logs WHERE run_id = %s AND "
+        "dagster_event_type = 'ASSET_MATERIALIZATION' ORDER BY id",
+        (result.run_id,),
+    )
     assert [r[0] for r in materialized] == [
-        k.to_string() for k in (raw_file_key(GREEN), staging_key(GREEN), final_key(GREEN))]
-    checks = query(dbs.dagster_url, "SELECT count(*) FROM event_logs WHERE run_id = %s AND "
-                   "dagster_event_type = 'ASSET_CHECK_EVALUATION'", (result.run_id,))
+        k.to_string() for k in (raw_file_key(GREEN), staging_key(GREEN), final_key(GREEN))
+    ]
+    checks = query(
+        dbs.dagster_url,
+        "SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = 'ASSET_CHECK_EVALUATION'",
+        (result.run_id,),
+    )
     assert checks[0][0] >= 3
     # ... and the trips are in the warehouse database, which holds no Dagster tables.
     rows = query(dbs.taxi_url, "SELECT count(*) FROM taxi.green_tripdata")[0][0]
-    (final,) = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()
-                if e.event_specific_data.materialization.asset_key == final_key(GREEN)]
+    (final,) = [
+        e.event_specific_data.materialization
+        for e in result.get_asset_materialization_events()
+        if e.event_specific_data.materialization.asset_key == final_key(GREEN)
+    ]
     assert rows > 0 and rows == final.metadata["dagster/row_count"].value
     assert query(dbs.taxi_url, "SELECT to_regclass('public.runs')") == [(None,)]
 
 
 # --- the compose stack's commands, without containers ----------------------------------------------
 
+
 def interpolate(text: str, values: dict[str, str]) -> str:
     """Compose's ${VAR}, ${VAR:-default} and ${VAR:?message}, as `docker compose` resolves them."""
+
     def resolve(m: re.Match) -> str:
         name = m.group("braced") or m.group("bare")
-        rest = m.group(0)[2 + len(name):-1] if m.group("braced") else ""
+        rest = m.group(0)[2 + len(name) : -1] if m.group("braced") else ""
         value = values.get(name, "")
         if rest.startswith(":?") and not value:
             raise AssertionError(f"compose would stop: {rest[2:]}")
         return value or (rest[2:] if rest.startswith(":-") else "")
+
     return _VARIABLE.sub(resolve, text).replace("$$", "$")
 
 
@@ -563,8 +654,9 @@ def with_option(command: list[str], option: str, value: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_compose_commands_run_a_queued_materialization(deploy_home: Path, deploy_databases: DeployDatabases,
-                                                       tmp_path: Path):
+def test_compose_commands_run_a_queued_materialization(
+    deploy_home: Path, deploy_databases: DeployDatabases, tmp_path: Path
+):
     """The three Dagster services started with their compose commands, environments and healthchecks
     (the network replaced by 127.0.0.1): a run submitted in the UI's way waits in the queue, the
     daemon hands it to the code server, and the month lands in the warehouse."""
@@ -574,10 +666,15 @@ def test_compose_commands_run_a_queued_materialization(deploy_home: Path, deploy
     mirror = tmp_path / "mirror"
     generate_month(GREEN, month, mirror / GREEN.release_tag / GREEN.file_name(month), rows=2_000, seed=9)
     # What .env would hold; everything else takes the compose file's defaults.
-    dot_env = {"TAXI_DB_NAME": dbs.taxi_db, "TAXI_DB_USER": dbs.taxi_user,
-               "TAXI_DB_PASSWORD": dbs.taxi_password, "DAGSTER_PG_DB": dbs.dagster_db,
-               "DAGSTER_PG_USERNAME": dbs.dagster_user, "DAGSTER_PG_PASSWORD": dbs.dagster_password,
-               "TAXI_SOURCE_URL": mirror.as_uri()}
+    dot_env = {
+        "TAXI_DB_NAME": dbs.taxi_db,
+        "TAXI_DB_USER": dbs.taxi_user,
+        "TAXI_DB_PASSWORD": dbs.taxi_password,
+        "DAGSTER_PG_DB": dbs.dagster_db,
+        "DAGSTER_PG_USERNAME": dbs.dagster_user,
+        "DAGSTER_PG_PASSWORD": dbs.dagster_password,
+        "TAXI_SOURCE_URL": mirror.as_uri(),
+    }
     network = {"@postgres:5432/": f"@{dbs.host}:{dbs.port}/"}
     code_port, web_port = free_port(), free_port()
     # The image's WORKDIR, with the compose workspace pointed at this machine's code server.
@@ -592,33 +689,44 @@ def test_compose_commands_run_a_queued_materialization(deploy_home: Path, deploy
         for old, new in network.items():
             env = {k: v.replace(old, new) for k, v in env.items()}
         env.update(DAGSTER_PG_HOST=dbs.host, DAGSTER_PG_PORT=str(dbs.port))  # compose: postgres:5432
-        return {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DAGSTER_HOME": str(deploy_home),
-                "TAXI_HOME": str(tmp_path / "taxi_home"), **env}
+        return {
+            **os.environ,
+            "PATH": f"{BIN}:{os.environ['PATH']}",
+            "DAGSTER_HOME": str(deploy_home),
+            "TAXI_HOME": str(tmp_path / "taxi_home"),
+            **env,
+        }
 
     def listening_on(name: str, port: int) -> list[str]:
         return with_option(with_option(compose[name]["command"], "-h", "127.0.0.1"), "-p", str(port))
 
-    commands = {CODE_SERVICE: listening_on(CODE_SERVICE, code_port),
-                WEBSERVER_SERVICE: listening_on(WEBSERVER_SERVICE, web_port),
-                DAEMON_SERVICE: compose[DAEMON_SERVICE]["command"]}
+    commands = {
+        CODE_SERVICE: listening_on(CODE_SERVICE, code_port),
+        WEBSERVER_SERVICE: listening_on(WEBSERVER_SERVICE, web_port),
+        DAEMON_SERVICE: compose[DAEMON_SERVICE]["command"],
+    }
     healthchecks = {
         CODE_SERVICE: with_option(compose[CODE_SERVICE]["healthcheck"]["test"][1:], "-p", str(code_port)),
-        WEBSERVER_SERVICE: [c.replace("localhost:3000", f"127.0.0.1:{web_port}")
-                            for c in compose[WEBSERVER_SERVICE]["healthcheck"]["test"][1:]],
+        WEBSERVER_SERVICE: [
+            c.replace("localhost:3000", f"127.0.0.1:{web_port}")
+            for c in compose[WEBSERVER_SERVICE]["healthcheck"]["test"][1:]
+        ],
         DAEMON_SERVICE: compose[DAEMON_SERVICE]["healthcheck"]["test"][1:],
     }
     processes: dict[str, subprocess.Popen] = {}
 
     def logs() -> str:
-        return "\n".join(f"--- {name} ---\n{(tmp_path / f'{name}.log').read_text()[-3000:]}"
-                         for name in processes)
+        return "\n".join(
+            f"--- {name} ---\n{(tmp_path / f'{name}.log').read_text()[-3000:]}" for name in processes
+        )
 
     def wait_healthy(name: str, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         while True:
             assert processes[name].poll() is None, f"{name} exited\n{logs()}"
-            check = subprocess.run(healthchecks[name], env=service_env(name), cwd=workdir,
-                                   capture_output=True, text=True)
+            check = subprocess.run(
+                healthchecks[name], env=service_env(name), cwd=workdir, capture_output=True, text=True
+            )
             if check.returncode == 0:
                 return
             assert time.monotonic() < deadline, f"{name} not healthy: {check.stdout}{check.stderr}\n{logs()}"
@@ -628,8 +736,14 @@ def test_compose_commands_run_a_queued_materialization(deploy_home: Path, deploy
         # In compose's depends_on order: the code server, then the UI and the daemon.
         for name in DAGSTER_SERVICES:
             with open(tmp_path / f"{name}.log", "w") as log:
-                processes[name] = subprocess.Popen(commands[name], env=service_env(name), cwd=workdir, stdout=log,
-                                                   stderr=subprocess.STDOUT, start_new_session=True)
+                processes[name] = subprocess.Popen(
+                    commands[name],
+                    env=service_env(name),
+                    cwd=workdir,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             if name == CODE_SERVICE:
                 wait_healthy(name)
         wait_healthy(WEBSERVER_SERVICE)
@@ -637,21 +751,32 @@ def test_compose_commands_run_a_queued_materialization(deploy_home: Path, deploy
 
         client = DagsterGraphQLClient("127.0.0.1", port_number=web_port)
         run_id = client.submit_job_execution(
-            "__ASSET_JOB", repository_location_name="taxi_platform",
+            "__ASSET_JOB",
+            repository_location_name="taxi_platform",
             asset_selection=[raw_file_key(GREEN), staging_key(GREEN), final_key(GREEN)],
-            tags={"dagster/partition": f"{month:%Y-%m-01}"})
+            tags={"dagster/partition": f"{month:%Y-%m-01}"},
+        )
         deadline = time.monotonic() + 300
         while (status := run_status(dbs, run_id)) not in ("SUCCESS", "FAILURE", "CANCELED"):
             assert time.monotonic() < deadline, f"run {run_id} still {status}\n{logs()}"
             time.sleep(2)
         assert status == "SUCCESS", logs()
-        events = {r[0] for r in query(dbs.dagster_url, "SELECT DISTINCT dagster_event_type FROM event_logs "
-                                      "WHERE run_id = %s", (run_id,))}
+        events = {
+            r[0]
+            for r in query(
+                dbs.dagster_url,
+                "SELECT DISTINCT dagster_event_type FROM event_logs WHERE run_id = %s",
+                (run_id,),
+            )
+        }
         # It went through the queue (the coordinator of deploy/dagster.yaml), not straight to a worker.
         E = dg.DagsterEventType
-        assert {e.value for e in (E.RUN_ENQUEUED, E.RUN_STARTING, E.ASSET_MATERIALIZATION, E.RUN_SUCCESS)} <= events
+        assert {
+            e.value for e in (E.RUN_ENQUEUED, E.RUN_STARTING, E.ASSET_MATERIALIZATION, E.RUN_SUCCESS)
+        } <= events
         assert query(dbs.taxi_url, "SELECT min(filename), count(*) > 0 FROM taxi.green_tripdata") == [
-            (GREEN.file_name(month), True)]
+            (GREEN.file_name(month), True)
+        ]
     finally:
         for process in processes.values():  # only the processes this test started, by their group
             if process.poll() is None:

@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
 from conftest import REAL_SAMPLES
+
 from taxi_platform.datasets import YELLOW
 from taxi_platform.source.download import DownloadFailed, ReleaseFileNotFound, download_release_file
 from taxi_platform.source.verify import InvalidReleaseFile
@@ -62,8 +62,17 @@ def good_gz() -> bytes:
 def _download(url, tmp_path, **kw):
     sleeps = []
     logs = []
-    result = download_release_file(url, tmp_path / "out.csv.gz", YELLOW, MONTH, attempts=kw.pop("attempts", 4),
-                                   timeout=5, log=logs.append, sleep=sleeps.append, **kw)
+    result = download_release_file(
+        url,
+        tmp_path / "out.csv.gz",
+        YELLOW,
+        MONTH,
+        attempts=kw.pop("attempts", 4),
+        timeout=5,
+        log=logs.append,
+        sleep=sleeps.append,
+        **kw,
+    )
     return result, sleeps, logs
 
 
@@ -76,6 +85,7 @@ def test_retries_on_503_and_429_then_succeeds(tmp_path: Path, good_gz: bytes):
     assert 0.5 <= sleeps[0] <= 1.0  # backoff base 1s with jitter
     assert "HTTP 503" in logs[0] and "HTTP 429" in logs[1]
     import hashlib
+
     assert result.sha256 == hashlib.sha256(good_gz).hexdigest()
     assert (tmp_path / "out.csv.gz").read_bytes() == good_gz
 

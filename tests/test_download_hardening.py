@@ -10,12 +10,11 @@ import time
 import tracemalloc
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import dagster as dg
 import pytest
-
 from conftest import REAL_SAMPLES
+
 from taxi_platform.datasets import YELLOW
 from taxi_platform.source.download import (
     STALE_PART_SECONDS,
@@ -77,6 +76,7 @@ def _answer(status, body=b"", headers=None):
         h.send_header("Content-Length", str(len(body)))
         h.end_headers()
         h.wfile.write(body)
+
     return handle
 
 
@@ -94,6 +94,7 @@ def csv_bytes() -> bytes:
 
 
 # --- permanent errors: at once, naming the URL or the path ---------------------------------------
+
 
 @pytest.mark.parametrize("status", [400, 401, 403, 410])
 def test_a_client_error_fails_at_once_naming_the_url(serve, tmp_path, status):
@@ -150,6 +151,7 @@ def test_the_raw_step_does_not_retry_a_permanent_error(serve, env):
 
 # --- slow servers: "timed out", and an overall deadline ------------------------------------------
 
+
 def test_a_stalled_server_is_reported_as_timed_out(serve, tmp_path):
     def stall(h):
         h.send_response(200)
@@ -173,7 +175,7 @@ def test_a_dribbling_server_meets_the_deadline(serve, tmp_path, csv_bytes):
         h.send_header("Content-Length", str(len(body)))
         h.end_headers()
         for i in range(len(body)):
-            h.wfile.write(body[i:i + 1])
+            h.wfile.write(body[i : i + 1])
             h.wfile.flush()
             time.sleep(0.2)
 
@@ -187,6 +189,7 @@ def test_a_dribbling_server_meets_the_deadline(serve, tmp_path, csv_bytes):
 
 
 # --- valid formats are accepted -------------------------------------------------------------------
+
 
 def test_content_encoding_gzip_keeps_the_file_as_sent(serve, tmp_path, csv_bytes):
     body = gzip.compress(csv_bytes)
@@ -213,7 +216,9 @@ def test_quoted_fields_blank_lines_and_a_trailing_blank_line_are_read_as_csv(ser
     line5[6] = b'"N"'  # store_and_fwd_flag quoted
     quoted = b",".join(line5)
     data = _with_lines(csv_bytes, {5: quoted, 9: b'"x,y"' + b"," * 17}) + b"\n\n"
-    data = data.replace(b"\n" + csv_bytes.split(b"\n")[20] + b"\n", b"\n\n" + csv_bytes.split(b"\n")[20] + b"\n")
+    data = data.replace(
+        b"\n" + csv_bytes.split(b"\n")[20] + b"\n", b"\n\n" + csv_bytes.split(b"\n")[20] + b"\n"
+    )
     server = serve(_answer(200, gzip.compress(data)))
     result, _, _ = _download(server.url, tmp_path / FILE)
     assert result.rows == 22_791  # one blank line inside, one at the end: not rows
@@ -242,6 +247,7 @@ def test_a_bom_before_the_header_is_accepted(serve, tmp_path, csv_bytes):
 
 # --- hostile sizes --------------------------------------------------------------------------------
 
+
 def test_a_gzip_bomb_is_refused_in_bounded_memory(serve, tmp_path, csv_bytes):
     header = csv_bytes.split(b"\n", 1)[0] + b"\n"
     bombs = {
@@ -253,7 +259,9 @@ def test_a_gzip_bomb_is_refused_in_bounded_memory(serve, tmp_path, csv_bytes):
         server = serve(_answer(200, bomb))
         tracemalloc.start()
         try:
-            with pytest.raises(InvalidReleaseFile, match=r"line [12]: (no line end in the first|a line longer than) 1 MB"):
+            with pytest.raises(
+                InvalidReleaseFile, match=r"line [12]: (no line end in the first|a line longer than) 1 MB"
+            ):
                 _download(server.url, tmp_path / FILE)
             peak = tracemalloc.get_traced_memory()[1]
         finally:
@@ -272,15 +280,20 @@ def test_a_header_error_quotes_a_bounded_part_of_the_line(serve, tmp_path):
 
 
 def test_huge_retry_after_is_clamped(serve, tmp_path, csv_bytes):
-    answers = iter([_answer(503, b"busy", {"Retry-After": "1e12"}),
-                    _answer(429, b"slow", {"Retry-After": "nan"}),
-                    _answer(200, gzip.compress(csv_bytes))])
+    answers = iter(
+        [
+            _answer(503, b"busy", {"Retry-After": "1e12"}),
+            _answer(429, b"slow", {"Retry-After": "nan"}),
+            _answer(200, gzip.compress(csv_bytes)),
+        ]
+    )
     server = serve(lambda h: next(answers)(h))
     result, _, sleeps = _download(server.url, tmp_path / FILE)
     assert result.attempts == 3 and sleeps[0] == 60.0 and sleeps[1] < 60.0
 
 
 # --- leftovers ------------------------------------------------------------------------------------
+
 
 def test_a_stale_part_file_is_removed_and_a_live_one_kept(serve, tmp_path, csv_bytes):
     stale = tmp_path / "killed-run-yellow_tripdata_2019-05.csv.gz.part"
@@ -296,6 +309,7 @@ def test_a_stale_part_file_is_removed_and_a_live_one_kept(serve, tmp_path, csv_b
 
 
 # --- what verification accepts, the engine loads ---------------------------------------------------
+
 
 def test_a_file_with_bom_quotes_blank_lines_and_trailing_bytes_loads_whole(env, csv_bytes):
     from conftest import materialization_metadata

@@ -18,9 +18,9 @@ from pathlib import Path
 import psutil
 import psycopg2
 import pytest
+from conftest import _tmp_root
 
 import taxi_platform.warehouse.embedded as embedded
-from conftest import _tmp_root
 from taxi_platform.warehouse.embedded import EmbeddedPostgres
 
 BIN = Path(sys.executable).parent
@@ -50,8 +50,9 @@ def test_start_reuse_stop(tmp_path_factory):
         assert [p.pid for p in _servers_for(server.data_dir)] == [pid]
         conn = psycopg2.connect(url)
         with conn.cursor() as cur:
-            cur.execute("SELECT current_database(), current_setting('listen_addresses'), "
-                        "current_setting('wal_level')")
+            cur.execute(
+                "SELECT current_database(), current_setting('listen_addresses'), current_setting('wal_level')"
+            )
             assert cur.fetchone() == ("taxi", "127.0.0.1", "minimal")
         conn.close()
         # Password authentication is required, even on 127.0.0.1.
@@ -116,8 +117,11 @@ def test_as_root_a_private_taxi_home_and_private_binaries(monkeypatch):
         assert proc.username() == "nobody"
         [copy] = cache.iterdir()
         assert copy.name.startswith("postgresql-") and Path(proc.exe()).is_relative_to(copy)
-        assert _sql(url, "CREATE TABLE t AS SELECT g AS x FROM generate_series(1, 1000) g",
-                    "SELECT count(*), sum(x) FROM t") == [(1000, 500500)]
+        assert _sql(
+            url,
+            "CREATE TABLE t AS SELECT g AS x FROM generate_series(1, 1000) g",
+            "SELECT count(*), sum(x) FROM t",
+        ) == [(1000, 500500)]
         assert server.stop() is True and _servers_for(server.data_dir) == []
         # A later run (another handle) finds the server through the link, with its data.
         again = EmbeddedPostgres(home / "postgres")
@@ -143,16 +147,23 @@ def test_as_root_db_start_status_remove_with_a_taxi_home_in_a_private_folder():
     place = _outside_place(home / "postgres")
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(BIN / "taxi-platform"), "db", *args], env=env, cwd=clone,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [str(BIN / "taxi-platform"), "db", *args],
+            env=env,
+            cwd=clone,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     try:
         done = cli("start")
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip().endswith(f"(data in {place / 'pgdata'})")
         url = EmbeddedPostgres(home / "postgres").url()
-        assert _sql(url, "CREATE TABLE t AS SELECT 'x' AS v FROM generate_series(1, 42)",
-                    "SELECT count(*) FROM t") == [(42,)]
+        assert _sql(
+            url, "CREATE TABLE t AS SELECT 'x' AS v FROM generate_series(1, 42)", "SELECT count(*) FROM t"
+        ) == [(42,)]
         done = cli("status")
         assert done.stdout.splitlines()[0] == f"embedded PostgreSQL in {place / 'pgdata'}: running"
         # `make clean`: `db remove`, then rm -rf TAXI_HOME.
@@ -199,10 +210,18 @@ def test_as_root_a_taxi_home_deleted_with_rm_leaves_no_data_folder_behind():
 def _start_query_stop(folder: Path) -> dict:
     server = EmbeddedPostgres(folder / "home" / "postgres")
     url = server.ensure_running()
-    [(count, user)] = _sql(url, "CREATE TABLE t AS SELECT g FROM generate_series(1, 10) g",
-                           "SELECT count(*), current_user FROM t")
-    return {"count": count, "data_dir": str(server.data_dir), "uid": os.geteuid(),
-            "stopped": server.stop(), "running": server.is_running()}
+    [(count, user)] = _sql(
+        url,
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 10) g",
+        "SELECT count(*), current_user FROM t",
+    )
+    return {
+        "count": count,
+        "data_dir": str(server.data_dir),
+        "uid": os.geteuid(),
+        "stopped": server.stop(),
+        "running": server.is_running(),
+    }
 
 
 def _as_user(user: pwd.struct_passwd, folder: Path) -> dict:
@@ -251,8 +270,13 @@ def test_an_ordinary_user_runs_the_server_in_its_own_private_folder():
             user = pwd.getpwuid(os.geteuid())
             result = _start_query_stop(folder)
         # In place, in the user's folder, as the user: no copy, nothing outside it.
-        assert result == {"count": 10, "data_dir": str(folder / "home" / "postgres" / "data"),
-                          "uid": user.pw_uid, "stopped": True, "running": False}
+        assert result == {
+            "count": 10,
+            "data_dir": str(folder / "home" / "postgres" / "data"),
+            "uid": user.pw_uid,
+            "stopped": True,
+            "running": False,
+        }
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     finally:
         shutil.rmtree(folder)

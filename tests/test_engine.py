@@ -11,10 +11,10 @@ from datetime import date
 import numpy as np
 import pyarrow as pa
 import pytest
-
-import taxi_platform.engine.csv_blocks as csv_blocks
 from conftest import Env, failure_message, materialization_metadata
 from expected import csv_lines, expected_from_file, read_gz, set_value, write_gz
+
+import taxi_platform.engine.csv_blocks as csv_blocks
 from taxi_platform.assets.trips import final_key
 from taxi_platform.datasets import GREEN, YELLOW
 from taxi_platform.engine.csv_blocks import BadCsvError, read_blocks
@@ -32,8 +32,26 @@ def _blocks(data: bytes, block_bytes: int = 64) -> list:
 
 
 def _row(i: int, **values) -> list[str]:
-    row = ["1", "2019-01-01 00:00:00", "2019-01-01 00:10:00", "1", "1.5", "1", "N", "100", "200",
-           "1", "7.5", "0.5", "0.5", "1", "0", "0.3", "9.8", "2.5"]
+    row = [
+        "1",
+        "2019-01-01 00:00:00",
+        "2019-01-01 00:10:00",
+        "1",
+        "1.5",
+        "1",
+        "N",
+        "100",
+        "200",
+        "1",
+        "7.5",
+        "0.5",
+        "0.5",
+        "1",
+        "0",
+        "0.3",
+        "9.8",
+        "2.5",
+    ]
     row[1] = f"2019-01-01 00:{i % 60:02d}:{i % 59:02d}"
     for name, value in values.items():
         row[YELLOW.column_names.index(name)] = value
@@ -76,12 +94,24 @@ def test_ids_equal_the_reference_definition_for_every_notation():
     rows = [_row(i) for i in range(20)]
     # Decimals in every notation that means the same value, integers with spaces and signs,
     # fractional seconds, empty fields: the ids are those of trip_id.py.
-    odd = [dict(fare_amount=".20"), dict(fare_amount="0.20"), dict(fare_amount="7.00"),
-           dict(fare_amount="-0.50"), dict(fare_amount="0.00"), dict(fare_amount="-0"),
-           dict(trip_distance="12"), dict(trip_distance=" 3.10 "), dict(VendorID=""),
-           dict(PULocationID="+7"), dict(DOLocationID="007"), dict(fare_amount=""),
-           dict(tpep_dropoff_datetime="2019-01-01 00:10:00.75"), dict(fare_amount="123456789012.123456"),
-           dict(fare_amount="1e3"), dict(trip_distance="1_0.5")]
+    odd = [
+        dict(fare_amount=".20"),
+        dict(fare_amount="0.20"),
+        dict(fare_amount="7.00"),
+        dict(fare_amount="-0.50"),
+        dict(fare_amount="0.00"),
+        dict(fare_amount="-0"),
+        dict(trip_distance="12"),
+        dict(trip_distance=" 3.10 "),
+        dict(VendorID=""),
+        dict(PULocationID="+7"),
+        dict(DOLocationID="007"),
+        dict(fare_amount=""),
+        dict(tpep_dropoff_datetime="2019-01-01 00:10:00.75"),
+        dict(fare_amount="123456789012.123456"),
+        dict(fare_amount="1e3"),
+        dict(trip_distance="1_0.5"),
+    ]
     rows += [_row(100 + i, **values) for i, values in enumerate(odd)]
     rows.append(_row(100, fare_amount="0.2"))  # the first odd row's trip, written otherwise
     data = HEADER + b"\n" + b"".join(",".join(r).encode() + b"\n" for r in rows)
@@ -96,14 +126,17 @@ def test_ids_equal_the_reference_definition_for_every_notation():
     assert ids[20] == ids[-1]  # .20 and 0.2: one trip
 
 
-@pytest.mark.parametrize(("column", "value", "what"), [
-    ("tpep_pickup_datetime", "01/02/2019 10:00:00", "a timestamp"),
-    ("tpep_pickup_datetime", "2019-01-01 00:00:00+05", "a timestamp"),
-    ("fare_amount", "1e-7", "a decimal"),
-    ("fare_amount", "12345678901.0000001", "a decimal"),
-    ("fare_amount", "1.2345678", "a decimal"),
-    ("PULocationID", "12x", "an integer"),
-])
+@pytest.mark.parametrize(
+    ("column", "value", "what"),
+    [
+        ("tpep_pickup_datetime", "01/02/2019 10:00:00", "a timestamp"),
+        ("tpep_pickup_datetime", "2019-01-01 00:00:00+05", "a timestamp"),
+        ("fare_amount", "1e-7", "a decimal"),
+        ("fare_amount", "12345678901.0000001", "a decimal"),
+        ("fare_amount", "1.2345678", "a decimal"),
+        ("PULocationID", "12x", "an integer"),
+    ],
+)
 def test_a_value_the_engine_cannot_read_is_refused_naming_line_and_column(column, value, what):
     rows = [_row(i) for i in range(30)]
     rows[17] = _row(17, **{column: value})
@@ -112,7 +145,9 @@ def test_a_value_the_engine_cannot_read_is_refused_naming_line_and_column(column
     with pytest.raises(BadCsvError) as info:
         for block in _blocks(data, 300):
             engine.ids(block)
-    assert str(info.value).startswith(f"f.csv.gz line 19, column {column}: {value!r} cannot be read as {what}")
+    assert str(info.value).startswith(
+        f"f.csv.gz line 19, column {column}: {value!r} cannot be read as {what}"
+    )
 
 
 def test_a_row_with_too_few_fields_is_refused_naming_its_line():
@@ -218,8 +253,10 @@ def test_green_ids_from_the_engine_equal_the_reference(env: Env):
 def test_a_value_the_engine_refuses_fails_the_month_and_changes_nothing(env: Env, small_blocks):
     # Passes the download's checks (a well-formed row), refused by the engine, many blocks in.
     message = _bad_value_fails_the_month(env, 1500, "tpep_pickup_datetime", b"01/02/2019 10:00:00")
-    assert ("yellow_tripdata_2019-01.csv.gz line 1500, column tpep_pickup_datetime: "
-            "'01/02/2019 10:00:00' cannot be read as a timestamp") in message
+    assert (
+        "yellow_tripdata_2019-01.csv.gz line 1500, column tpep_pickup_datetime: "
+        "'01/02/2019 10:00:00' cannot be read as a timestamp"
+    ) in message
 
 
 def test_pickups_in_month_counted_by_the_engine_equal_the_tables(env: Env, small_blocks):
@@ -237,6 +274,7 @@ def test_pickups_in_month_counted_by_the_engine_equal_the_tables(env: Env, small
     counted = {k: v.value for k, v in check.metadata.items()}
     rows, in_month = env.query(
         f"SELECT count(*), count(*) FILTER (WHERE tpep_pickup_datetime >= '2019-01-01' "
-        f"AND tpep_pickup_datetime < '2019-02-01') FROM {env.final(YELLOW)}")[0]
+        f"AND tpep_pickup_datetime < '2019-02-01') FROM {env.final(YELLOW)}"
+    )[0]
     assert (counted["rows"], counted["in_month_rows"]) == (rows, in_month)
     assert rows - in_month >= 2

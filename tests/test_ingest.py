@@ -6,8 +6,17 @@ from dataclasses import replace
 from datetime import date
 
 from conftest import REAL_SAMPLES, Env, failure_message, materialization_metadata, materialize_killing_copy
-from expected import (csv_lines, cut_row, expected_from_file, gzip_csv, read_gz, set_value,
-                      truncate_gzip, write_gz)
+from expected import (
+    csv_lines,
+    cut_row,
+    expected_from_file,
+    gzip_csv,
+    read_gz,
+    set_value,
+    truncate_gzip,
+    write_gz,
+)
+
 from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
 from taxi_platform.datasets import GREEN, YELLOW
 from taxi_platform.sample.generator import generate_month
@@ -16,8 +25,12 @@ JAN, FEB, MAR = date(2019, 1, 1), date(2019, 2, 1), date(2019, 3, 1)
 
 
 def _ids_in_table(env: Env, spec, month: date) -> list[str]:
-    return [r[0] for r in env.query(
-        f"SELECT unique_row_id FROM {env.final(spec)} WHERE filename = %s", (spec.file_name(month),))]
+    return [
+        r[0]
+        for r in env.query(
+            f"SELECT unique_row_id FROM {env.final(spec)} WHERE filename = %s", (spec.file_name(month),)
+        )
+    ]
 
 
 def test_month_gives_exactly_the_expected_trips(env: Env):
@@ -38,8 +51,9 @@ def test_month_gives_exactly_the_expected_trips(env: Env):
     # Values survive typed: the sum of fares equals the file's, to the cent.
     fare_index = YELLOW.column_names.index("fare_amount")
     from decimal import Decimal
+
     expected_fares = sum(Decimal(r[fare_index]) for r in expected.ids.values() if r[fare_index])
-    (fares,) = env.query(f'SELECT sum(fare_amount) FROM {env.final(YELLOW)}')[0]
+    (fares,) = env.query(f"SELECT sum(fare_amount) FROM {env.final(YELLOW)}")[0]
     assert fares == expected_fares
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks == {"unique_row_id_is_unique": True, "has_rows": True, "pickups_in_month": True}
@@ -53,12 +67,20 @@ def test_green_month_and_filename_column(env: Env):
     result = env.run([raw_file_key(GREEN), staging_key(GREEN)], FEB)
     staging_table = f'"{env.settings.staging_schema}"."green_tripdata_2019_02"'
     staging = env.query(
-        f"SELECT count(*), count(DISTINCT unique_row_id), min(filename), max(filename) FROM {staging_table}")[0]
-    assert staging == (expected.distinct, expected.distinct, "green_tripdata_2019-02.csv.gz",
-                       "green_tripdata_2019-02.csv.gz")
+        f"SELECT count(*), count(DISTINCT unique_row_id), min(filename), max(filename) FROM {staging_table}"
+    )[0]
+    assert staging == (
+        expected.distinct,
+        expected.distinct,
+        "green_tripdata_2019-02.csv.gz",
+        "green_tripdata_2019-02.csv.gz",
+    )
     metadata = materialization_metadata(result, staging_key(GREEN))
     assert (metadata["rows_read"], metadata["duplicates_dropped"], metadata["dagster/row_count"]) == (
-        expected.rows, expected.duplicates, expected.distinct)
+        expected.rows,
+        expected.duplicates,
+        expected.distinct,
+    )
     assert set(r[0] for r in env.query(f"SELECT unique_row_id FROM {staging_table}")) == set(expected.ids)
 
     # The final step attaches that very table as the month's partition.
@@ -77,8 +99,10 @@ def test_real_yellow_2021_01_head_loads_with_right_counts(env: Env):
     assert len(_ids_in_table(env, YELLOW, month)) == expected.distinct
     assert set(_ids_in_table(env, YELLOW, month)) == set(expected.ids)
     # PROVENANCE.md: 16 rows dated 2020-12-31, store_and_fwd_flag N=22,407 / Y=384.
-    assert env.query(f"SELECT count(*) FROM {env.final(YELLOW)} "
-                     "WHERE tpep_pickup_datetime < '2021-01-01'")[0][0] == 16
+    assert (
+        env.query(f"SELECT count(*) FROM {env.final(YELLOW)} WHERE tpep_pickup_datetime < '2021-01-01'")[0][0]
+        == 16
+    )
     flags = dict(env.query(f"SELECT store_and_fwd_flag, count(*) FROM {env.final(YELLOW)} GROUP BY 1"))
     assert flags == {"N": 22_407, "Y": 384}
 
@@ -95,12 +119,18 @@ def test_real_yellow_2020_01_crlf_with_empty_vendor_tail(env: Env):
     counts = env.query(
         f'SELECT count(*), count(*) FILTER (WHERE "VendorID" IS NULL AND passenger_count IS NULL '
         f'AND "RatecodeID" IS NULL AND store_and_fwd_flag IS NULL AND payment_type IS NULL), '
-        f"count(*) FILTER (WHERE tpep_pickup_datetime < '2020-01-01') FROM {env.final(YELLOW)}")[0]
+        f"count(*) FILTER (WHERE tpep_pickup_datetime < '2020-01-01') FROM {env.final(YELLOW)}"
+    )[0]
     assert counts[0] == expected.distinct
     assert counts[1] == 500  # the unattributed tail block, all distinct trips
-    assert counts[2] > 0      # out-of-month rows of the head (2019-12-18)
+    assert counts[2] > 0  # out-of-month rows of the head (2019-12-18)
     # No CR survives into text values.
-    assert env.query(f"SELECT count(*) FROM {env.final(YELLOW)} WHERE store_and_fwd_flag LIKE '%%' || chr(13) || '%%'")[0][0] == 0
+    assert (
+        env.query(
+            f"SELECT count(*) FROM {env.final(YELLOW)} WHERE store_and_fwd_flag LIKE '%%' || chr(13) || '%%'"
+        )[0][0]
+        == 0
+    )
 
 
 def test_same_month_twice_gives_identical_contents(env: Env):
@@ -125,8 +155,9 @@ def test_month_order_does_not_matter_and_other_months_are_untouched(env: Env):
 
     def partition_state(month):
         table = f"{env.settings.warehouse_schema}.yellow_tripdata_{month:%Y_%m}"
-        return env.query("SELECT pg_relation_filenode(%s::regclass), "
-                         f"(SELECT count(*) FROM {table})", (table,))[0]
+        return env.query(
+            f"SELECT pg_relation_filenode(%s::regclass), (SELECT count(*) FROM {table})", (table,)
+        )[0]
 
     jan, mar = partition_state(JAN), partition_state(MAR)
     env.materialize(YELLOW, FEB, raise_on_error=True)
@@ -174,6 +205,7 @@ def test_duplicates_inside_a_file_are_dropped_and_counted(env: Env):
 
 # --- bad input: clear error, final table exactly as before ------------------------------------
 
+
 def _load_good_then(env: Env, corrupt) -> tuple[str, list, list]:
     path = env.mirror_path(YELLOW, JAN)
     generate_month(YELLOW, JAN, path, rows=2_000, seed=11)
@@ -207,6 +239,7 @@ def test_truncated_gzip_fails_before_anything_changes(env: Env):
 def test_header_with_a_renamed_column_fails(env: Env):
     def rename(path):
         write_gz(path, read_gz(path).replace(b"fare_amount", b"fare", 1))
+
     message, before, after = _load_good_then(env, rename)
     assert "yellow_tripdata_2019-01.csv.gz line 1" in message
     assert "missing fare_amount" in message and "unexpected fare" in message
@@ -216,6 +249,7 @@ def test_header_with_a_renamed_column_fails(env: Env):
 def test_header_with_a_missing_column_fails(env: Env):
     def drop(path):
         write_gz(path, read_gz(path).replace(b",congestion_surcharge", b"", 1))
+
     message, before, after = _load_good_then(env, drop)
     assert "line 1" in message and "missing congestion_surcharge" in message
     assert after == before
@@ -229,7 +263,8 @@ def test_row_with_too_few_fields_fails_naming_the_line(env: Env):
 
 def test_non_numeric_value_fails_naming_line_and_column(env: Env):
     message, before, after = _load_good_then(
-        env, lambda path: set_value(path, YELLOW, line=100, column="tip_amount", value=b"abc"))
+        env, lambda path: set_value(path, YELLOW, line=100, column="tip_amount", value=b"abc")
+    )
     assert "yellow_tripdata_2019-01.csv.gz line 100, column tip_amount" in message
     assert "abc" in message
     assert after == before
@@ -243,11 +278,16 @@ def test_unpublished_month_is_skipped_with_a_clear_message(env: Env):
     assert result.success
     assert result.get_asset_materialization_events() == []
     logs = [r.user_message for r in env.instance.all_logs(result.run_id)]
-    assert any(m.startswith("yellow 2021-07 is not published yet: ") and "answered 404" in m
-               and "the latest month known to be published is 2021-05" in m for m in logs), logs
+    assert any(
+        m.startswith("yellow 2021-07 is not published yet: ")
+        and "answered 404" in m
+        and "the latest month known to be published is 2021-05" in m
+        for m in logs
+    ), logs
 
 
 # --- concurrency and failures ------------------------------------------------------------------
+
 
 def test_two_loads_of_the_same_month_at_once(env: Env):
     # Two `dagster asset materialize` processes, as two runs launched at once would be.
@@ -289,6 +329,7 @@ def test_no_password_reaches_logs_metadata_or_errors(env: Env, pg, monkeypatch):
     url = env.pg_url.replace(env.pg_url.split("//")[1].split("@")[0], f"{role}:{password}")
     monkeypatch.setenv("TAXI_POSTGRES_URL", url)
     from dataclasses import replace
+
     env.settings = replace(env.settings, postgres_url=url)
 
     generate_month(YELLOW, JAN, env.mirror_path(YELLOW, JAN), rows=500, seed=1)
@@ -313,6 +354,7 @@ def test_no_password_reaches_logs_metadata_or_errors(env: Env, pg, monkeypatch):
 def test_long_downloads_and_loads_log_their_progress(env: Env, monkeypatch):
     import taxi_platform.source.download as download
     import taxi_platform.warehouse.postgres_month as postgres_month
+
     monkeypatch.setattr(download, "PROGRESS_EVERY_SECONDS", 0.0)
     monkeypatch.setattr(postgres_month, "PROGRESS_EVERY_SECONDS", 0.0)
     monkeypatch.setattr(download, "CHUNK", 64 * 1024)

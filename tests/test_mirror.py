@@ -12,8 +12,8 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, ZONES_CSV
+
 from taxi_platform.datasets import GREEN, YELLOW
 from taxi_platform.sample import MirrorServer, mirror_path, write_mirror
 from taxi_platform.sample.zones import ZONE_SEED, write_mirror_zones, zone_rows
@@ -62,21 +62,24 @@ def _raw_get(server: MirrorServer, path: str) -> int:
 
 # ---------------------------------------------------------------- write_mirror
 
+
 def test_layout_is_the_release_url_layout(tmp_path: Path) -> None:
     files = write_mirror(tmp_path, [YELLOW, GREEN], MONTHS, rows=_rows, seed=5)
-    expected = {f"{s.release_tag}/{s.release_tag}_tripdata_{m:%Y-%m}.csv.gz"
-                for s in (YELLOW, GREEN) for m in MONTHS}
+    expected = {
+        f"{s.release_tag}/{s.release_tag}_tripdata_{m:%Y-%m}.csv.gz" for s in (YELLOW, GREEN) for m in MONTHS
+    }
     on_disk = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
     assert on_disk == expected | {name + ".json" for name in expected}
-    assert [(f.dataset, f.month, f.rows) for f in files] == \
-        [(s.name, m, _rows(s, m)) for s in (YELLOW, GREEN) for m in MONTHS]
-    assert all(f.path == mirror_path(tmp_path, YELLOW if f.dataset == "yellow" else GREEN, f.month)
-               for f in files)
+    assert [(f.dataset, f.month, f.rows) for f in files] == [
+        (s.name, m, _rows(s, m)) for s in (YELLOW, GREEN) for m in MONTHS
+    ]
+    assert all(
+        f.path == mirror_path(tmp_path, YELLOW if f.dataset == "yellow" else GREEN, f.month) for f in files
+    )
 
 
 def test_manifest_describes_the_file(tmp_path: Path) -> None:
-    [generated] = write_mirror(tmp_path, [GREEN], [date(2020, 2, 1)], rows=1200, seed=4,
-                               line_ending="\r\n")
+    [generated] = write_mirror(tmp_path, [GREEN], [date(2020, 2, 1)], rows=1200, seed=4, line_ending="\r\n")
     manifest = json.loads(generated.path.with_name(generated.path.name + ".json").read_text())
     assert manifest["seed"] == 4 and manifest["rows"] == 1200
     assert manifest["line_ending"] == "\r\n" and manifest["month"] == "2020-02-01"
@@ -114,6 +117,7 @@ def test_damaged_file_is_regenerated(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- MirrorServer
 
+
 def test_serves_files_byte_identically(server: MirrorServer, mirror: Path) -> None:
     path = mirror_path(mirror, YELLOW, MONTHS[1])
     status, headers, body = _get(f"{server.base_url}/yellow/{path.name}")
@@ -150,8 +154,11 @@ def test_the_zone_file_is_the_real_table_of_the_dbt_seed(tmp_path: Path) -> None
     lines = body.split(b"\r\n")
     assert lines[0] == b'"LocationID","Borough","Zone","service_zone"' and lines[-1] == b""
     assert len(lines) == 1 + 265 + 1 and b"\n" not in b"".join(lines)
-    rows = {int(r[0]): tuple(r[1:]) for r in csv.reader(io.StringIO(body.decode(), newline=""))
-            if r[0] != "LocationID"}
+    rows = {
+        int(r[0]): tuple(r[1:])
+        for r in csv.reader(io.StringIO(body.decode(), newline=""))
+        if r[0] != "LocationID"
+    }
     assert list(rows) == list(range(1, 266))
     assert rows[1] == ("EWR", "Newark Airport", "EWR")
     assert rows[132] == ("Queens", "JFK Airport", "Airports")
@@ -162,8 +169,9 @@ def test_the_zone_file_is_the_real_table_of_the_dbt_seed(tmp_path: Path) -> None
     assert not any("Zone " in zone for _, zone, _ in rows.values())  # no generated names left
 
 
-@pytest.mark.parametrize("path", ["/yellow/yellow_tripdata_2018-01.csv.gz", "/nothing/here",
-                                  "/yellow", "/yellow/", "/"])
+@pytest.mark.parametrize(
+    "path", ["/yellow/yellow_tripdata_2018-01.csv.gz", "/nothing/here", "/yellow", "/yellow/", "/"]
+)
 def test_missing_files_and_folders_are_404(server: MirrorServer, path: str) -> None:
     status, _, body = _get(server.base_url + path)
     assert status == 404
@@ -175,8 +183,10 @@ def test_hidden_files_are_not_served(server: MirrorServer, mirror: Path) -> None
     assert _get(f"{server.base_url}/yellow/.partial.tmp")[0] == 404
 
 
-@pytest.mark.parametrize("path", ["/../secret.txt", "/yellow/../../secret.txt",
-                                  "/yellow/%2e%2e/%2e%2e/secret.txt", "/..%2fsecret.txt"])
+@pytest.mark.parametrize(
+    "path",
+    ["/../secret.txt", "/yellow/../../secret.txt", "/yellow/%2e%2e/%2e%2e/secret.txt", "/..%2fsecret.txt"],
+)
 def test_paths_cannot_escape_the_root(server: MirrorServer, mirror: Path, path: str) -> None:
     (mirror.parent / "secret.txt").write_text("secret")
     assert _raw_get(server, path) == 403

@@ -6,13 +6,13 @@ inside a range; a range past the last partition."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import dagster as dg
 import pytest
-
 from conftest import Env, failure_message, keep_later_occurrences, partition_metadata
 from expected import expected_from_file, set_value
+
 from taxi_platform.assets.dbt import DBT_REFERENCE_KEYS
 from taxi_platform.assets.trips import NOT_PUBLISHED, final_key, raw_file_key, staging_key
 from taxi_platform.assets.zones import reference_file_key, reference_table_key
@@ -29,8 +29,10 @@ from taxi_platform.sample.zones import write_mirror_zones
 
 JAN, FEB, MAR = date(2019, 1, 1), date(2019, 2, 1), date(2019, 3, 1)
 MONTHS = (JAN, FEB, MAR)
-DBT_MONTHLY = tuple(dg.AssetKey(["dbt", n]) for n in
-                    ("stg_yellow_tripdata", "stg_green_tripdata", "fact_trips", "dm_monthly_zone_revenue"))
+DBT_MONTHLY = tuple(
+    dg.AssetKey(["dbt", n])
+    for n in ("stg_yellow_tripdata", "stg_green_tripdata", "fact_trips", "dm_monthly_zone_revenue")
+)
 DBT_REFERENCE = DBT_REFERENCE_KEYS
 
 
@@ -40,11 +42,12 @@ def key(month: date) -> str:
 
 # --- the partitions: the source's months ---------------------------------------------------------
 
-FAR_FUTURE = datetime(2026, 12, 2, tzinfo=timezone.utc)
+FAR_FUTURE = datetime(2026, 12, 2, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("now", [datetime(2021, 8, 1, tzinfo=timezone.utc), FAR_FUTURE,
-                                 datetime(2099, 1, 1, tzinfo=timezone.utc)])
+@pytest.mark.parametrize(
+    "now", [datetime(2021, 8, 1, tzinfo=UTC), FAR_FUTURE, datetime(2099, 1, 1, tzinfo=UTC)]
+)
 def test_the_partitions_are_the_course_sources_months_whatever_the_date(now):
     keys = monthly_partitions.get_partition_keys(current_time=now)
     assert len(keys) == 31 and keys[0] == "2019-01-01" and keys[-1] == "2021-07-01"
@@ -62,19 +65,28 @@ def test_the_range_is_the_sources_data():
         assert SOURCE.first_month <= spec.first_published <= spec.last_published <= SOURCE.last_month
     # Another source brings its own range: a live one (no last month) ends at the last complete
     # month, and starts where it says.
-    live = SourceSpec(name="live", description="a live publisher", first_month=date(2023, 1, 1), last_month=None)
+    live = SourceSpec(
+        name="live", description="a live publisher", first_month=date(2023, 1, 1), last_month=None
+    )
     keys = build_monthly_partitions(live).get_partition_keys(current_time=FAR_FUTURE)
     assert (keys[0], keys[-1], len(keys)) == ("2023-01-01", "2026-11-01", 47)
     assert outside_partitions(date(2030, 1, 1), live) is None
     assert outside_partitions(date(2022, 12, 1), live) == (
-        "before the first month of the live source (2023-01..the last complete month)")
+        "before the first month of the live source (2023-01..the last complete month)"
+    )
     with pytest.raises(ValueError, match="not the first day of a month"):
         SourceSpec(name="bad", description="", first_month=date(2019, 1, 2), last_month=None)
 
 
-@pytest.mark.parametrize("now", [datetime(2019, 2, 28, 23, 59, tzinfo=timezone.utc),
-                                 datetime(2021, 7, 15, 8, tzinfo=timezone.utc),
-                                 datetime(2021, 8, 1, tzinfo=timezone.utc), FAR_FUTURE])
+@pytest.mark.parametrize(
+    "now",
+    [
+        datetime(2019, 2, 28, 23, 59, tzinfo=UTC),
+        datetime(2021, 7, 15, 8, tzinfo=UTC),
+        datetime(2021, 8, 1, tzinfo=UTC),
+        FAR_FUTURE,
+    ],
+)
 def test_is_partition_month_agrees_with_dagster(now):
     keys = set(monthly_partitions.get_partition_keys(current_time=now))
     month = date(2018, 6, 1)
@@ -94,8 +106,10 @@ def generate(env: Env, spec, months, base_rows: int = 1_000) -> dict[str, int]:
 
 
 def rows_per_month(env: Env, spec) -> dict[str, int]:
-    return {f"{f.rsplit('_', 1)[1][:7]}-01": n for f, n in env.query(
-        f"SELECT filename, count(*) FROM {env.final(spec)} GROUP BY filename")}
+    return {
+        f"{f.rsplit('_', 1)[1][:7]}-01": n
+        for f, n in env.query(f"SELECT filename, count(*) FROM {env.final(spec)} GROUP BY filename")
+    }
 
 
 def test_cli_partition_range_loads_every_month_and_its_dbt_models(env: Env):
@@ -112,7 +126,9 @@ def test_cli_partition_range_loads_every_month_and_its_dbt_models(env: Env):
     assert proc.returncode == 0, output[-5000:]
 
     # One run covered the range; the tables hold exactly each month's distinct trips.
-    cli_runs = [r for r in env.instance.get_runs() if r.asset_selection and DBT_MONTHLY[0] in r.asset_selection]
+    cli_runs = [
+        r for r in env.instance.get_runs() if r.asset_selection and DBT_MONTHLY[0] in r.asset_selection
+    ]
     assert len(cli_runs) == 1 and cli_runs[0].status == dg.DagsterRunStatus.SUCCESS
     assert cli_runs[0].tags["dagster/asset_partition_range_start"] == key(JAN)
     assert cli_runs[0].tags["dagster/asset_partition_range_end"] == key(MAR)
@@ -122,19 +138,22 @@ def test_cli_partition_range_loads_every_month_and_its_dbt_models(env: Env):
     instance = env.instance
     assert partition_metadata(instance, final_key(YELLOW), "dagster/row_count") == yellow
     assert partition_metadata(instance, final_key(YELLOW), "filename") == {
-        key(m): YELLOW.file_name(m) for m in MONTHS}
+        key(m): YELLOW.file_name(m) for m in MONTHS
+    }
     staged = partition_metadata(instance, staging_key(YELLOW), "rows_read")
     read = partition_metadata(instance, raw_file_key(YELLOW), "rows")
     assert staged == read and len(set(staged.values())) == 3
     assert partition_metadata(instance, staging_key(YELLOW), "dagster/row_count") == yellow
     assert all(staged[k] >= yellow[k] for k in yellow)
     assert partition_metadata(instance, raw_file_key(YELLOW), "lake_key") == {
-        key(m): f"yellow/{YELLOW.file_name(m)}" for m in MONTHS}
+        key(m): f"yellow/{YELLOW.file_name(m)}" for m in MONTHS
+    }
     assert partition_metadata(instance, final_key(GREEN), "dagster/row_count") == green
 
     # The checks ran for every month of the range, each result filed under its month.
     history = instance.event_log_storage.get_asset_check_execution_history(
-        dg.AssetCheckKey(final_key(YELLOW), "has_rows"), limit=10)
+        dg.AssetCheckKey(final_key(YELLOW), "has_rows"), limit=10
+    )
     by_month = {r.partition: r.event.dagster_event.event_specific_data for r in history}
     assert set(by_month) == set(yellow) and all(e.passed for e in by_month.values())
     assert {k: e.metadata["rows"].value for k, e in by_month.items()} == yellow
@@ -144,25 +163,39 @@ def test_cli_partition_range_loads_every_month_and_its_dbt_models(env: Env):
     # and the mart counts exactly each month's vendor trips of both colours.
     for model in DBT_MONTHLY:
         assert instance.get_materialized_partitions(model) == set(yellow), model
-    mart = {(str(m), s): int(n) for m, s, n in env.query(
-        f'SELECT revenue_month, service_type, sum(total_monthly_trips) FROM '
-        f'"{env.settings.dbt_schema}".dm_monthly_zone_revenue GROUP BY 1, 2')}
+    mart = {
+        (str(m), s): int(n)
+        for m, s, n in env.query(
+            f"SELECT revenue_month, service_type, sum(total_monthly_trips) FROM "
+            f'"{env.settings.dbt_schema}".dm_monthly_zone_revenue GROUP BY 1, 2'
+        )
+    }
     expected = {}
     for spec in (YELLOW, GREEN):
-        for filename, n in env.query(f'SELECT filename, count(*) FROM {env.final(spec)} '
-                                     f'WHERE "VendorID" IS NOT NULL GROUP BY 1'):
+        for filename, n in env.query(
+            f'SELECT filename, count(*) FROM {env.final(spec)} WHERE "VendorID" IS NOT NULL GROUP BY 1'
+        ):
             expected[(f"{filename.rsplit('_', 1)[1][:7]}-01", spec.name.capitalize())] = n
     assert mart == expected and len(mart) == 6
 
     # A range run has one materialization for all its months: each month's trips and revenue are an
     # observation of that month's partition, so the UI plots them per month.
-    revenue = {str(m): float(r) for m, r in env.query(
-        f'SELECT revenue_month, round(sum(revenue_monthly_total_amount), 2) FROM '
-        f'"{env.settings.dbt_schema}".dm_monthly_zone_revenue GROUP BY 1')}
-    observed = {r.partition_key: r.asset_observation.metadata for r in instance.fetch_observations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(["dbt", "dm_monthly_zone_revenue"])), limit=10).records}
+    revenue = {
+        str(m): float(r)
+        for m, r in env.query(
+            f"SELECT revenue_month, round(sum(revenue_monthly_total_amount), 2) FROM "
+            f'"{env.settings.dbt_schema}".dm_monthly_zone_revenue GROUP BY 1'
+        )
+    }
+    observed = {
+        r.partition_key: r.asset_observation.metadata
+        for r in instance.fetch_observations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(["dbt", "dm_monthly_zone_revenue"])), limit=10
+        ).records
+    }
     assert {k: m["trips"].value for k, m in observed.items()} == {
-        k: sum(n for (month, _), n in expected.items() if month == k) for k in yellow}
+        k: sum(n for (month, _), n in expected.items() if month == k) for k in yellow
+    }
     assert {k: m["revenue"].value for k, m in observed.items()} == pytest.approx(revenue)
 
 
@@ -175,23 +208,36 @@ def test_a_range_run_rebuilds_only_its_months_in_dbt(env: Env, capfd):
     env.run(DBT_REFERENCE)
     for spec in (YELLOW, GREEN):
         assert env.materialize_range(spec, JAN, MAR).success
-    job_tags = {"dagster/asset_partition_range_start": key(JAN), "dagster/asset_partition_range_end": key(MAR)}
+    job_tags = {
+        "dagster/asset_partition_range_start": key(JAN),
+        "dagster/asset_partition_range_end": key(MAR),
+    }
     assert env.run_range(list(DBT_MONTHLY), job_tags).success
 
     def mart() -> dict:
-        return {(str(m), s): int(n) for m, s, n in env.query(
-            f'SELECT revenue_month, service_type, sum(total_monthly_trips) FROM '
-            f'"{env.settings.dbt_schema}".dm_monthly_zone_revenue GROUP BY 1, 2')}
+        return {
+            (str(m), s): int(n)
+            for m, s, n in env.query(
+                f"SELECT revenue_month, service_type, sum(total_monthly_trips) FROM "
+                f'"{env.settings.dbt_schema}".dm_monthly_zone_revenue GROUP BY 1, 2'
+            )
+        }
+
     before = mart()
     generate_month(YELLOW, FEB, env.mirror_path(YELLOW, FEB), rows=700, seed=99)
     assert env.materialize(YELLOW, FEB).success
-    assert env.run_range(list(DBT_MONTHLY), {**job_tags, "dagster/asset_partition_range_start": key(FEB)}).success
+    assert env.run_range(
+        list(DBT_MONTHLY), {**job_tags, "dagster/asset_partition_range_start": key(FEB)}
+    ).success
     after = mart()
-    feb_trips = env.query(f'SELECT count(*) FROM {env.final(YELLOW)} WHERE filename = %s '
-                          f'AND "VendorID" IS NOT NULL', (YELLOW.file_name(FEB),))[0][0]
+    feb_trips = env.query(
+        f'SELECT count(*) FROM {env.final(YELLOW)} WHERE filename = %s AND "VendorID" IS NOT NULL',
+        (YELLOW.file_name(FEB),),
+    )[0][0]
     assert after[(key(FEB), "Yellow")] == feb_trips != before[(key(FEB), "Yellow")]
-    assert {k: v for k, v in after.items() if k != (key(FEB), "Yellow")} == \
-        {k: v for k, v in before.items() if k != (key(FEB), "Yellow")}
+    assert {k: v for k, v in after.items() if k != (key(FEB), "Yellow")} == {
+        k: v for k, v in before.items() if k != (key(FEB), "Yellow")
+    }
     # Three dbt builds with other months each time: dbt parses the whole project at most once (the
     # first build against this connection), then only the files that read the months.
     dbt_output = capfd.readouterr().out
@@ -314,11 +360,13 @@ def test_a_blocking_check_failing_for_one_month_of_a_range_turns_only_that_month
     assert "blocking checks failed: unique_row_id_is_unique for 2019-02" in failure_message(result)
 
     history = env.instance.event_log_storage.get_asset_check_execution_history(
-        dg.AssetCheckKey(final_key(YELLOW), "unique_row_id_is_unique"), limit=10)
+        dg.AssetCheckKey(final_key(YELLOW), "unique_row_id_is_unique"), limit=10
+    )
     passed = {r.partition: r.event.dagster_event.event_specific_data.passed for r in history}
     assert passed == {key(JAN): True, key(FEB): False, key(MAR): True}
     assert set(partition_metadata(env.instance, final_key(YELLOW), "dagster/row_count")) == {
-        key(m) for m in MONTHS}
+        key(m) for m in MONTHS
+    }
 
 
 def test_months_swapped_before_a_failing_month_keep_their_check_results(env: Env, monkeypatch):
@@ -337,8 +385,14 @@ def test_months_swapped_before_a_failing_month_keep_their_check_results(env: Env
     result = env.materialize_range(YELLOW, JAN, MAR)
     assert not result.success and "the server went away (injected)" in failure_message(result)
     history = env.instance.event_log_storage.get_asset_check_execution_history(
-        dg.AssetCheckKey(final_key(YELLOW), "has_rows"), limit=10)
+        dg.AssetCheckKey(final_key(YELLOW), "has_rows"), limit=10
+    )
     evaluated = {r.partition: r.event.dagster_event.event_specific_data for r in history}
     assert {k: e.passed for k, e in evaluated.items() if hasattr(e, "passed")} == {
-        key(JAN): True, key(FEB): True}  # March was planned, never evaluated
-    assert set(partition_metadata(env.instance, final_key(YELLOW), "dagster/row_count")) == {key(JAN), key(FEB)}
+        key(JAN): True,
+        key(FEB): True,
+    }  # March was planned, never evaluated
+    assert set(partition_metadata(env.instance, final_key(YELLOW), "dagster/row_count")) == {
+        key(JAN),
+        key(FEB),
+    }

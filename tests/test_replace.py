@@ -10,15 +10,14 @@ from datetime import date
 import dagster as dg
 import psycopg2
 import pytest
-from psycopg2 import sql
-
 from conftest import Env, failure_message, keep_later_occurrences, materialization_metadata
 from expected import csv_lines, expected_from_file, read_gz, write_gz
+
+import taxi_platform.warehouse.postgres_month as postgres_month
 from taxi_platform.assets.trips import final_key
 from taxi_platform.datasets import YELLOW
 from taxi_platform.sample.generator import generate_month
 from taxi_platform.warehouse.base import WarehouseError
-import taxi_platform.warehouse.postgres_month as postgres_month
 from taxi_platform.warehouse.postgres import PostgresWarehouse
 from taxi_platform.warehouse.postgres_month import StagedMonth
 
@@ -37,16 +36,19 @@ def test_a_duplicate_left_in_the_staged_rows_fails_the_blocking_check(env: Env, 
 
     result = env.materialize(YELLOW, JAN)
 
-    (unique,) = [c for c in result.get_asset_check_evaluations()
-                 if c.check_name == "unique_row_id_is_unique"]
+    (unique,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "unique_row_id_is_unique"]
     assert not unique.passed and unique.partition == "2019-01-01"  # filed under its month
     assert {k: v.value for k, v in unique.metadata.items()} == {
-        "month": "2019-01", "rows": expected.rows, "duplicate_ids": expected.duplicates}
+        "month": "2019-01",
+        "rows": expected.rows,
+        "duplicate_ids": expected.duplicates,
+    }
 
 
 def test_staged_month_comment_round_trips():
-    staged = StagedMonth(rows=7_692_280, distinct=7_692_280, read=7_700_000, in_month=7_691_000,
-                         run_id="abc-123")
+    staged = StagedMonth(
+        rows=7_692_280, distinct=7_692_280, read=7_700_000, in_month=7_691_000, run_id="abc-123"
+    )
     assert StagedMonth.parse(staged.comment("yellow_tripdata_2019-01.csv.gz")) == staged
     uncounted = StagedMonth(rows=5, distinct=5, read=6, in_month=None, run_id="")
     assert StagedMonth.parse(uncounted.comment("f.csv.gz")) == uncounted
@@ -63,13 +65,17 @@ def test_check_metadata_of_a_month_with_duplicates(env: Env):
 
     result = env.materialize(YELLOW, JAN, raise_on_error=True)
 
-    (unique,) = [c for c in result.get_asset_check_evaluations()
-                 if c.check_name == "unique_row_id_is_unique"]
+    (unique,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "unique_row_id_is_unique"]
     assert unique.passed
     assert {k: v.value for k, v in unique.metadata.items()} == {
-        "month": "2019-01", "rows": expected.distinct, "duplicate_ids": 0}
+        "month": "2019-01",
+        "rows": expected.distinct,
+        "duplicate_ids": 0,
+    }
     assert env.query(f"SELECT count(*), count(DISTINCT unique_row_id) FROM {env.final(YELLOW)}")[0] == (
-        expected.distinct, expected.distinct)
+        expected.distinct,
+        expected.distinct,
+    )
 
 
 def test_readers_see_the_old_rows_while_the_new_ones_are_written(env: Env):
@@ -124,7 +130,9 @@ def test_two_months_swap_in_at_once(env: Env):
         assert dict(env.query(f"SELECT filename, count(*) FROM {env.final(YELLOW)} GROUP BY 1")) == expected
     partitions = env.query(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent = %s::regclass ORDER BY 1", (f"{env.settings.warehouse_schema}.{YELLOW.table_name}",))
+        "WHERE i.inhparent = %s::regclass ORDER BY 1",
+        (f"{env.settings.warehouse_schema}.{YELLOW.table_name}",),
+    )
     assert [p for (p,) in partitions] == ["yellow_tripdata_2019_01", "yellow_tripdata_2019_02"]
 
 
@@ -154,8 +162,9 @@ def test_a_swap_after_the_other_loads_swap_finds_the_month_attached(env: Env):
 
     path = env.mirror_path(YELLOW, JAN)
     generated = generate_month(YELLOW, JAN, path, rows=3_000, seed=3)
-    lake_file = LakeFile(uri=path.as_uri(), file_name=path.name, size=path.stat().st_size,
-                         opener=lambda: open(path, "rb"))
+    lake_file = LakeFile(
+        uri=path.as_uri(), file_name=path.name, size=path.stat().st_size, opener=lambda: open(path, "rb")
+    )
     warehouse, quiet = env.warehouse(), (lambda message: None)
     warehouse.load_staging(YELLOW, JAN, lake_file, quiet, run_id="run-a")
     warehouse.load_staging(YELLOW, JAN, lake_file, quiet, run_id="run-b")
@@ -167,14 +176,17 @@ def test_a_swap_after_the_other_loads_swap_finds_the_month_attached(env: Env):
     assert a.final_rows == b.final_rows == distinct
     assert any("staged by run run-b are attached already" in m for m in messages)
     assert env.query(f"SELECT count(*), count(DISTINCT unique_row_id) FROM {env.final(YELLOW)}")[0] == (
-        distinct, distinct)
+        distinct,
+        distinct,
+    )
 
 
 def _lake_file(path):
     from taxi_platform.lake.base import LakeFile
 
-    return LakeFile(uri=path.as_uri(), file_name=path.name, size=path.stat().st_size,
-                    opener=lambda: open(path, "rb"))
+    return LakeFile(
+        uri=path.as_uri(), file_name=path.name, size=path.stat().st_size, opener=lambda: open(path, "rb")
+    )
 
 
 def test_two_loads_of_a_month_with_different_files_commit_only_their_own(env: Env, tmp_path):
@@ -196,13 +208,21 @@ def test_two_loads_of_a_month_with_different_files_commit_only_their_own(env: En
         with pytest.raises(postgres_month.SupersededLoad) as err:
             warehouse.replace_month(YELLOW, JAN, quiet, run_id="run-a", staged_sha256=a.sha256)
         assert f"this run staged the file with sha256 {a.sha256[:12]}" in str(err.value)
-        assert f"but run run-b staged it again since, from another file (sha256 {b.sha256[:12]}" in str(err.value)
+        assert f"but run run-b staged it again since, from another file (sha256 {b.sha256[:12]}" in str(
+            err.value
+        )
         assert env.fingerprint(YELLOW) == before  # nothing changed
         if not b_swaps_first:
             done = warehouse.replace_month(YELLOW, JAN, quiet, run_id="run-b", staged_sha256=b.sha256)
             assert (done.final_rows, done.sha256, done.staged_by_run) == (
-                second.rows - second.duplicate_rows, b.sha256, "run-b")
-        assert env.query(f"SELECT count(*) FROM {env.final(YELLOW)}")[0][0] == second.rows - second.duplicate_rows
+                second.rows - second.duplicate_rows,
+                b.sha256,
+                "run-b",
+            )
+        assert (
+            env.query(f"SELECT count(*) FROM {env.final(YELLOW)}")[0][0]
+            == second.rows - second.duplicate_rows
+        )
 
     # The same bytes staged by two runs: either swap commits them, both succeed.
     a = warehouse.load_staging(YELLOW, JAN, _lake_file(one), quiet, run_id="run-c")
@@ -229,11 +249,15 @@ def test_the_final_metadata_names_the_file_it_committed(env: Env):
     assert staged["dagster/table_name"].startswith(f"{env.settings.staging_schema}.yellow_tripdata_")
     from taxi_platform.assets.trips import build_trip_assets
 
-    final_asset = build_trip_assets(YELLOW, warehouse_kind="postgres", lake_kind="file",
-                                    min_in_month_share=0.95)[2]
+    final_asset = build_trip_assets(
+        YELLOW, warehouse_kind="postgres", lake_kind="file", min_in_month_share=0.95
+    )[2]
     columns = final_asset.specs_by_key[final_key(YELLOW)].metadata["dagster/column_schema"].columns
-    assert [(c.name, c.type) for c in columns[:3]] == [("unique_row_id", "text"), ("filename", "text"),
-                                                         ("VendorID", "integer")]
+    assert [(c.name, c.type) for c in columns[:3]] == [
+        ("unique_row_id", "text"),
+        ("filename", "text"),
+        ("VendorID", "integer"),
+    ]
     assert len(columns) == 2 + len(YELLOW.columns)
 
 
@@ -249,8 +273,13 @@ def test_a_swap_behind_a_long_reader_does_not_block_other_readers(env: Env, pg_u
     with long_reader.cursor() as cur:
         cur.execute(f"SELECT count(*) FROM {env.final(YELLOW)}")
     outcome = {}
-    swap = threading.Thread(target=lambda: outcome.update(result=warehouse.replace_month(
-        YELLOW, JAN, logs.append, run_id="run-r", staged_sha256=staged.sha256)))
+    swap = threading.Thread(
+        target=lambda: outcome.update(
+            result=warehouse.replace_month(
+                YELLOW, JAN, logs.append, run_id="run-r", staged_sha256=staged.sha256
+            )
+        )
+    )
     swap.start()
     time.sleep(1.0)
     # Another reader arrives while the swap waits: it gets its answer within the lock timeout.
@@ -278,7 +307,9 @@ def test_a_swap_behind_a_long_reader_does_not_block_other_readers(env: Env, pg_u
     with blocker.cursor() as cur:
         cur.execute(f"SELECT count(*) FROM {env.final(YELLOW)}")
     try:
-        with pytest.raises(WarehouseError, match=r"the swap waited 2 times 2s for readers of .* nothing changed"):
+        with pytest.raises(
+            WarehouseError, match=r"the swap waited 2 times 2s for readers of .* nothing changed"
+        ):
             warehouse.replace_month(YELLOW, JAN, logs.append, run_id="run-s", staged_sha256=staged.sha256)
     finally:
         blocker.rollback()
@@ -299,7 +330,6 @@ def test_another_months_file_under_a_months_name_is_refused(env: Env):
     assert "yellow_tripdata_2019-01.csv.gz: only " in message
     assert "were picked up in 2019-01: is it another month's file? Refused" in message
     assert env.fingerprint(YELLOW) == before
-    from taxi_platform.warehouse.postgres import PostgresWarehouse
 
     staging = f"{env.settings.staging_schema}.{PostgresWarehouse.month_table_name(YELLOW, JAN)}"
     assert env.query("SELECT to_regclass(%s)", (staging,))[0][0] is None  # rolled back: no table
@@ -321,7 +351,9 @@ def test_the_checks_alone_swap_nothing(env: Env, tmp_path):
     job = dg.define_asset_job("checks_only", selection=dg.AssetSelection.checks_for_assets(final_key(YELLOW)))
     defs = dg.Definitions(assets=assets, resources=env.resources, jobs=[job])
     # Dagster 1.13 runs a job of partitioned checks alone without a partition: refused clearly.
-    result = defs.resolve_job_def("checks_only").execute_in_process(instance=env.instance, raise_on_error=False)
+    result = defs.resolve_job_def("checks_only").execute_in_process(
+        instance=env.instance, raise_on_error=False
+    )
     assert not result.success
     assert "warehouse/yellow_tripdata and its checks work on months" in failure_message(result)
     assert result.get_asset_materialization_events() == []

@@ -19,8 +19,15 @@ from taxi_platform.sample import REAL_ROW_COUNTS, full_size_rows, generate_month
 REAL_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_samples"
 ROWS = 20_000
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
-MONEY_COLUMNS = ("fare_amount", "extra", "mta_tax", "tip_amount", "tolls_amount",
-                 "improvement_surcharge", "congestion_surcharge")
+MONEY_COLUMNS = (
+    "fare_amount",
+    "extra",
+    "mta_tax",
+    "tip_amount",
+    "tolls_amount",
+    "improvement_surcharge",
+    "congestion_surcharge",
+)
 
 # (spec, month, line ending) of the files most tests look at.
 CASES = {
@@ -52,8 +59,9 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = {}
     folder = tmp_path_factory.mktemp("generated")
     for key, (spec, month, eol) in CASES.items():
-        gen = generate_month(spec, month, folder / key / spec.file_name(month), rows=ROWS, seed=3,
-                             line_ending=eol)
+        gen = generate_month(
+            spec, month, folder / key / spec.file_name(month), rows=ROWS, seed=3, line_ending=eol
+        )
         out[key] = (spec, month, gen, Parsed(gen.path))
     return out
 
@@ -64,6 +72,7 @@ def case(request: pytest.FixtureRequest, generated: dict):
 
 
 # ---------------------------------------------------------------- the real samples, as shapes
+
 
 def _shape(value: str, type_: ColumnType) -> str:
     """A value's format: digits become 9, but a decimal's integer part becomes 'Z' (a lone zero)
@@ -107,6 +116,7 @@ def test_real_samples_have_the_documented_formats(real_shapes: dict[str, set[str
 
 # ---------------------------------------------------------------- structure
 
+
 def test_header_is_the_spec_columns(case) -> None:
     spec, _, gen, parsed = case
     assert parsed.header == list(spec.column_names)
@@ -136,6 +146,7 @@ def test_generated_file_fields(case) -> None:
 
 
 # ---------------------------------------------------------------- counts, against an own parse
+
 
 def test_duplicate_count_matches_byte_copies(case) -> None:
     _, _, gen, parsed = case
@@ -176,6 +187,7 @@ def test_few_duplicates_still_present_in_small_files(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- the unattributed tail block
 
+
 def _unattributed(spec: DatasetSpec, parsed: Parsed) -> list[bool]:
     idx = [parsed.header.index(c) for c in spec.unattributed_columns]
     return [all(r[i] == "" for i in idx) for r in parsed.rows]
@@ -198,8 +210,11 @@ def test_tail_rows_fill_every_other_column(case) -> None:
     always_empty = {"ehail_fee"}
     for row, tail in zip(parsed.rows, _unattributed(spec, parsed)):
         for name, value in zip(parsed.header, row):
-            expected_empty = name in always_empty or (tail and name in spec.unattributed_columns) \
+            expected_empty = (
+                name in always_empty
+                or (tail and name in spec.unattributed_columns)
                 or (name == "congestion_surcharge" and month == date(2019, 1, 1))
+            )
             assert (value == "") == expected_empty, (name, row)
 
 
@@ -208,10 +223,11 @@ def test_small_2020_files_tail_block(tmp_path: Path, rows: int, tail: int) -> No
     gen = generate_month(GREEN, date(2020, 4, 1), tmp_path / "g.csv.gz", rows=rows)
     vendors = Parsed(gen.path).column("VendorID")
     assert gen.unattributed_rows == tail
-    assert vendors.count("") == tail and all(vendors[rows - tail:] == [""] * tail for _ in [0])
+    assert vendors.count("") == tail and all(vendors[rows - tail :] == [""] * tail for _ in [0])
 
 
 # ---------------------------------------------------------------- value formats and ranges
+
 
 def test_value_shapes_are_seen_in_real_files(case, real_shapes: dict[str, set[str]]) -> None:
     spec, _, _, parsed = case
@@ -283,11 +299,19 @@ def test_distances_have_no_leading_zero() -> None:
     from taxi_platform.sample._render import distance_text, money_text
 
     assert [distance_text(h) for h in (0, 20, 210, 1289)] == [".00", ".20", "2.10", "12.89"]
-    assert [money_text(c) for c in (800, 50, 1180, 165, -50, 0, 5)] == \
-        ["8", "0.5", "11.8", "1.65", "-0.5", "0", "0.05"]
+    assert [money_text(c) for c in (800, 50, 1180, 165, -50, 0, 5)] == [
+        "8",
+        "0.5",
+        "11.8",
+        "1.65",
+        "-0.5",
+        "0",
+        "0.05",
+    ]
 
 
 # ---------------------------------------------------------------- determinism and file handling
+
 
 def test_same_inputs_give_the_same_bytes(tmp_path: Path) -> None:
     def make(name: str, **kw) -> bytes:
@@ -329,16 +353,28 @@ def test_rejects_unknown_line_endings(tmp_path: Path) -> None:
 
 def test_a_new_spec_needs_no_generator_change(tmp_path: Path) -> None:
     """An FHV-like spec: columns come from the spec alone."""
-    I, T, S = ColumnType.INTEGER, ColumnType.TIMESTAMP, ColumnType.TEXT
+    INT, TIME, TEXT = ColumnType.INTEGER, ColumnType.TIMESTAMP, ColumnType.TEXT
     fhv = DatasetSpec(
-        name="fhv", release_tag="fhv",
-        columns=tuple(Column(n, t) for n, t in (
-            ("dispatching_base_num", S), ("pickup_datetime", T), ("dropOff_datetime", T),
-            ("PUlocationID", I), ("DOlocationID", I), ("SR_Flag", I),
-            ("Affiliated_base_number", S))),
-        pickup_column="pickup_datetime", dropoff_column="dropOff_datetime",
+        name="fhv",
+        release_tag="fhv",
+        columns=tuple(
+            Column(n, t)
+            for n, t in (
+                ("dispatching_base_num", TEXT),
+                ("pickup_datetime", TIME),
+                ("dropOff_datetime", TIME),
+                ("PUlocationID", INT),
+                ("DOlocationID", INT),
+                ("SR_Flag", INT),
+                ("Affiliated_base_number", TEXT),
+            )
+        ),
+        pickup_column="pickup_datetime",
+        dropoff_column="dropOff_datetime",
         identity_columns=("dispatching_base_num", "pickup_datetime", "dropOff_datetime"),
-        first_published=date(2019, 1, 1), last_published=date(2019, 12, 1), description="fhv",
+        first_published=date(2019, 1, 1),
+        last_published=date(2019, 12, 1),
+        description="fhv",
     )
     gen = generate_month(fhv, date(2019, 3, 1), tmp_path / "fhv.csv.gz", rows=2000)
     parsed = Parsed(gen.path)
@@ -350,6 +386,7 @@ def test_a_new_spec_needs_no_generator_change(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- sizes
+
 
 def test_real_row_counts_match_the_published_table() -> None:
     yellow_2020 = sum(REAL_ROW_COUNTS["yellow", f"2020-{m:02d}"] for m in range(1, 13))

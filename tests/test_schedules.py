@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
@@ -30,8 +30,9 @@ def instance() -> dg.DagsterInstance:
 
 
 def evaluate(defs, spec, instant: datetime, instance) -> list[dg.RunRequest] | str:
-    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=instant,
-                                        repository_def=defs.get_repository_def())
+    context = dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=instant, repository_def=defs.get_repository_def()
+    )
     data = schedule(defs, spec).evaluate_tick(context)
     return data.run_requests if data.run_requests else data.skip_message
 
@@ -45,58 +46,71 @@ def test_crons_and_jobs_follow_the_course(defs):
         assert s.job_name == trip_job_name(spec)
         job = defs.resolve_job_def(trip_job_name(spec))
         keys = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
-        assert keys == {f"lake/{spec.name}_tripdata_file", f"staging/{spec.name}_tripdata_staging",
-                        f"warehouse/{spec.name}_tripdata"}
+        assert keys == {
+            f"lake/{spec.name}_tripdata_file",
+            f"staging/{spec.name}_tripdata_staging",
+            f"warehouse/{spec.name}_tripdata",
+        }
         assert job.partitions_def is not None
         # Every run of the job carries the colour, however it is launched (a range run has no
         # single `file`; the schedules' and the sensor's one-month requests add it).
         assert job.tags == {"taxi": spec.name}
 
 
-@pytest.mark.parametrize("spec, instant, partition, file", [
-    # The run on the 1st of month M loads month M-2 (what the publisher has ready by then).
-    (GREEN, datetime(2021, 3, 1, 9, 0, tzinfo=timezone.utc), "2021-01-01", "green_tripdata_2021-01.csv.gz"),
-    (YELLOW, datetime(2021, 3, 1, 10, 0, tzinfo=timezone.utc), "2021-01-01", "yellow_tripdata_2021-01.csv.gz"),
-    # Across a year boundary.
-    (YELLOW, datetime(2020, 1, 1, 10, 0, tzinfo=timezone.utc), "2019-11-01", "yellow_tripdata_2019-11.csv.gz"),
-    (GREEN, datetime(2020, 2, 1, 9, 0, tzinfo=timezone.utc), "2019-12-01", "green_tripdata_2019-12.csv.gz"),
-    # The first partition.
-    (GREEN, datetime(2019, 3, 1, 9, 0, tzinfo=timezone.utc), "2019-01-01", "green_tripdata_2019-01.csv.gz"),
-    # The last partition: the source's last month (the course's CSV backup ends at 2021-07).
-    (YELLOW, datetime(2021, 9, 1, 10, 0, tzinfo=timezone.utc), "2021-07-01", "yellow_tripdata_2021-07.csv.gz"),
-    (GREEN, datetime(2021, 9, 1, 9, 0, tzinfo=timezone.utc), "2021-07-01", "green_tripdata_2021-07.csv.gz"),
-])
+@pytest.mark.parametrize(
+    "spec, instant, partition, file",
+    [
+        # The run on the 1st of month M loads month M-2 (what the publisher has ready by then).
+        (GREEN, datetime(2021, 3, 1, 9, 0, tzinfo=UTC), "2021-01-01", "green_tripdata_2021-01.csv.gz"),
+        (YELLOW, datetime(2021, 3, 1, 10, 0, tzinfo=UTC), "2021-01-01", "yellow_tripdata_2021-01.csv.gz"),
+        # Across a year boundary.
+        (YELLOW, datetime(2020, 1, 1, 10, 0, tzinfo=UTC), "2019-11-01", "yellow_tripdata_2019-11.csv.gz"),
+        (GREEN, datetime(2020, 2, 1, 9, 0, tzinfo=UTC), "2019-12-01", "green_tripdata_2019-12.csv.gz"),
+        # The first partition.
+        (GREEN, datetime(2019, 3, 1, 9, 0, tzinfo=UTC), "2019-01-01", "green_tripdata_2019-01.csv.gz"),
+        # The last partition: the source's last month (the course's CSV backup ends at 2021-07).
+        (YELLOW, datetime(2021, 9, 1, 10, 0, tzinfo=UTC), "2021-07-01", "yellow_tripdata_2021-07.csv.gz"),
+        (GREEN, datetime(2021, 9, 1, 9, 0, tzinfo=UTC), "2021-07-01", "green_tripdata_2021-07.csv.gz"),
+    ],
+)
 def test_a_tick_requests_exactly_the_month_two_months_back(defs, instance, spec, instant, partition, file):
     requests = evaluate(defs, spec, instant, instance)
     assert len(requests) == 1
     (request,) = requests
     assert request.partition_key == partition
     assert {k: v for k, v in request.tags.items() if not k.startswith("dagster/")} == {
-        "taxi": spec.name, "file": file}
+        "taxi": spec.name,
+        "file": file,
+    }
     assert request.tags["dagster/partition"] == partition
     assert request.run_key == f"{spec.name}:{partition[:7]}"
 
 
 def test_ticks_before_the_first_partition_are_skipped(defs, instance):
-    for instant in (datetime(2019, 1, 1, 9, tzinfo=timezone.utc), datetime(2019, 2, 1, 9, tzinfo=timezone.utc)):
+    for instant in (datetime(2019, 1, 1, 9, tzinfo=UTC), datetime(2019, 2, 1, 9, tzinfo=UTC)):
         skipped = evaluate(defs, GREEN, instant, instance)
         assert isinstance(skipped, str) and "before the first month of the course-csv source" in skipped
         assert "(2019-01..2021-07)" in skipped
 
 
 @pytest.mark.parametrize("spec", [YELLOW, GREEN])
-@pytest.mark.parametrize("instant", [
-    datetime(2021, 10, 1, 10, 0, tzinfo=timezone.utc),  # 2021-08: the first month after the source's
-    datetime(2024, 7, 1, 10, 0, tzinfo=timezone.utc),
-    datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc),
-])
+@pytest.mark.parametrize(
+    "instant",
+    [
+        datetime(2021, 10, 1, 10, 0, tzinfo=UTC),  # 2021-08: the first month after the source's
+        datetime(2024, 7, 1, 10, 0, tzinfo=UTC),
+        datetime(2026, 12, 1, 10, 0, tzinfo=UTC),
+    ],
+)
 def test_ticks_after_the_last_partition_request_nothing(defs, instance, spec, instant):
     """The course's CSV backup is frozen at 2021-07: later ticks are skipped with the reason (a
     request for a month that is no partition would fail the tick)."""
     skipped = evaluate(defs, spec, instant, instance)
     month = data_month(instant)
-    assert skipped == (f"{spec.name} {month:%Y-%m} is after the last month of the course-csv "
-                       "source (2019-01..2021-07): nothing to load")
+    assert skipped == (
+        f"{spec.name} {month:%Y-%m} is after the last month of the course-csv "
+        "source (2019-01..2021-07): nothing to load"
+    )
 
 
 def test_no_tick_of_2026_requests_a_run(defs, instance):
@@ -104,11 +118,11 @@ def test_no_tick_of_2026_requests_a_run(defs, instance):
     for spec in (YELLOW, GREEN):
         hour = int(schedule(defs, spec).cron_schedule.split()[1])
         for month in range(1, 13):
-            skipped = evaluate(defs, spec, datetime(2026, month, 1, hour, tzinfo=timezone.utc), instance)
+            skipped = evaluate(defs, spec, datetime(2026, month, 1, hour, tzinfo=UTC), instance)
             assert isinstance(skipped, str) and "after the last month" in skipped, (spec.name, month)
 
 
 def test_data_month_lags_two_months():
-    assert data_month(datetime(2021, 3, 1, tzinfo=timezone.utc)).isoformat() == "2021-01-01"
-    assert data_month(datetime(2021, 1, 31, 23, 59, tzinfo=timezone.utc)).isoformat() == "2020-11-01"
-    assert data_month(datetime(2021, 2, 1, tzinfo=timezone.utc)).isoformat() == "2020-12-01"
+    assert data_month(datetime(2021, 3, 1, tzinfo=UTC)).isoformat() == "2021-01-01"
+    assert data_month(datetime(2021, 1, 31, 23, 59, tzinfo=UTC)).isoformat() == "2020-11-01"
+    assert data_month(datetime(2021, 2, 1, tzinfo=UTC)).isoformat() == "2020-12-01"

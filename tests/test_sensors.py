@@ -9,17 +9,18 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import dagster as dg
 import pytest
 import requests
 
 from taxi_platform.assets.trips import build_trip_assets, final_key, raw_file_key, staging_key
+from taxi_platform.automation import sensors as sensors_module
 from taxi_platform.automation.jobs import build_trip_job
 from taxi_platform.automation.notify import (
     FailureSummary,
@@ -28,7 +29,6 @@ from taxi_platform.automation.notify import (
     Notifiers,
     build_failure_sensor,
 )
-from taxi_platform.automation import sensors as sensors_module
 from taxi_platform.automation.sensors import ReleaseCursor, build_release_sensor
 from taxi_platform.datasets import DATASETS, GREEN, YELLOW
 from taxi_platform.resources import build_resources
@@ -37,8 +37,8 @@ from taxi_platform.sample.releases_api import register_releases_api
 from taxi_platform.settings import Settings, SettingsError
 from taxi_platform.source.releases_api import MAX_PAGE_BYTES, PageState
 
-T0 = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)  # file mtimes
-NOW = datetime(2024, 6, 15, 8, 0, tzinfo=timezone.utc)  # the sensor's clock
+T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)  # file mtimes
+NOW = datetime(2024, 6, 15, 8, 0, tzinfo=UTC)  # the sensor's clock
 
 
 def iso(t: datetime) -> str:
@@ -62,8 +62,11 @@ class FakeGitHub:
         register_releases_api(self.server, "/api")
 
     def _handle(self, request, match) -> None:
-        entry = {"path": request.path, "if_none_match": request.headers.get("If-None-Match"),
-                 "authorization": request.headers.get("Authorization")}
+        entry = {
+            "path": request.path,
+            "if_none_match": request.headers.get("If-None-Match"),
+            "authorization": request.headers.get("Authorization"),
+        }
         self.log.append(entry)
         if self.faults and callable(self.faults[0]):
             self.faults.pop(0)(request)
@@ -85,6 +88,7 @@ class FakeGitHub:
                 def send_response(code, message=None):
                     entry["status"] = int(code)
                     original(code, message)
+
                 request.send_response = send_response
                 try:
                     route.handler(request, m)
@@ -116,9 +120,13 @@ def github(tmp_path: Path) -> Iterator[FakeGitHub]:
     # Three releases, created at different times: yellow newest, then green, then misc.
     fake.publish("misc", "taxi_zone_lookup.csv", b"LocationID\n", T0 - timedelta(days=3))
     for i, m in enumerate((1, 2)):
-        fake.publish("green", f"green_tripdata_2019-0{m}.csv.gz", b"g" * (100 + m), T0 - timedelta(days=2, hours=-i))
+        fake.publish(
+            "green", f"green_tripdata_2019-0{m}.csv.gz", b"g" * (100 + m), T0 - timedelta(days=2, hours=-i)
+        )
     for i, m in enumerate((1, 2, 3)):
-        fake.publish("yellow", f"yellow_tripdata_2019-0{m}.csv.gz", b"y" * (200 + m), T0 - timedelta(days=1, hours=-i))
+        fake.publish(
+            "yellow", f"yellow_tripdata_2019-0{m}.csv.gz", b"y" * (200 + m), T0 - timedelta(days=1, hours=-i)
+        )
     with fake.server:
         try:
             yield fake
@@ -137,23 +145,42 @@ class Clock:
 class Harness:
     """Ticks of the release sensor as the daemon runs them (evaluate_tick), carrying the cursor."""
 
-    def __init__(self, github: FakeGitHub, instance: dg.DagsterInstance, *, first_tick="baseline",
-                 max_pages=3, per_page=100, token=None) -> None:
+    def __init__(
+        self,
+        github: FakeGitHub,
+        instance: dg.DagsterInstance,
+        *,
+        first_tick="baseline",
+        max_pages=3,
+        per_page=100,
+        token=None,
+    ) -> None:
         self.clock = Clock(NOW)
-        settings = Settings(releases_api_url=github.api_url, release_sensor_first_tick=first_tick,
-                            releases_api_max_pages=max_pages, github_token=token)
+        settings = Settings(
+            releases_api_url=github.api_url,
+            release_sensor_first_tick=first_tick,
+            releases_api_max_pages=max_pages,
+            github_token=token,
+        )
         jobs = [build_trip_job(spec) for spec in DATASETS.values()]
         self.sensor = build_release_sensor(settings, DATASETS, jobs, clock=self.clock, per_page=per_page)
-        assets = [a for spec in DATASETS.values() for a in build_trip_assets(
-            spec, warehouse_kind="postgres", lake_kind="file", min_in_month_share=0.95)]
-        self.repo = dg.Definitions(assets=assets, jobs=jobs, sensors=[self.sensor],
-                                   resources=build_resources(settings)).get_repository_def()
+        assets = [
+            a
+            for spec in DATASETS.values()
+            for a in build_trip_assets(
+                spec, warehouse_kind="postgres", lake_kind="file", min_in_month_share=0.95
+            )
+        ]
+        self.repo = dg.Definitions(
+            assets=assets, jobs=jobs, sensors=[self.sensor], resources=build_resources(settings)
+        ).get_repository_def()
         self.instance = instance
         self.cursor: str | None = None
 
     def tick(self):
-        context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor,
-                                          repository_def=self.repo)
+        context = dg.build_sensor_context(
+            instance=self.instance, cursor=self.cursor, repository_def=self.repo
+        )
         data = self.sensor.evaluate_tick(context)
         if data.cursor is not None:
             self.cursor = data.cursor
@@ -172,7 +199,7 @@ def instance() -> Iterator[dg.DagsterInstance]:
 
 def version(github: FakeGitHub, tag: str, name: str) -> str:
     stat = (github.root / tag / name).stat()
-    return f"{iso(datetime.fromtimestamp(int(stat.st_mtime), tz=timezone.utc))}|{stat.st_size}"
+    return f"{iso(datetime.fromtimestamp(int(stat.st_mtime), tz=UTC))}|{stat.st_size}"
 
 
 def summary(data) -> list[tuple[str, str, str]]:
@@ -188,9 +215,14 @@ def test_first_tick_records_a_baseline_and_requests_nothing(github: FakeGitHub, 
     assert state.baselined and state.retry_at is None
     assert state.files == {
         f"{tag}/{name}": version(github, tag, name)
-        for tag, name in [("yellow", "yellow_tripdata_2019-01.csv.gz"), ("yellow", "yellow_tripdata_2019-02.csv.gz"),
-                          ("yellow", "yellow_tripdata_2019-03.csv.gz"), ("green", "green_tripdata_2019-01.csv.gz"),
-                          ("green", "green_tripdata_2019-02.csv.gz")]}
+        for tag, name in [
+            ("yellow", "yellow_tripdata_2019-01.csv.gz"),
+            ("yellow", "yellow_tripdata_2019-02.csv.gz"),
+            ("yellow", "yellow_tripdata_2019-03.csv.gz"),
+            ("green", "green_tripdata_2019-01.csv.gz"),
+            ("green", "green_tripdata_2019-02.csv.gz"),
+        ]
+    }
     assert len(state.pages) == 1 and state.pages[0].etag and state.pages[0].next_url is None
     assert [c["status"] for c in github.calls()] == [200]
 
@@ -199,11 +231,31 @@ def test_first_tick_in_backfill_mode_requests_every_published_month(github: Fake
     h = Harness(github, instance, first_tick="backfill")
     data = h.tick()
     assert summary(data) == [
-        ("green_tripdata_job", "2019-01-01", f"green/green_tripdata_2019-01.csv.gz@{version(github, 'green', 'green_tripdata_2019-01.csv.gz')}"),
-        ("green_tripdata_job", "2019-02-01", f"green/green_tripdata_2019-02.csv.gz@{version(github, 'green', 'green_tripdata_2019-02.csv.gz')}"),
-        ("yellow_tripdata_job", "2019-01-01", f"yellow/yellow_tripdata_2019-01.csv.gz@{version(github, 'yellow', 'yellow_tripdata_2019-01.csv.gz')}"),
-        ("yellow_tripdata_job", "2019-02-01", f"yellow/yellow_tripdata_2019-02.csv.gz@{version(github, 'yellow', 'yellow_tripdata_2019-02.csv.gz')}"),
-        ("yellow_tripdata_job", "2019-03-01", f"yellow/yellow_tripdata_2019-03.csv.gz@{version(github, 'yellow', 'yellow_tripdata_2019-03.csv.gz')}"),
+        (
+            "green_tripdata_job",
+            "2019-01-01",
+            f"green/green_tripdata_2019-01.csv.gz@{version(github, 'green', 'green_tripdata_2019-01.csv.gz')}",
+        ),
+        (
+            "green_tripdata_job",
+            "2019-02-01",
+            f"green/green_tripdata_2019-02.csv.gz@{version(github, 'green', 'green_tripdata_2019-02.csv.gz')}",
+        ),
+        (
+            "yellow_tripdata_job",
+            "2019-01-01",
+            f"yellow/yellow_tripdata_2019-01.csv.gz@{version(github, 'yellow', 'yellow_tripdata_2019-01.csv.gz')}",
+        ),
+        (
+            "yellow_tripdata_job",
+            "2019-02-01",
+            f"yellow/yellow_tripdata_2019-02.csv.gz@{version(github, 'yellow', 'yellow_tripdata_2019-02.csv.gz')}",
+        ),
+        (
+            "yellow_tripdata_job",
+            "2019-03-01",
+            f"yellow/yellow_tripdata_2019-03.csv.gz@{version(github, 'yellow', 'yellow_tripdata_2019-03.csv.gz')}",
+        ),
     ]
     first = data.run_requests[0]
     assert first.tags["taxi"] == "green" and first.tags["file"] == "green_tripdata_2019-01.csv.gz"
@@ -236,9 +288,14 @@ def test_a_new_month_requests_exactly_that_partition(github: FakeGitHub, instanc
     key = f"yellow/yellow_tripdata_2019-04.csv.gz@{iso(T0 + timedelta(days=5))}|321"
     assert summary(data) == [("yellow_tripdata_job", "2019-04-01", key)]
     (request,) = data.run_requests
-    assert {k: request.tags[k] for k in ("taxi", "file", "taxi/release_change", "taxi/release_updated_at")} == {
-        "taxi": "yellow", "file": "yellow_tripdata_2019-04.csv.gz", "taxi/release_change": "new",
-        "taxi/release_updated_at": iso(T0 + timedelta(days=5))}
+    assert {
+        k: request.tags[k] for k in ("taxi", "file", "taxi/release_change", "taxi/release_updated_at")
+    } == {
+        "taxi": "yellow",
+        "file": "yellow_tripdata_2019-04.csv.gz",
+        "taxi/release_change": "new",
+        "taxi/release_updated_at": iso(T0 + timedelta(days=5)),
+    }
     assert h.state.files["yellow/yellow_tripdata_2019-04.csv.gz"] == f"{iso(T0 + timedelta(days=5))}|321"
     assert len(h.state.files) == 6
     # Replaying the same tick (cursor lost) gives the same run key: the instance runs it once.
@@ -251,14 +308,24 @@ def test_a_republished_month_is_requested_again(github: FakeGitHub, instance):
     # Same name, same size, new upload time ...
     github.publish("green", "green_tripdata_2019-02.csv.gz", b"G" * 102, T0 + timedelta(days=7))
     data = h.tick()
-    assert summary(data) == [("green_tripdata_job", "2019-02-01",
-                              f"green/green_tripdata_2019-02.csv.gz@{iso(T0 + timedelta(days=7))}|102")]
+    assert summary(data) == [
+        (
+            "green_tripdata_job",
+            "2019-02-01",
+            f"green/green_tripdata_2019-02.csv.gz@{iso(T0 + timedelta(days=7))}|102",
+        )
+    ]
     assert data.run_requests[0].tags["taxi/release_change"] == "republished"
     # ... and the same upload time with another size.
     github.publish("green", "green_tripdata_2019-02.csv.gz", b"G" * 150, T0 + timedelta(days=7))
     data = h.tick()
-    assert summary(data) == [("green_tripdata_job", "2019-02-01",
-                              f"green/green_tripdata_2019-02.csv.gz@{iso(T0 + timedelta(days=7))}|150")]
+    assert summary(data) == [
+        (
+            "green_tripdata_job",
+            "2019-02-01",
+            f"green/green_tripdata_2019-02.csv.gz@{iso(T0 + timedelta(days=7))}|150",
+        )
+    ]
     assert h.state.files["green/green_tripdata_2019-02.csv.gz"] == f"{iso(T0 + timedelta(days=7))}|150"
 
 
@@ -285,10 +352,12 @@ def test_months_outside_the_partitions_are_ignored_with_the_reason(github: FakeG
     h = Harness(github, instance)
     h.tick()
     before = dict(h.state.files)
-    for name in ("yellow_tripdata_2018-12.csv.gz",   # before the source's first month
-                 "yellow_tripdata_2021-08.csv.gz",   # after its last: the course's backup ends at 2021-07
-                 "yellow_tripdata_2099-01.csv.gz",   # far future
-                 "yellow_tripdata_2019-13.csv.gz"):  # not a month
+    for name in (
+        "yellow_tripdata_2018-12.csv.gz",  # before the source's first month
+        "yellow_tripdata_2021-08.csv.gz",  # after its last: the course's backup ends at 2021-07
+        "yellow_tripdata_2099-01.csv.gz",  # far future
+        "yellow_tripdata_2019-13.csv.gz",
+    ):  # not a month
         github.publish("yellow", name, b"x", T0 + timedelta(days=2))
     capfd.readouterr()
     data = h.tick()
@@ -299,13 +368,14 @@ def test_months_outside_the_partitions_are_ignored_with_the_reason(github: FakeG
         "datasets/partitions); not requested: "
         f"yellow_tripdata_2018-12.csv.gz: 2018-12 is before the first month of {COURSE_RANGE}; "
         f"yellow_tripdata_2021-08.csv.gz: 2021-08 is after the last month of {COURSE_RANGE}; "
-        f"yellow_tripdata_2099-01.csv.gz: 2099-01 is after the last month of {COURSE_RANGE}")
+        f"yellow_tripdata_2099-01.csv.gz: 2099-01 is after the last month of {COURSE_RANGE}"
+    )
     # The tick's log says it too (context.log's console handler writes to stderr).
     logged = [line for line in capfd.readouterr().err.splitlines() if "never requested" in line]
     assert len(logged) == 1 and " - INFO - " in logged[0]
     assert f"yellow_tripdata_2021-08.csv.gz: 2021-08 is after the last month of {COURSE_RANGE}" in logged[0]
     # Not even once the months are over: they never become partitions.
-    for now in (datetime(2021, 9, 1, tzinfo=timezone.utc), datetime(2026, 12, 2, tzinfo=timezone.utc)):
+    for now in (datetime(2021, 9, 1, tzinfo=UTC), datetime(2026, 12, 2, tzinfo=UTC)):
         h.clock.now = now
         data = h.tick()
         assert data.run_requests == [] and h.state.pending == {} and h.state.files == before
@@ -316,7 +386,7 @@ def test_a_file_for_the_month_after_the_last_never_fails_a_tick(github: FakeGitH
     github.publish("green", "green_tripdata_2021-08.csv.gz", b"g" * 50, T0)
     github.publish("green", "green_tripdata_2021-07.csv.gz", b"g" * 70, T0)
     h = Harness(github, instance, first_tick="backfill")
-    h.clock.now = datetime(2026, 12, 2, tzinfo=timezone.utc)
+    h.clock.now = datetime(2026, 12, 2, tzinfo=UTC)
     data = h.tick()
     requested = [(r.job_name, r.partition_key) for r in data.run_requests]
     assert ("green_tripdata_job", "2021-07-01") in requested and len(requested) == 6
@@ -328,18 +398,23 @@ def test_a_month_published_before_it_ends_is_requested_once_it_is_a_partition(gi
     """The source's last month, published early (the sensor's clock in 2021-07): kept pending, and
     requested on the first tick after the month ends, with no other HTTP call."""
     h = Harness(github, instance)
-    h.clock.now = datetime(2021, 7, 15, 8, 0, tzinfo=timezone.utc)
+    h.clock.now = datetime(2021, 7, 15, 8, 0, tzinfo=UTC)
     h.tick()
     github.publish("yellow", "yellow_tripdata_2021-07.csv.gz", b"x", T0 + timedelta(days=2))
     data = h.tick()
     assert data.run_requests == [] and set(h.state.pending) == {"yellow/yellow_tripdata_2021-07.csv.gz"}
     github.calls()
-    h.clock.now = datetime(2021, 8, 1, 0, 0, tzinfo=timezone.utc)
+    h.clock.now = datetime(2021, 8, 1, 0, 0, tzinfo=UTC)
     data = h.tick()
     assert [c["status"] for c in github.calls()] == [304]
     assert h.state.pending == {}
-    assert summary(data) == [("yellow_tripdata_job", "2021-07-01",
-                              f"yellow/yellow_tripdata_2021-07.csv.gz@{iso(T0 + timedelta(days=2))}|1")]
+    assert summary(data) == [
+        (
+            "yellow_tripdata_job",
+            "2021-07-01",
+            f"yellow/yellow_tripdata_2021-07.csv.gz@{iso(T0 + timedelta(days=2))}|1",
+        )
+    ]
 
 
 def test_a_pending_file_of_a_month_that_is_no_partition_is_dropped(github: FakeGitHub, instance):
@@ -350,12 +425,14 @@ def test_a_pending_file_of_a_month_that_is_no_partition_is_dropped(github: FakeG
     state = h.state
     state.pending = {"yellow/yellow_tripdata_2024-06.csv.gz": f"{iso(T0)}|1"}
     h.cursor = state.dump()
-    h.clock.now = datetime(2024, 7, 1, tzinfo=timezone.utc)
+    h.clock.now = datetime(2024, 7, 1, tzinfo=UTC)
     data = h.tick()
     assert data.run_requests == [] and h.state.pending == {}
-    assert data.skip_message == ("no change: the releases API answered 304 Not Modified for all 1 page(s); "
-                                 "not requested: yellow_tripdata_2024-06.csv.gz: 2024-06 is after the "
-                                 f"last month of {COURSE_RANGE}")
+    assert data.skip_message == (
+        "no change: the releases API answered 304 Not Modified for all 1 page(s); "
+        "not requested: yellow_tripdata_2024-06.csv.gz: 2024-06 is after the "
+        f"last month of {COURSE_RANGE}"
+    )
 
 
 def test_api_errors_skip_the_tick_and_keep_the_cursor(github: FakeGitHub, instance):
@@ -363,10 +440,12 @@ def test_api_errors_skip_the_tick_and_keep_the_cursor(github: FakeGitHub, instan
     h.tick()
     cursor = h.cursor
     github.publish("yellow", "yellow_tripdata_2019-04.csv.gz", b"y" * 10, T0 + timedelta(days=5))
-    github.faults = [(500, {}, b'{"message": "Server Error"}'),
-                     (200, {}, b"<html>not json</html>"),
-                     (200, {}, b'{"message": "an object, not a list"}'),
-                     (401, {}, b'{"message": "Bad credentials"}')]
+    github.faults = [
+        (500, {}, b'{"message": "Server Error"}'),
+        (200, {}, b"<html>not json</html>"),
+        (200, {}, b'{"message": "an object, not a list"}'),
+        (401, {}, b'{"message": "Bad credentials"}'),
+    ]
     messages = []
     for _ in range(4):
         data = h.tick()
@@ -394,13 +473,18 @@ def test_rate_limits_skip_until_the_reset_without_calling(github: FakeGitHub, in
     h.tick()
     github.calls()
     reset = int((NOW + timedelta(minutes=20)).timestamp())
-    github.faults = [(403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)},
-                      b'{"message": "API rate limit exceeded"}')]
+    github.faults = [
+        (
+            403,
+            {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)},
+            b'{"message": "API rate limit exceeded"}',
+        )
+    ]
     data = h.tick()
     assert data.run_requests == []
     assert "rate limit reached (HTTP 403, x-ratelimit-remaining=0)" in data.skip_message
     assert "TAXI_GITHUB_TOKEN" in data.skip_message
-    assert h.state.retry_at == datetime.fromtimestamp(reset, tz=timezone.utc).isoformat()
+    assert h.state.retry_at == datetime.fromtimestamp(reset, tz=UTC).isoformat()
     assert len(github.calls()) == 1
     # Before the reset: skipped without any HTTP call.
     h.clock.now = NOW + timedelta(minutes=10)
@@ -431,15 +515,20 @@ def test_pagination_follows_link_headers_with_a_bounded_number_of_calls(github: 
     h = Harness(github, instance, per_page=1, max_pages=3)
     h.tick()
     calls = github.calls()
-    assert [c["path"] for c in calls] == ["/api/releases?per_page=1", "/api/releases?per_page=1&page=2",
-                                          "/api/releases?per_page=1&page=3"]
+    assert [c["path"] for c in calls] == [
+        "/api/releases?per_page=1",
+        "/api/releases?per_page=1&page=2",
+        "/api/releases?per_page=1&page=3",
+    ]
     assert len(h.state.pages) == 3 and h.state.pages[-1].next_url is None
     assert len(h.state.files) == 5
     # A re-published file in the oldest release with a file of ours (green, page 2): pages 1 and 3
     # answer 304, page 2 answers 200 and carries the change.
     github.publish("green", "green_tripdata_2019-01.csv.gz", b"g" * 999, T0 - timedelta(days=2))
     data = h.tick()
-    assert [(r.job_name, r.partition_key) for r in data.run_requests] == [("green_tripdata_job", "2019-01-01")]
+    assert [(r.job_name, r.partition_key) for r in data.run_requests] == [
+        ("green_tripdata_job", "2019-01-01")
+    ]
     assert [c["status"] for c in github.calls()] == [304, 200, 304]
     # Fewer pages allowed than there are: at most that many calls, a warning, and what was read.
     h2 = Harness(github, instance, per_page=1, max_pages=2)
@@ -470,7 +559,10 @@ def test_settings_are_validated(monkeypatch):
     monkeypatch.setenv("GITHUB_TOKEN", "from-github-env")
     s = Settings.from_env()
     assert (s.releases_api_url, s.release_sensor_first_tick, s.github_token) == (
-        "http://127.0.0.1:1/api", "backfill", "from-github-env")
+        "http://127.0.0.1:1/api",
+        "backfill",
+        "from-github-env",
+    )
     monkeypatch.setenv("TAXI_RELEASES_API_MAX_PAGES", "50")
     with pytest.raises(SettingsError, match="TAXI_RELEASES_API_MAX_PAGES"):
         Settings.from_env()
@@ -485,7 +577,9 @@ def test_the_sample_api_looks_like_github(github: FakeGitHub):
     assert asset["name"] == "yellow_tripdata_2019-01.csv.gz" and asset["size"] == 201
     # The download URL is the mirror's own file URL.
     assert requests.get(asset["browser_download_url"], timeout=10).content == b"y" * 201
-    again = requests.get(github.api_url + "/releases?per_page=2", headers={"If-None-Match": r.headers["ETag"]}, timeout=10)
+    again = requests.get(
+        github.api_url + "/releases?per_page=2", headers={"If-None-Match": r.headers["ETag"]}, timeout=10
+    )
     assert again.status_code == 304 and again.content == b""
     one = requests.get(github.api_url + "/releases/tags/green", timeout=10)
     assert one.json()["tag_name"] == "green" and len(one.json()["assets"]) == 2
@@ -516,6 +610,7 @@ def first_page(github: FakeGitHub) -> str:
 def hand_written(head: bytes, chunks: Iterable[bytes], sent: list[int] | None = None) -> Fault:
     """A fault answering with raw bytes: `head` (status line, headers), then each chunk as it comes;
     the sizes written go to `sent`."""
+
     def answer(request) -> None:
         try:
             request.wfile.write(head)
@@ -525,6 +620,7 @@ def hand_written(head: bytes, chunks: Iterable[bytes], sent: list[int] | None = 
                     sent.append(len(chunk))
         except OSError:
             pass  # the client hung up, as it should
+
     return answer
 
 
@@ -532,7 +628,7 @@ def dribble(data: bytes, stop: threading.Event, every: float = 0.2) -> Iterator[
     for i in range(len(data)):
         if stop.wait(every):
             return
-        yield data[i:i + 1]
+        yield data[i : i + 1]
 
 
 def stall(first: bytes, rest: bytes, stop: threading.Event, seconds: float = 8) -> Iterator[bytes]:
@@ -542,7 +638,8 @@ def stall(first: bytes, rest: bytes, stop: threading.Event, seconds: float = 8) 
 
 
 def test_a_next_link_to_another_host_is_neither_followed_nor_kept(
-        github: FakeGitHub, other_host: FakeGitHub, instance, capfd):
+    github: FakeGitHub, other_host: FakeGitHub, instance, capfd
+):
     h = Harness(github, instance, token=TOKEN)
     page = requests.get(first_page(github), timeout=10).content
     foreign = f"{other_host.api_url}/releases?per_page=100&page=2"
@@ -557,8 +654,9 @@ def test_a_next_link_to_another_host_is_neither_followed_nor_kept(
         assert call["if_none_match"] is None
         assert h.state.pages == [PageState(first_page(github), None, None)]
         assert other_host.server.base_url not in h.cursor
-        assert (f"links its next page to another host ({other_host.server.base_url}), not "
-                "followed") in data.skip_message
+        assert (
+            f"links its next page to another host ({other_host.server.base_url}), not followed"
+        ) in data.skip_message
         assert "the release list was read only in part" in data.skip_message
         assert TOKEN not in data.skip_message and TOKEN not in h.cursor
     assert data.skip_message.startswith("no new or re-published release files")
@@ -568,7 +666,8 @@ def test_a_next_link_to_another_host_is_neither_followed_nor_kept(
 
 
 def test_a_cursor_holding_a_foreign_next_link_is_not_followed(
-        github: FakeGitHub, other_host: FakeGitHub, instance):
+    github: FakeGitHub, other_host: FakeGitHub, instance
+):
     h = Harness(github, instance, token=TOKEN)
     h.tick()
     (page,) = h.state.pages
@@ -596,7 +695,8 @@ def test_a_cursor_holding_a_foreign_next_link_is_not_followed(
 
 
 def test_redirects_are_followed_only_within_the_api_origin(
-        github: FakeGitHub, other_host: FakeGitHub, instance):
+    github: FakeGitHub, other_host: FakeGitHub, instance
+):
     h = Harness(github, instance, token=TOKEN)
     h.tick()
     cursor = h.cursor
@@ -605,38 +705,52 @@ def test_redirects_are_followed_only_within_the_api_origin(
     data = h.tick()
     assert other_host.calls() == []
     assert data.run_requests == [] and h.cursor == cursor
-    assert (f"{github.api_url}/releases" in data.skip_message
-            and f"redirects to another host ({other_host.server.base_url}), not followed"
-            in data.skip_message)
+    assert (
+        f"{github.api_url}/releases" in data.skip_message
+        and f"redirects to another host ({other_host.server.base_url}), not followed" in data.skip_message
+    )
     github.calls()
     # Within the API's origin: followed, with the token and the ETag.
     github.faults = [(301, {"Location": "/api/releases?per_page=100&moved=1"}, b"")]
     data = h.tick()
     calls = github.calls()
     assert [(c["path"], c["status"]) for c in calls] == [
-        ("/api/releases?per_page=100", 301), ("/api/releases?per_page=100&moved=1", 304)]
+        ("/api/releases?per_page=100", 301),
+        ("/api/releases?per_page=100&moved=1", 304),
+    ]
     assert {c["authorization"] for c in calls} == {f"Bearer {TOKEN}"}
     assert data.skip_message.startswith("no change")
 
 
-@pytest.mark.parametrize("status, headers, wait", [
-    (429, {"retry-after": "1e12"}, timedelta(hours=1)),  # was an OverflowError
-    (429, {"retry-after": "inf"}, timedelta(minutes=5)),  # unreadable: the default wait
-    (429, {"retry-after": "nan"}, timedelta(minutes=5)),
-    (429, {"retry-after": "-90"}, timedelta(minutes=5)),
-    (429, {"retry-after": "soon"}, timedelta(minutes=5)),
-    (429, {"retry-after": format_datetime(NOW + timedelta(minutes=10), usegmt=True)},
-     timedelta(minutes=10)),  # the HTTP-date form
-    (429, {"retry-after": "Fri, 31 Dec 9999 23:59:59 GMT"}, timedelta(hours=1)),
-    (403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "99999999999999999"},
-     timedelta(hours=1)),  # was an OSError
-    (403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "99999999999"},
-     timedelta(hours=1)),  # year 5138: was kept, silencing the sensor
-    (403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1e400"}, timedelta(hours=1)),
-    (403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "-5"}, timedelta(minutes=5)),
-])
-def test_extreme_rate_limit_headers_wait_at_most_an_hour(github: FakeGitHub, instance, status,
-                                                         headers, wait):
+@pytest.mark.parametrize(
+    "status, headers, wait",
+    [
+        (429, {"retry-after": "1e12"}, timedelta(hours=1)),  # was an OverflowError
+        (429, {"retry-after": "inf"}, timedelta(minutes=5)),  # unreadable: the default wait
+        (429, {"retry-after": "nan"}, timedelta(minutes=5)),
+        (429, {"retry-after": "-90"}, timedelta(minutes=5)),
+        (429, {"retry-after": "soon"}, timedelta(minutes=5)),
+        (
+            429,
+            {"retry-after": format_datetime(NOW + timedelta(minutes=10), usegmt=True)},
+            timedelta(minutes=10),
+        ),  # the HTTP-date form
+        (429, {"retry-after": "Fri, 31 Dec 9999 23:59:59 GMT"}, timedelta(hours=1)),
+        (
+            403,
+            {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "99999999999999999"},
+            timedelta(hours=1),
+        ),  # was an OSError
+        (
+            403,
+            {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "99999999999"},
+            timedelta(hours=1),
+        ),  # year 5138: was kept, silencing the sensor
+        (403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1e400"}, timedelta(hours=1)),
+        (403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "-5"}, timedelta(minutes=5)),
+    ],
+)
+def test_extreme_rate_limit_headers_wait_at_most_an_hour(github: FakeGitHub, instance, status, headers, wait):
     h = Harness(github, instance)
     h.tick()
     github.faults = [(status, headers, b'{"message": "API rate limit exceeded"}')]
@@ -648,13 +762,15 @@ def test_extreme_rate_limit_headers_wait_at_most_an_hour(github: FakeGitHub, ins
     assert "304" in h.tick().skip_message and len(github.calls()) == 1
 
 
-@pytest.mark.parametrize("stored, skipped_until", [
-    ("5138-11-16T09:46:39+00:00", NOW + timedelta(hours=1)),  # kept by an older version
-    ("2024-06-15T08:30:00", NOW + timedelta(minutes=30)),  # no zone: UTC
-    ("not a time", None),  # unreadable: asks
-])
-def test_a_stored_rate_limit_time_is_clamped_or_ignored(github: FakeGitHub, instance, stored,
-                                                        skipped_until):
+@pytest.mark.parametrize(
+    "stored, skipped_until",
+    [
+        ("5138-11-16T09:46:39+00:00", NOW + timedelta(hours=1)),  # kept by an older version
+        ("2024-06-15T08:30:00", NOW + timedelta(minutes=30)),  # no zone: UTC
+        ("not a time", None),  # unreadable: asks
+    ],
+)
+def test_a_stored_rate_limit_time_is_clamped_or_ignored(github: FakeGitHub, instance, stored, skipped_until):
     h = Harness(github, instance)
     h.tick()
     state = h.state
@@ -664,17 +780,16 @@ def test_a_stored_rate_limit_time_is_clamped_or_ignored(github: FakeGitHub, inst
     data = h.tick()
     if skipped_until is not None:
         assert github.calls() == []
-        assert data.skip_message == ("rate limited by the releases API: not asking before "
-                                     f"{skipped_until.isoformat()}")
+        assert data.skip_message == (
+            f"rate limited by the releases API: not asking before {skipped_until.isoformat()}"
+        )
         h.clock.now = skipped_until + timedelta(seconds=1)
         data = h.tick()
     assert len(github.calls()) == 1 and "304" in data.skip_message and h.state.retry_at is None
 
 
-@pytest.mark.parametrize("answer", ["dribbled headers", "dribbled body", "stalled headers",
-                                    "stalled body"])
-def test_a_slow_api_times_out_within_the_tick_budget(github: FakeGitHub, instance, monkeypatch,
-                                                     answer):
+@pytest.mark.parametrize("answer", ["dribbled headers", "dribbled body", "stalled headers", "stalled body"])
+def test_a_slow_api_times_out_within_the_tick_budget(github: FakeGitHub, instance, monkeypatch, answer):
     monkeypatch.setattr(sensors_module, "TICK_BUDGET_SECONDS", 3.0)
     monkeypatch.setattr(sensors_module, "REQUEST_TIMEOUT_SECONDS", 2.0)
     h = Harness(github, instance)
@@ -682,14 +797,18 @@ def test_a_slow_api_times_out_within_the_tick_budget(github: FakeGitHub, instanc
     cursor = h.cursor
     stop, ok = github.stopping, b"HTTP/1.1 200 OK\r\n"
     body_head = ok + b"Content-Type: application/json\r\nContent-Length: 40\r\n\r\n"
-    github.faults = [{
-        # One byte every 0.2 s: every read succeeds, the answer takes 8 s.
-        "dribbled headers": lambda: hand_written(ok, dribble(b"X-Slow: " + b"a" * 28 + b"\r\n\r\n", stop)),
-        "dribbled body": lambda: hand_written(body_head, dribble(b"[" + b" " * 38 + b"]", stop)),
-        # Nothing for 8 s: a read times out.
-        "stalled headers": lambda: hand_written(b"", stall(b"", body_head + b"[]", stop)),
-        "stalled body": lambda: hand_written(body_head, stall(b"[", b" " * 38 + b"]", stop)),
-    }[answer]()]
+    github.faults = [
+        {
+            # One byte every 0.2 s: every read succeeds, the answer takes 8 s.
+            "dribbled headers": lambda: hand_written(
+                ok, dribble(b"X-Slow: " + b"a" * 28 + b"\r\n\r\n", stop)
+            ),
+            "dribbled body": lambda: hand_written(body_head, dribble(b"[" + b" " * 38 + b"]", stop)),
+            # Nothing for 8 s: a read times out.
+            "stalled headers": lambda: hand_written(b"", stall(b"", body_head + b"[]", stop)),
+            "stalled body": lambda: hand_written(body_head, stall(b"[", b" " * 38 + b"]", stop)),
+        }[answer]()
+    ]
     started = time.monotonic()
     data = h.tick()
     assert time.monotonic() - started < 3.0 + 1.5
@@ -717,8 +836,10 @@ def test_an_oversized_page_is_not_read_whole(github: FakeGitHub, instance, answe
     github.faults = [hand_written(head, chunks, sent)]
     data = h.tick()
     assert data.run_requests == [] and h.cursor == cursor
-    assert (f"GitHub releases API: {github.api_url}/releases" in data.skip_message
-            and f"answered more than {MAX_PAGE_BYTES >> 20} MB" in data.skip_message)
+    assert (
+        f"GitHub releases API: {github.api_url}/releases" in data.skip_message
+        and f"answered more than {MAX_PAGE_BYTES >> 20} MB" in data.skip_message
+    )
     if answer != "gzip bomb":
         assert sum(sent) < many << 20  # the client hung up
 
@@ -730,24 +851,32 @@ def test_full_width_digits_are_no_month(github: FakeGitHub, instance):
     github.publish("yellow", "yellow_tripdata_２０１９-09.csv.gz", b"y" * 9, T0 + timedelta(days=1))
     data = h.tick()
     assert data.run_requests == [] and h.state.files == before and h.state.pending == {}
-    assert data.skip_message.startswith("no new or re-published release files (1 changed page(s), "
-                                        "2 file(s) outside")
+    assert data.skip_message.startswith(
+        "no new or re-published release files (1 changed page(s), 2 file(s) outside"
+    )
 
 
 # --- failure notifications -----------------------------------------------------------------------
+
 
 def test_failure_sensor_summarises_the_failed_steps(tmp_path: Path, env, caplog):
     """A real failed run (a 404 inside the published range) through the run-failure sensor."""
     result = env.materialize(YELLOW, date(2019, 1, 1))  # no file in the mirror
     assert not result.success
     run = env.instance.get_run_by_id(result.run_id)
-    failure_event = next(e for e in env.instance.all_logs(result.run_id)
-                         if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.RUN_FAILURE)
+    failure_event = next(
+        e
+        for e in env.instance.all_logs(result.run_id)
+        if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.RUN_FAILURE
+    )
     log_file = tmp_path / "failures.jsonl"
     sensor = build_failure_sensor(Notifiers([LogNotifier(), JsonLinesNotifier(log_file)]))
     context = dg.build_run_status_sensor_context(
-        sensor_name=sensor.name, dagster_instance=env.instance, dagster_run=run,
-        dagster_event=failure_event.dagster_event).for_run_failure()
+        sensor_name=sensor.name,
+        dagster_instance=env.instance,
+        dagster_run=run,
+        dagster_event=failure_event.dagster_event,
+    ).for_run_failure()
     with caplog.at_level(logging.ERROR, logger="taxi_platform.failures"):
         sensor(context)
     (line,) = log_file.read_text().splitlines()
@@ -760,8 +889,11 @@ def test_failure_sensor_summarises_the_failed_steps(tmp_path: Path, env, caplog)
     assert len(logged) == 1 and logged[0].startswith(f"run {result.run_id} FAILED (job ")
     assert "step lake__yellow_tripdata_file: " in logged[0]
     # The 404 is final: the download retry policy did not run the step again.
-    retries = [e for e in env.instance.all_logs(result.run_id)
-               if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    retries = [
+        e
+        for e in env.instance.all_logs(result.run_id)
+        if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY
+    ]
     assert retries == []
 
 
@@ -771,8 +903,14 @@ def test_a_broken_notifier_does_not_silence_the_others(tmp_path: Path):
             raise RuntimeError("smtp down")
 
     target = tmp_path / "f.jsonl"
-    s = FailureSummary(run_id="r1", job_name="j", partition=None, dataset=None, file=None,
-                       message="postgresql://u:pw@h/db refused")
+    s = FailureSummary(
+        run_id="r1",
+        job_name="j",
+        partition=None,
+        dataset=None,
+        file=None,
+        message="postgresql://u:pw@h/db refused",
+    )
     Notifiers([Broken(), JsonLinesNotifier(target)]).notify(s)
     assert json.loads(target.read_text())["run_id"] == "r1"
 
@@ -785,6 +923,7 @@ def test_download_retry_policy_and_permanent_failures():
 
 # --- downstream dbt automation -------------------------------------------------------------------
 
+
 def test_a_final_table_update_requests_that_months_dbt_partition(tmp_path: Path):
     """The declarative condition on the monthly dbt models: a new materialization of one month of
     a final table (both colours present) requests exactly that month of the dbt models."""
@@ -794,8 +933,9 @@ def test_a_final_table_update_requests_that_months_dbt_partition(tmp_path: Path)
     graph = defs.resolve_asset_graph()
     monthly = [k for k in graph.get_all_asset_keys() if k.path[0] == "dbt" and graph.get(k).partitions_def]
     assert monthly, "no monthly dbt assets"
-    upstream_unpartitioned = {p for k in monthly for p in graph.get(k).parent_keys
-                              if graph.get(p).partitions_def is None}
+    upstream_unpartitioned = {
+        p for k in monthly for p in graph.get(k).parent_keys if graph.get(p).partitions_def is None
+    }
     with dg.instance_for_test() as instance:
         selection = dg.AssetSelection.assets(*monthly)
         # The sensor's first evaluation: nothing has happened yet.
@@ -814,22 +954,28 @@ def test_a_final_table_update_requests_that_months_dbt_partition(tmp_path: Path)
                 report(final_key(spec), m)
                 report(staging_key(spec), m)
                 report(raw_file_key(spec), m)
-        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
-                                                   cursor=result.cursor)
+        result = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, asset_selection=selection, cursor=result.cursor
+        )
         first = {k: set(result.get_requested_partitions(k)) for k in monthly}
         # Both months were just updated upstream: both requested.
         assert all(v == {"2019-01-01", "2019-02-01"} for v in first.values()), first
         for key in monthly:
             for m in ("2019-01-01", "2019-02-01"):
                 report(key, m)
-        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
-                                                   cursor=result.cursor)
+        result = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, asset_selection=selection, cursor=result.cursor
+        )
         assert result.total_requested == 0
         # A re-published January of yellow: only January's dbt partitions.
         report(final_key(YELLOW), "2019-01-01")
-        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
-                                                   cursor=result.cursor)
-        requested = {k.to_user_string(): set(result.get_requested_partitions(k)) for k in monthly
-                     if result.get_requested_partitions(k)}
+        result = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, asset_selection=selection, cursor=result.cursor
+        )
+        requested = {
+            k.to_user_string(): set(result.get_requested_partitions(k))
+            for k in monthly
+            if result.get_requested_partitions(k)
+        }
         assert requested and all(v == {"2019-01-01"} for v in requested.values()), requested
         assert "dbt/stg_yellow_tripdata" in requested and "dbt/stg_green_tripdata" not in requested

@@ -31,17 +31,25 @@ def test_good_settings_from_env(monkeypatch, tmp_path):
     monkeypatch.setenv("TAXI_ENGINE_MEMORY_MB", "512")
     s = Settings.from_env()
     assert (s.home, s.warehouse_schema, s.source_url, s.min_in_month_share, s.engine_memory_mb) == (
-        tmp_path, "nyc_taxi", "file:///srv/mirror", 0.9, 512)
+        tmp_path,
+        "nyc_taxi",
+        "file:///srv/mirror",
+        0.9,
+        512,
+    )
     assert s.lake_dir == tmp_path / "lake"
 
 
-@pytest.mark.parametrize("variable,value,message", [
-    ("TAXI_TARGET", "azure", "TAXI_TARGET='azure': choose one of"),
-    ("TAXI_SOURCE_URL", "ftp://x", "must start with http://, https:// or file://"),
-    ("TAXI_DOWNLOAD_ATTEMPTS", "many", "TAXI_DOWNLOAD_ATTEMPTS='many' is not an integer"),
-    ("TAXI_MIN_IN_MONTH_SHARE", "1.5", "TAXI_MIN_IN_MONTH_SHARE=1.5 must lie between"),
-    ("TAXI_ENGINE_MEMORY_MB", "16", "TAXI_ENGINE_MEMORY_MB=16 must be at least 64"),
-])
+@pytest.mark.parametrize(
+    "variable,value,message",
+    [
+        ("TAXI_TARGET", "azure", "TAXI_TARGET='azure': choose one of"),
+        ("TAXI_SOURCE_URL", "ftp://x", "must start with http://, https:// or file://"),
+        ("TAXI_DOWNLOAD_ATTEMPTS", "many", "TAXI_DOWNLOAD_ATTEMPTS='many' is not an integer"),
+        ("TAXI_MIN_IN_MONTH_SHARE", "1.5", "TAXI_MIN_IN_MONTH_SHARE=1.5 must lie between"),
+        ("TAXI_ENGINE_MEMORY_MB", "16", "TAXI_ENGINE_MEMORY_MB=16 must be at least 64"),
+    ],
+)
 def test_other_bad_settings(monkeypatch, variable, value, message):
     monkeypatch.setenv(variable, value)
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace("*", r"\*")):
@@ -77,26 +85,39 @@ def test_db_status_with_a_keyword_string_prints_no_password(tmp_path, value):
     from pathlib import Path
 
     cli = Path(sys.executable).with_name("taxi-platform")
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TAXI_HOME": str(tmp_path / "home"),
-           "TAXI_POSTGRES_URL": value}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "TAXI_HOME": str(tmp_path / "home"),
+        "TAXI_POSTGRES_URL": value,
+    }
     done = subprocess.run([str(cli), "db", "status"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert SECRET not in done.stdout + done.stderr
     assert "TAXI_POSTGRES_URL is not a postgresql:// URL" in done.stderr
 
 
-@pytest.mark.parametrize("text, expected", [
-    # A token as the URL's user name, or in the query string.
-    ("http://ghp_TOKEN123@mirror.example/x.csv.gz", "http://***@mirror.example/x.csv.gz"),
-    ("https://mirror.example/x.csv.gz?token=ghp_TOKEN123&v=2", "https://mirror.example/x.csv.gz?token=***&v=***"),
-    ("https://u:ghp_TOKEN123@mirror.example/x?sig=ghp_TOKEN123", "https://u:***@mirror.example/x?sig=***"),
-    # Not URLs at all: masked by shape.
-    ("host=h user=taxi password=ghp_TOKEN123 dbname=x", "host=h user=taxi password=*** dbname=x"),
-    ("taxi:ghp_TOKEN123@db/x", "taxi:***@db/x"),
-    ("postgresql:/taxi:ghp_TOKEN123@db/x", "postgresql:/taxi:***@db/x"),
-    ("postgresql://u:pa/ss:ghp_TOKEN123@h/db", "postgresql://u:***@h/db"),
-    ("postgresql://u:p@ghp_TOKEN123@h/db", "postgresql://u:***@h/db"),  # an unencoded @ in it
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # A token as the URL's user name, or in the query string.
+        ("http://ghp_TOKEN123@mirror.example/x.csv.gz", "http://***@mirror.example/x.csv.gz"),
+        (
+            "https://mirror.example/x.csv.gz?token=ghp_TOKEN123&v=2",
+            "https://mirror.example/x.csv.gz?token=***&v=***",
+        ),
+        (
+            "https://u:ghp_TOKEN123@mirror.example/x?sig=ghp_TOKEN123",
+            "https://u:***@mirror.example/x?sig=***",
+        ),
+        # Not URLs at all: masked by shape.
+        ("host=h user=taxi password=ghp_TOKEN123 dbname=x", "host=h user=taxi password=*** dbname=x"),
+        ("taxi:ghp_TOKEN123@db/x", "taxi:***@db/x"),
+        ("postgresql:/taxi:ghp_TOKEN123@db/x", "postgresql:/taxi:***@db/x"),
+        ("postgresql://u:pa/ss:ghp_TOKEN123@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u:p@ghp_TOKEN123@h/db", "postgresql://u:***@h/db"),  # an unencoded @ in it
+    ],
+)
 def test_mask_url_masks_every_shape_of_secret(text, expected):
     assert mask_url(text) == expected
     assert "ghp_TOKEN123" not in Redactor()(f"failed: {text}.")
@@ -115,10 +136,17 @@ def test_mask_url_and_redactor():
     assert redact("see postgresql://a:zzz@h/db") == "see postgresql://a:***@h/db"
 
 
-@pytest.mark.parametrize("text", [
-    "TAXI_DBT_PG_PASSWORD=ghp_TOKEN123 next", "DB_PASSWORD=ghp_TOKEN123", '{"password": "ghp_TOKEN123"}',
-    "password: ghp_TOKEN123", "api_key=ghp_TOKEN123&x=1", "dsn=postgresql://app:ghp_TOKEN123@h/db",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "TAXI_DBT_PG_PASSWORD=ghp_TOKEN123 next",
+        "DB_PASSWORD=ghp_TOKEN123",
+        '{"password": "ghp_TOKEN123"}',
+        "password: ghp_TOKEN123",
+        "api_key=ghp_TOKEN123&x=1",
+        "dsn=postgresql://app:ghp_TOKEN123@h/db",
+    ],
+)
 def test_the_redactor_masks_secrets_in_any_notation(text):
     assert "ghp_TOKEN123" not in Redactor()(text)
 
@@ -142,8 +170,16 @@ def test_canonical_forms():
     assert canonical_text(None, ColumnType.INTEGER) == ""
     assert canonical_text(264, ColumnType.INTEGER) == "264"
     assert canonical_text(datetime(2019, 1, 1, 0, 46, 40), ColumnType.TIMESTAMP) == "2019-01-01 00:46:40"
-    for raw, canon in [(".20", "0.2"), ("1.50", "1.5"), ("7.00", "7"), ("100", "100"),
-                       ("-0.50", "-0.5"), ("0", "0"), (".00", "0"), ("1E+2", "100")]:
+    for raw, canon in [
+        (".20", "0.2"),
+        ("1.50", "1.5"),
+        ("7.00", "7"),
+        ("100", "100"),
+        ("-0.50", "-0.5"),
+        ("0", "0"),
+        (".00", "0"),
+        ("1E+2", "100"),
+    ]:
         assert canonical_text(Decimal(raw), ColumnType.DECIMAL) == canon
 
 
@@ -154,6 +190,7 @@ def test_trip_id_is_separator_safe_and_format_insensitive():
     same[4], same[10] = "1.5", "7.00"  # trip_distance, fare_amount written differently
     assert trip_id_from_csv_row(YELLOW, row) == trip_id_from_csv_row(YELLOW, same)
     import hashlib
+
     text = "1|2019-01-01 00:46:40|2019-01-01 00:53:20|151|239|7|1.5"
     assert trip_id_from_csv_row(YELLOW, row) == hashlib.md5(text.encode()).hexdigest()
     # Without a separator, PU=15/DO=1239 and PU=151/DO=239 would hash alike; with it they differ.

@@ -31,14 +31,21 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtProjectPreparer, DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import (
+    DagsterDbtProjectPreparer,
+    DagsterDbtTranslator,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
 
 from taxi_platform.assets.trips import RANGE_POLICY, WAREHOUSE_POOL, run_months
 from taxi_platform.partitions import monthly_partitions
@@ -49,7 +56,9 @@ MONTHLY = "tag:monthly"
 DBT_GROUP = "transform"
 # The unpartitioned dbt assets (everything not tagged monthly): the monthly models join them, so a
 # first load builds them before any month (the demo, the bench, the tests).
-DBT_REFERENCE_KEYS = [dg.AssetKey(["dbt", name]) for name in ("dim_zones", "payment_type_lookup", "taxi_zone_lookup")]
+DBT_REFERENCE_KEYS = [
+    dg.AssetKey(["dbt", name]) for name in ("dim_zones", "payment_type_lookup", "taxi_zone_lookup")
+]
 
 
 class DbtManifestMissing(FileNotFoundError):
@@ -124,7 +133,8 @@ def reparse_manifest(project: DbtProject) -> None:
         try:
             with write_sources_stamp(project):
                 DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
-                    ["parse", "--quiet"], target_path=scratch).wait()
+                    ["parse", "--quiet"], target_path=scratch
+                ).wait()
                 for name in ("partial_parse.msgpack", "manifest.json"):  # the manifest last
                     if (scratch / name).exists():
                         os.replace(scratch / name, target / name)
@@ -144,7 +154,9 @@ class TaxiDbtTranslator(DagsterDbtTranslator):
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return DBT_GROUP
 
-    def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
+    def get_automation_condition(
+        self, dbt_resource_props: Mapping[str, Any]
+    ) -> dg.AutomationCondition | None:
         """Declarative automation (evaluated by the `taxi_dbt_automation` sensor): a monthly model's
         partition is rebuilt when that month of an upstream table changes; the reference models
         when theirs change (eager)."""
@@ -222,11 +234,19 @@ def _keep_parse_state(produced: Path, kept: Path) -> None:
         pass
 
 
-def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: TripWarehouse,
-           project: DbtProject, months: list[date]) -> Iterator[Any]:
+def _build(
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    warehouse: TripWarehouse,
+    project: DbtProject,
+    months: list[date],
+) -> Iterator[Any]:
     dbt_env = warehouse.dbt_env()
-    month_env = {"TAXI_DBT_MONTH_START": f"{months[0]:%Y-%m-%d}",
-                 "TAXI_DBT_MONTH_END": f"{months[-1]:%Y-%m-%d}"} if months else {}
+    month_env = (
+        {"TAXI_DBT_MONTH_START": f"{months[0]:%Y-%m-%d}", "TAXI_DBT_MONTH_END": f"{months[-1]:%Y-%m-%d}"}
+        if months
+        else {}
+    )
     # dagster-dbt's default is a new folder under dbt_project/target per invocation (1-2 MB each),
     # never removed; ours is removed when the step ends, however it ends. dagster-dbt copies the
     # prepared partial-parse file in unless one is there already: the connection's own, if kept.
@@ -251,16 +271,18 @@ class ModelFigures:
     per month. Counted by the platform's warehouse, not dagster-dbt's `fetch_row_counts()`, which
     reads the relation names of the prepared manifest (another schema than a run's, in the tests)
     and counts whole tables."""
+
     month_column: str | None = None
     trips_column: str | None = None  # summed; None: a row is a trip
     revenue_column: str | None = None
 
-    def read(self, warehouse: TripWarehouse, model: str,
-             months: list[date]) -> dict[date | None, dict[str, Any]]:
+    def read(
+        self, warehouse: TripWarehouse, model: str, months: list[date]
+    ) -> dict[date | None, dict[str, Any]]:
         sums = [c for c in (self.trips_column, self.revenue_column) if c]
         found = warehouse.dbt_model_figures(model, sums, self.month_column, months)
         metadata = {}
-        for month in (months if self.month_column else [None]):
+        for month in months if self.month_column else [None]:
             rows, *values = found.get(month) or (0,) + (0,) * len(sums)
             figures = dict(zip(sums, values))
             entry = {"dagster/row_count": dg.MetadataValue.int(int(rows))}
@@ -277,17 +299,20 @@ class ModelFigures:
 # one runs its query.
 MODEL_FIGURES = {
     "fact_trips": ModelFigures(month_column="source_month", revenue_column="total_amount"),
-    "dm_monthly_zone_revenue": ModelFigures(month_column="revenue_month",
-                                            trips_column="total_monthly_trips",
-                                            revenue_column="revenue_monthly_total_amount"),
+    "dm_monthly_zone_revenue": ModelFigures(
+        month_column="revenue_month",
+        trips_column="total_monthly_trips",
+        revenue_column="revenue_monthly_total_amount",
+    ),
     "dim_zones": ModelFigures(),
     "payment_type_lookup": ModelFigures(),
     "taxi_zone_lookup": ModelFigures(),
 }
 
 
-def with_model_figures(context: dg.AssetExecutionContext, events: Iterable[Any],
-                       warehouse: TripWarehouse, months: list[date]) -> Iterator[Any]:
+def with_model_figures(
+    context: dg.AssetExecutionContext, events: Iterable[Any], warehouse: TripWarehouse, months: list[date]
+) -> Iterator[Any]:
     """Each built table's materialization carries its figures. A range run has one
     materialization for all its months, so there each month's figures are also an observation
     of that month's partition (the UI plots both per partition)."""
@@ -298,11 +323,16 @@ def with_model_figures(context: dg.AssetExecutionContext, events: Iterable[Any],
             if figures is not None:
                 per_month = figures.read(warehouse, key.path[-1], months)
                 if figures.month_column is None or len(months) == 1:
-                    event = event.with_metadata({**event.metadata, **per_month[months[0] if months else None]})
+                    event = event.with_metadata(
+                        {**event.metadata, **per_month[months[0] if months else None]}
+                    )
                 else:
                     for partition_key, month in run_months(context):
-                        context.log_event(dg.AssetObservation(asset_key=key, partition=partition_key,
-                                                              metadata=per_month[month]))
+                        context.log_event(
+                            dg.AssetObservation(
+                                asset_key=key, partition=partition_key, metadata=per_month[month]
+                            )
+                        )
         yield event
 
 
@@ -311,20 +341,30 @@ def build_dbt_assets(project: DbtProject) -> list[dg.AssetsDefinition]:
     # No `project=` to @dbt_assets: it only adds the DbtProject object to every asset's metadata,
     # which the UI shows as "(unserializable)".
 
-    @dbt_assets(manifest=project.manifest_path, select=MONTHLY,
-                partitions_def=monthly_partitions, backfill_policy=RANGE_POLICY,
-                dagster_dbt_translator=translator, name="dbt_monthly_models", pool=WAREHOUSE_POOL)
-    def monthly_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
-                       warehouse: TripWarehouse):
+    @dbt_assets(
+        manifest=project.manifest_path,
+        select=MONTHLY,
+        partitions_def=monthly_partitions,
+        backfill_policy=RANGE_POLICY,
+        dagster_dbt_translator=translator,
+        name="dbt_monthly_models",
+        pool=WAREHOUSE_POOL,
+    )
+    def monthly_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: TripWarehouse):
         """Staging views, fact_trips and the revenue mart, rebuilt for the run's source months."""
         months = [month for _, month in run_months(context)]
-        yield from with_model_figures(context, _build(context, dbt, warehouse, project, months), warehouse,
-                                      months)
+        yield from with_model_figures(
+            context, _build(context, dbt, warehouse, project, months), warehouse, months
+        )
 
-    @dbt_assets(manifest=project.manifest_path, exclude=MONTHLY,
-                dagster_dbt_translator=translator, name="dbt_reference_models", pool=WAREHOUSE_POOL)
-    def reference_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
-                         warehouse: TripWarehouse):
+    @dbt_assets(
+        manifest=project.manifest_path,
+        exclude=MONTHLY,
+        dagster_dbt_translator=translator,
+        name="dbt_reference_models",
+        pool=WAREHOUSE_POOL,
+    )
+    def reference_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: TripWarehouse):
         """dim_zones and the seeds."""
         yield from with_model_figures(context, _build(context, dbt, warehouse, project, []), warehouse, [])
 

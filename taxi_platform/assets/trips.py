@@ -20,10 +20,9 @@ A month that fails stops its asset there: the months the asset finished before i
 are recorded, the error names the month and file, and the downstream assets do not run.
 """
 
-
 import warnings
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date
-from typing import Callable, Iterator, Mapping
 
 import dagster as dg
 
@@ -44,8 +43,9 @@ WAREHOUSE_POOL = "taxi_warehouse"
 # outages (it gave up) and anything else transient: 30 s, 60 s, 120 s later. A 404 inside the
 # published range, an invalid file and a permanent error (HTTP 4xx, a redirect loop, a full disk,
 # the download deadline) are final (Failure(allow_retries=False)).
-DOWNLOAD_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL,
-                                       jitter=dg.Jitter.PLUS_MINUS)
+DOWNLOAD_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
 # A range is one run (UI backfills and `dagster asset materialize --partition-range`, which
 # Dagster 1.13 allows only for single-run assets). The parameter is beta in 1.13: its warning
 # would be printed at every load of the code location, so it is silenced, for it alone.
@@ -78,15 +78,19 @@ def run_months(context: dg.AssetExecutionContext) -> list[tuple[str, date]]:
     try:
         keys = context.partition_keys
     except Exception as exc:  # Dagster's invariant check on the range's ends
-        raise dg.Failure(description=f"the run's months are not all partitions (the source's months "
-                         f"are {SOURCE.months_text}): {exc}", allow_retries=False) from None
+        raise dg.Failure(
+            description=f"the run's months are not all partitions (the source's months "
+            f"are {SOURCE.months_text}): {exc}",
+            allow_retries=False,
+        ) from None
     return sorted(((key, month_of(key)) for key in keys), key=lambda km: km[1])
 
 
 def month_error(spec: DatasetSpec, month: date, error: object) -> dg.Failure:
     """A range run's failed month, named with its file (a one-month run keeps the plain error)."""
-    return dg.Failure(description=f"{spec.name} {month:%Y-%m} ({spec.file_name(month)}): {error}",
-                      allow_retries=False)
+    return dg.Failure(
+        description=f"{spec.name} {month:%Y-%m} ({spec.file_name(month)}): {error}", allow_retries=False
+    )
 
 
 def record_months_done(key: dg.AssetKey, done: Mapping[str, dict]) -> Iterator[dg.AssetMaterialization]:
@@ -97,16 +101,20 @@ def record_months_done(key: dg.AssetKey, done: Mapping[str, dict]) -> Iterator[d
 
 
 def not_published_metadata(spec: DatasetSpec, month: date) -> dict:
-    return {NOT_PUBLISHED: True,
-            "note": f"{spec.name} {month:%Y-%m} was not published yet; nothing of it was loaded"}
+    return {
+        NOT_PUBLISHED: True,
+        "note": f"{spec.name} {month:%Y-%m} was not published yet; nothing of it was loaded",
+    }
 
 
-def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
-                      min_in_month_share: float) -> list[dg.AssetsDefinition]:
+def build_trip_assets(
+    spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str, min_in_month_share: float
+) -> list[dg.AssetsDefinition]:
     """The three assets of one dataset; `*_kind` only label the UI (e.g. postgres / bigquery)."""
 
-    def fetch_month(context: dg.AssetExecutionContext, source: ReleaseSource,
-                    month: date) -> DownloadResult | None:
+    def fetch_month(
+        context: dg.AssetExecutionContext, source: ReleaseSource, month: date
+    ) -> DownloadResult | None:
         """The month's verified download, or None when the month is not published yet."""
         try:
             result = source.fetch(spec, month, context.run.run_id, context.log.info)
@@ -135,8 +143,10 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
         io_manager_key=LAKE_IO_MANAGER_KEY,
         output_required=False,
         retry_policy=DOWNLOAD_RETRY_POLICY,
-        metadata={"dataset": spec.name,
-                  LAKE_KEY_METADATA: lake_key(spec.release_tag, spec.file_name_template)},
+        metadata={
+            "dataset": spec.name,
+            LAKE_KEY_METADATA: lake_key(spec.release_tag, spec.file_name_template),
+        },
     )
     def raw_file(context: dg.AssetExecutionContext, source: ReleaseSource) -> Iterator[dg.Output]:
         months = run_months(context)
@@ -150,12 +160,15 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
                         raise
                     raise month_error(spec, month, exc.description) from exc
                 if result is None:
-                    context.add_asset_metadata(not_published_metadata(spec, month), partition_key=partition_key)
+                    context.add_asset_metadata(
+                        not_published_metadata(spec, month), partition_key=partition_key
+                    )
                     continue
                 key = lake_key(spec.release_tag, spec.file_name(month))
                 downloads[partition_key] = VerifiedDownload(lake_key=key, local_path=result.path)
-                context.add_asset_metadata({**download_metadata(result), "lake_key": key},
-                                           partition_key=partition_key)
+                context.add_asset_metadata(
+                    {**download_metadata(result), "lake_key": key}, partition_key=partition_key
+                )
         except BaseException:
             for download in downloads.values():  # verified files that will not enter the lake
                 download.local_path.unlink(missing_ok=True)
@@ -166,7 +179,9 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
 
     @dg.asset(
         key=staging_key(spec),
-        description=f"The month's {spec.name} rows, typed, with unique_row_id and filename computed in the load.",
+        description=(
+            f"The month's {spec.name} rows, typed, with unique_row_id and filename computed in the load."
+        ),
         group_name=spec.name,
         kinds={warehouse_kind},
         partitions_def=monthly_partitions,
@@ -175,17 +190,24 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
         pool=WAREHOUSE_POOL,
         metadata={COLUMN_SCHEMA: trip_table_schema(spec)},
     )
-    def staging(context: dg.AssetExecutionContext, raw_file: dict[str, LakeFile],
-                warehouse: TripWarehouse) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult]:
+    def staging(
+        context: dg.AssetExecutionContext, raw_file: dict[str, LakeFile], warehouse: TripWarehouse
+    ) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult]:
         def stage(partition_key: str, month: date) -> dict | None:
             lake_file = raw_file.get(partition_key)
             if lake_file is None:
                 return missing_from_lake(context, spec, partition_key, month)
-            result = warehouse.load_staging(spec, month, lake_file, context.log.info,
-                                            run_id=context.run.run_id)
-            read = {} if result.rows_read is None else {
-                "rows_read": dg.MetadataValue.int(result.rows_read),
-                "duplicates_dropped": dg.MetadataValue.int(result.rows_read - result.rows)}
+            result = warehouse.load_staging(
+                spec, month, lake_file, context.log.info, run_id=context.run.run_id
+            )
+            read = (
+                {}
+                if result.rows_read is None
+                else {
+                    "rows_read": dg.MetadataValue.int(result.rows_read),
+                    "duplicates_dropped": dg.MetadataValue.int(result.rows_read - result.rows),
+                }
+            )
             if result.sha256:
                 read[STAGED_SHA256] = result.sha256
             return {
@@ -204,26 +226,31 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
     # each month's check results under that month's partition (`log_event`), not one per step.
     @dg.multi_asset(
         name=f"warehouse__{spec.table_name}",
-        specs=[dg.AssetSpec(
-            final_key(spec),
-            description=f"Distinct {spec.name} trips, one partition per month, each replaced atomically.",
-            group_name=spec.name,
-            kinds={warehouse_kind},
-            deps=[staging_key(spec)],
-            metadata={COLUMN_SCHEMA: trip_table_schema(spec)},
-        )],
+        specs=[
+            dg.AssetSpec(
+                final_key(spec),
+                description=f"Distinct {spec.name} trips, one partition per month, each replaced atomically.",
+                group_name=spec.name,
+                kinds={warehouse_kind},
+                deps=[staging_key(spec)],
+                metadata={COLUMN_SCHEMA: trip_table_schema(spec)},
+            )
+        ],
         partitions_def=monthly_partitions,
         backfill_policy=RANGE_POLICY,
         pool=WAREHOUSE_POOL,
         check_specs=trip_check_specs(final_key(spec), min_in_month_share),
         can_subset=True,
     )
-    def final(context: dg.AssetExecutionContext, warehouse: TripWarehouse
-              ) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult | dg.AssetCheckResult]:
+    def final(
+        context: dg.AssetExecutionContext, warehouse: TripWarehouse
+    ) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult | dg.AssetCheckResult]:
         if not (context.has_partition_key or context.has_partition_key_range):
-            raise dg.Failure(description=f"{final_key(spec).to_user_string()} and its checks work on "
-                             "months: run them for a partition or a range of partitions",
-                             allow_retries=False)
+            raise dg.Failure(
+                description=f"{final_key(spec).to_user_string()} and its checks work on "
+                "months: run them for a partition or a range of partitions",
+                allow_retries=False,
+            )
         one_month = len(run_months(context)) == 1
         selected = context.selected_asset_check_keys
         checks: dict[str, list[dg.AssetCheckResult]] = {}
@@ -233,8 +260,9 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
         def file_checks(partition_key: str, results: list[dg.AssetCheckResult]) -> None:
             """A range run files each month's results under its partition as soon as they exist
             (a later month's failure must not lose them); a one-month run yields them at the end."""
-            checks[partition_key] = [r for r in results if dg.AssetCheckKey(final_key(spec), r.check_name)
-                                     in selected]
+            checks[partition_key] = [
+                r for r in results if dg.AssetCheckKey(final_key(spec), r.check_name) in selected
+            ]
             if not one_month:
                 for result in checks[partition_key]:
                     context.log_event(check_evaluation(final_key(spec), result, partition_key))
@@ -242,8 +270,13 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
         def replace(partition_key: str, month: date) -> dict | None:
             if month > spec.last_published and skipped_upstream(context, staging_key(spec), partition_key):
                 return None
-            result = warehouse.replace_month(spec, month, context.log.info, run_id=context.run.run_id,
-                                             staged_sha256=staged_files.get(partition_key))
+            result = warehouse.replace_month(
+                spec,
+                month,
+                context.log.info,
+                run_id=context.run.run_id,
+                staged_sha256=staged_files.get(partition_key),
+            )
             done[partition_key] = {
                 TABLE_NAME: result.table,
                 "filename": spec.file_name(month),
@@ -256,8 +289,12 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
                 **({"staged_by_run": result.staged_by_run} if result.staged_by_run else {}),
                 **cost_metadata(result),
             }
-            file_checks(partition_key, evaluate_trip_checks(spec, month, warehouse, min_in_month_share,
-                                                            ids=result.ids, pickups=result.pickups))
+            file_checks(
+                partition_key,
+                evaluate_trip_checks(
+                    spec, month, warehouse, min_in_month_share, ids=result.ids, pickups=result.pickups
+                ),
+            )
             return done[partition_key]
 
         materializing = final_key(spec) in context.selected_asset_keys
@@ -286,11 +323,18 @@ def build_trip_assets(spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str,
 
 def trip_table_schema(spec: DatasetSpec) -> dg.TableSchema:
     """The columns of a staging / final table: the id, the file, then the file's columns."""
-    return dg.TableSchema(columns=[
-        dg.TableColumn("unique_row_id", "text", description="MD5 of the trip's identity fields "
-                       f"({', '.join(spec.identity_columns)}), canonical texts joined by '|'"),
-        dg.TableColumn("filename", "text", description="the release file the row was loaded from"),
-        *(dg.TableColumn(c.name, c.type.value) for c in spec.columns)])
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                "unique_row_id",
+                "text",
+                description="MD5 of the trip's identity fields "
+                f"({', '.join(spec.identity_columns)}), canonical texts joined by '|'",
+            ),
+            dg.TableColumn("filename", "text", description="the release file the row was loaded from"),
+            *(dg.TableColumn(c.name, c.type.value) for c in spec.columns),
+        ]
+    )
 
 
 def source_url_metadata(url: str) -> dg.MetadataValue:
@@ -316,8 +360,12 @@ def download_metadata(result: DownloadResult) -> dict:
     }
 
 
-def month_by_month(context: dg.AssetExecutionContext, spec: DatasetSpec, key: dg.AssetKey,
-                   work: Callable[[str, date], dict | None]) -> Iterator[dg.AssetMaterialization]:
+def month_by_month(
+    context: dg.AssetExecutionContext,
+    spec: DatasetSpec,
+    key: dg.AssetKey,
+    work: Callable[[str, date], dict | None],
+) -> Iterator[dg.AssetMaterialization]:
     """Runs `work` for each month in order and files its metadata under that month's partition
     (None: the month was skipped as not published). A failing month stops here: the months done
     before it are recorded, and the error names the month and file."""
@@ -338,8 +386,9 @@ def month_by_month(context: dg.AssetExecutionContext, spec: DatasetSpec, key: dg
         done[partition_key] = metadata
 
 
-def missing_from_lake(context: dg.AssetExecutionContext, spec: DatasetSpec, partition_key: str,
-                      month: date) -> None:
+def missing_from_lake(
+    context: dg.AssetExecutionContext, spec: DatasetSpec, partition_key: str, month: date
+) -> None:
     """A month of the run whose file is not in the lake: skipped if it is not published yet (the
     raw step of this run said so), an error otherwise."""
     if month > spec.last_published:
@@ -347,7 +396,8 @@ def missing_from_lake(context: dg.AssetExecutionContext, spec: DatasetSpec, part
         return None
     raise FileNotFoundError(
         f"{lake_key(spec.release_tag, spec.file_name(month))} is not in the lake: materialize "
-        f"{raw_file_key(spec).to_user_string()} for {partition_key} first")
+        f"{raw_file_key(spec).to_user_string()} for {partition_key} first"
+    )
 
 
 def files_staged_by_this_run(context: dg.AssetExecutionContext, spec: DatasetSpec) -> dict[str, str]:
@@ -359,11 +409,16 @@ def files_staged_by_this_run(context: dg.AssetExecutionContext, spec: DatasetSpe
     for run_id in dict.fromkeys(runs):
         found: dict[str, str] = {}
         records = context.instance.get_records_for_run(
-            run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, ascending=False).records
+            run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, ascending=False
+        ).records
         for record in records:  # newest first: a month's latest staging in that run
             materialization = record.asset_materialization
-            if (materialization is not None and materialization.asset_key == staging_key(spec)
-                    and materialization.partition is not None and materialization.partition not in found):
+            if (
+                materialization is not None
+                and materialization.asset_key == staging_key(spec)
+                and materialization.partition is not None
+                and materialization.partition not in found
+            ):
                 sha = materialization.metadata.get(STAGED_SHA256)
                 found[materialization.partition] = None if sha is None else str(sha.value)
         for partition_key, sha in found.items():  # this run's own staging first, then its parents'
@@ -374,7 +429,8 @@ def files_staged_by_this_run(context: dg.AssetExecutionContext, spec: DatasetSpe
 def skipped_upstream(context: dg.AssetExecutionContext, upstream: dg.AssetKey, partition_key: str) -> bool:
     """True when this run's upstream step skipped the month as not published (its metadata says so)."""
     records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=upstream, asset_partitions=[partition_key]), limit=1).records
+        dg.AssetRecordsFilter(asset_key=upstream, asset_partitions=[partition_key]), limit=1
+    ).records
     if not records or records[0].run_id != context.run.run_id:
         return False
     skipped = NOT_PUBLISHED in records[0].asset_materialization.metadata

@@ -1,6 +1,6 @@
 """Reference assets: the taxi zone lookup, an input like the trip files (release -> lake -> table)."""
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import dagster as dg
 
@@ -19,8 +19,9 @@ def reference_table_key(ref: ReferenceSpec) -> dg.AssetKey:
     return dg.AssetKey(["warehouse", ref.name])
 
 
-def build_reference_assets(ref: ReferenceSpec, *, warehouse_kind: str,
-                           lake_kind: str) -> list[dg.AssetsDefinition]:
+def build_reference_assets(
+    ref: ReferenceSpec, *, warehouse_kind: str, lake_kind: str
+) -> list[dg.AssetsDefinition]:
     @dg.asset(
         key=reference_file_key(ref),
         description=f"{ref.description} The release file, verified, in the lake.",
@@ -50,15 +51,18 @@ def build_reference_assets(ref: ReferenceSpec, *, warehouse_kind: str,
         ins={"reference_file": dg.AssetIn(key=reference_file_key(ref))},
         pool=WAREHOUSE_POOL,
     )
-    def reference_table(context: dg.AssetExecutionContext, reference_file: LakeFile,
-                        warehouse: TripWarehouse) -> dg.MaterializeResult:
+    def reference_table(
+        context: dg.AssetExecutionContext, reference_file: LakeFile, warehouse: TripWarehouse
+    ) -> dg.MaterializeResult:
         result = warehouse.load_reference(ref, reference_file, context.log.info)
-        return dg.MaterializeResult(metadata={
-            "dagster/table_name": result.table,
-            "dagster/row_count": dg.MetadataValue.int(result.rows),
-            "previous_rows": dg.MetadataValue.text(str(result.previous_rows)),
-            "duration_seconds": round(result.seconds, 2),
-            **cost_metadata(result),
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/table_name": result.table,
+                "dagster/row_count": dg.MetadataValue.int(result.rows),
+                "previous_rows": dg.MetadataValue.text(str(result.previous_rows)),
+                "duration_seconds": round(result.seconds, 2),
+                **cost_metadata(result),
+            }
+        )
 
     return [reference_file, reference_table]

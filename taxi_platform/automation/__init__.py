@@ -9,8 +9,8 @@ dataset, the release sensor, the dbt automation sensor and run-failure notificat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import dagster as dg
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Mapping, Protocol, Sequence
+from typing import Protocol
 
 import dagster as dg
 
@@ -42,11 +43,15 @@ class FailureSummary:
     message: str = ""
 
     def text(self) -> str:
-        what = ", ".join(x for x in (
-            f"job {self.job_name}",
-            f"partition {self.partition}" if self.partition else "",
-            f"file {self.file}" if self.file else "",
-        ) if x)
+        what = ", ".join(
+            x
+            for x in (
+                f"job {self.job_name}",
+                f"partition {self.partition}" if self.partition else "",
+                f"file {self.file}" if self.file else "",
+            )
+            if x
+        )
         lines = [f"run {self.run_id} FAILED ({what})"]
         lines += [f"  step {s.step}: {s.error}" for s in self.failed_steps]
         if not self.failed_steps and self.message:
@@ -114,7 +119,10 @@ def _first_line(text: str, limit: int = 500) -> str:
 
 def _partitions(tags: Mapping[str, str]) -> str | None:
     """`2019-01-01`, or `2019-01-01...2019-03-01` for a range run."""
-    start, end = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
+    start, end = (
+        tags.get("dagster/asset_partition_range_start"),
+        tags.get("dagster/asset_partition_range_end"),
+    )
     if start and end and start != end:
         return f"{start}...{end}"
     return tags.get("dagster/partition") or start
@@ -133,21 +141,26 @@ def summarize(context: dg.RunFailureSensorContext) -> FailureSummary:
             error = error.cause
         steps.append(StepFailure(step=event.step_key or "?", error=_first_line(message)))
     return FailureSummary(
-        run_id=run.run_id, job_name=run.job_name, partition=_partitions(run.tags),
-        dataset=run.tags.get("taxi"), file=run.tags.get("file"), failed_steps=tuple(steps),
+        run_id=run.run_id,
+        job_name=run.job_name,
+        partition=_partitions(run.tags),
+        dataset=run.tags.get("taxi"),
+        file=run.tags.get("file"),
+        failed_steps=tuple(steps),
         message=_first_line(context.failure_event.message or ""),
     )
 
 
-def build_failure_sensor(notifier: Notifier,
-                         default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
-                         ) -> dg.SensorDefinition:
+def build_failure_sensor(
+    notifier: Notifier,
+    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
+) -> dg.SensorDefinition:
     @dg.run_failure_sensor(
         name=FAILURE_SENSOR_NAME,
         default_status=default_status,
         minimum_interval_seconds=30,
         description="Logs a summary of every failed run (failed steps and their errors) through "
-                    "the configured notifiers.",
+        "the configured notifiers.",
     )
     def failure_sensor(context: dg.RunFailureSensorContext) -> None:
         summary = summarize(context)

@@ -15,7 +15,7 @@ course-csv source"): history is loaded by a backfill; a live source would give t
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import dagster as dg
 
@@ -42,26 +42,33 @@ def data_month(run_time: datetime) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
-def build_trip_schedule(spec: DatasetSpec, job: dg.UnresolvedAssetJobDefinition,
-                        default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.RUNNING,
-                        ) -> dg.ScheduleDefinition:
+def build_trip_schedule(
+    spec: DatasetSpec,
+    job: dg.UnresolvedAssetJobDefinition,
+    default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.RUNNING,
+) -> dg.ScheduleDefinition:
     @dg.schedule(
         name=schedule_name(spec),
         cron_schedule=cron_schedule(spec),
         execution_timezone="UTC",
         job=job,
         default_status=default_status,
-        description=(f"On the 1st at {cron_schedule(spec).split()[1]}:00 UTC, load the {spec.name} "
-                     f"month published by then: the month {PUBLICATION_LAG_MONTHS} months before "
-                     f"(a month outside the source's {SOURCE.months_text} is skipped)."),
+        description=(
+            f"On the 1st at {cron_schedule(spec).split()[1]}:00 UTC, load the {spec.name} "
+            f"month published by then: the month {PUBLICATION_LAG_MONTHS} months before "
+            f"(a month outside the source's {SOURCE.months_text} is skipped)."
+        ),
     )
     def _schedule(context: dg.ScheduleEvaluationContext):
-        run_time = context.scheduled_execution_time or datetime.now(timezone.utc)
+        run_time = context.scheduled_execution_time or datetime.now(UTC)
         month = data_month(run_time)
         why_not = outside_partitions(month)
         if why_not is not None:  # the frozen course backup: every tick from 2021-10 on
             return dg.SkipReason(f"{spec.name} {month:%Y-%m} is {why_not}: nothing to load")
-        return dg.RunRequest(run_key=f"{spec.name}:{month:%Y-%m}", partition_key=partition_key(month),
-                             tags=run_tags(spec, month))
+        return dg.RunRequest(
+            run_key=f"{spec.name}:{month:%Y-%m}",
+            partition_key=partition_key(month),
+            tags=run_tags(spec, month),
+        )
 
     return _schedule

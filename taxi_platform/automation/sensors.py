@@ -37,9 +37,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
-from typing import Callable, Mapping
+from datetime import UTC, date, datetime
 
 import dagster as dg
 
@@ -77,15 +77,20 @@ class ReleaseCursor:
     retry_at: str | None = None  # ISO time before which the API is not called (rate limit)
 
     def dump(self) -> str:
-        return json.dumps({
-            "v": CURSOR_VERSION, "baselined": self.baselined,
-            "pages": [[p.url, p.etag, p.next_url] for p in self.pages],
-            "files": dict(sorted(self.files.items())),
-            "pending": dict(sorted(self.pending.items())), "retry_at": self.retry_at,
-        }, separators=(",", ":"))
+        return json.dumps(
+            {
+                "v": CURSOR_VERSION,
+                "baselined": self.baselined,
+                "pages": [[p.url, p.etag, p.next_url] for p in self.pages],
+                "files": dict(sorted(self.files.items())),
+                "pending": dict(sorted(self.pending.items())),
+                "retry_at": self.retry_at,
+            },
+            separators=(",", ":"),
+        )
 
     @classmethod
-    def load(cls, text: str | None, now: datetime | None = None) -> "ReleaseCursor":
+    def load(cls, text: str | None, now: datetime | None = None) -> ReleaseCursor:
         """The cursor's state; with `now`, a rate-limit time more than MAX_RATE_LIMIT_WAIT ahead is
         brought back to that (an older version kept whatever the headers said)."""
         if not text:
@@ -95,14 +100,21 @@ class ReleaseCursor:
             if raw.get("v") != CURSOR_VERSION:
                 return cls()
             pages = [PageState(*p) for p in raw["pages"]]
-            if not all(isinstance(p.url, str) and isinstance(p.etag, str | None)
-                       and isinstance(p.next_url, str | None) for p in pages):
+            if not all(
+                isinstance(p.url, str)
+                and isinstance(p.etag, str | None)
+                and isinstance(p.next_url, str | None)
+                for p in pages
+            ):
                 pages = []  # then every page is asked unconditionally
             pending = {str(k): str(v) for k, v in raw.get("pending", {}).items()}
-            return cls(baselined=bool(raw["baselined"]), pages=pages,
-                       files={str(k): str(v) for k, v in raw["files"].items()},
-                       pending={k: v for k, v in pending.items() if "/" in k and _VERSION.fullmatch(v)},
-                       retry_at=_retry_at(raw.get("retry_at"), now))
+            return cls(
+                baselined=bool(raw["baselined"]),
+                pages=pages,
+                files={str(k): str(v) for k, v in raw["files"].items()},
+                pending={k: v for k, v in pending.items() if "/" in k and _VERSION.fullmatch(v)},
+                retry_at=_retry_at(raw.get("retry_at"), now),
+            )
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             return cls()  # an unreadable cursor (edited by hand): start over, as a first tick
 
@@ -115,18 +127,19 @@ def _retry_at(value: object, now: datetime | None) -> str | None:
     try:
         when = datetime.fromisoformat(value)
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
+            when = when.replace(tzinfo=UTC)
         if now is not None:
             when = min(when, now + MAX_RATE_LIMIT_WAIT)
-        return when.astimezone(timezone.utc).isoformat()
+        return when.astimezone(UTC).isoformat()
     except (ValueError, OverflowError):
         return None
 
 
 def _file_pattern(spec: DatasetSpec) -> re.Pattern[str]:
     # [0-9], not \d: \d also takes other scripts' digits, e.g. full-width ２０１９.
-    template = re.escape(spec.file_name_template).replace(re.escape("{month}"),
-                                                          r"(?P<y>[0-9]{4})-(?P<m>[0-9]{2})")
+    template = re.escape(spec.file_name_template).replace(
+        re.escape("{month}"), r"(?P<y>[0-9]{4})-(?P<m>[0-9]{2})"
+    )
     return re.compile(template)
 
 
@@ -154,21 +167,26 @@ def _asset_from(key: str, version: str) -> ReleaseAsset:
     return ReleaseAsset(tag=tag, name=name, size=int(size), updated_at=updated_at, download_url="")
 
 
-def evaluate_releases(context: dg.SensorEvaluationContext, client: ReleasesApiClient,
-                      matcher: ReleaseMatcher, first_tick: str, now: datetime
-                      ) -> dg.SensorResult | dg.SkipReason:
+def evaluate_releases(
+    context: dg.SensorEvaluationContext,
+    client: ReleasesApiClient,
+    matcher: ReleaseMatcher,
+    first_tick: str,
+    now: datetime,
+) -> dg.SensorResult | dg.SkipReason:
     state = ReleaseCursor.load(context.cursor, now)
     state.pages = client.own_pages(state.pages)  # an older version kept links to other hosts
     if state.retry_at and now < datetime.fromisoformat(state.retry_at):
         # The cursor is written: a clamped time must stay put, not move on with every tick.
         return dg.SensorResult(
             skip_reason=f"rate limited by the releases API: not asking before {state.retry_at}",
-            cursor=state.dump())
+            cursor=state.dump(),
+        )
     try:
         listing = client.list_releases(state.pages)
     except RateLimited as exc:
         context.log.warning(str(exc))
-        state.retry_at = exc.retry_at.astimezone(timezone.utc).isoformat()
+        state.retry_at = exc.retry_at.astimezone(UTC).isoformat()
         return dg.SensorResult(skip_reason=str(exc), cursor=state.dump())
     except ReleasesApiError as exc:
         context.log.warning(f"{exc}; the next tick tries again")
@@ -178,8 +196,10 @@ def evaluate_releases(context: dg.SensorEvaluationContext, client: ReleasesApiCl
     state.pages = listing.pages
     truncated = ""
     if listing.truncated:
-        truncated = (f"; the release list was read only in part ({len(listing.pages)} page(s)): "
-                     f"{listing.truncated_reason}; releases on later pages are not watched")
+        truncated = (
+            f"; the release list was read only in part ({len(listing.pages)} page(s)): "
+            f"{listing.truncated_reason}; releases on later pages are not watched"
+        )
         context.log.warning(truncated[2:])
     wanted: list[tuple[DatasetSpec, date, ReleaseAsset, str]] = []
     ignored = 0
@@ -224,43 +244,58 @@ def evaluate_releases(context: dg.SensorEvaluationContext, client: ReleasesApiCl
     if listing.unchanged and state.baselined and not wanted:
         return dg.SensorResult(
             skip_reason=f"no change: the releases API answered 304 Not Modified for all "
-                        f"{len(listing.pages)} page(s){not_partitions}{truncated}", cursor=state.dump())
+            f"{len(listing.pages)} page(s){not_partitions}{truncated}",
+            cursor=state.dump(),
+        )
 
     if not state.baselined:
         state.baselined = True
         if first_tick == "baseline":
             return dg.SensorResult(
                 skip_reason=f"first tick: recorded {len(state.files)} release file(s) as already "
-                            "known and requested no runs (load history with a backfill, or set "
-                            f"TAXI_RELEASE_SENSOR_FIRST_TICK=backfill){not_partitions}{truncated}",
-                cursor=state.dump())
+                "known and requested no runs (load history with a backfill, or set "
+                f"TAXI_RELEASE_SENSOR_FIRST_TICK=backfill){not_partitions}{truncated}",
+                cursor=state.dump(),
+            )
 
     wanted.sort(key=lambda w: (w[0].name, w[1]))
     requests = []
     for spec, month, asset, change in wanted:
-        context.log.info(f"{change} release file {asset.name} ({asset.size:,} bytes, updated "
-                         f"{asset.updated_at}): requesting {spec.name} {month:%Y-%m}")
-        requests.append(dg.RunRequest(
-            run_key=f"{asset.tag}/{asset.name}@{asset.version}",
-            job_name=trip_job_name(spec),
-            partition_key=partition_key(month),
-            tags={**run_tags(spec, month), "taxi/release_change": change,
-                  "taxi/release_updated_at": asset.updated_at},
-        ))
+        context.log.info(
+            f"{change} release file {asset.name} ({asset.size:,} bytes, updated "
+            f"{asset.updated_at}): requesting {spec.name} {month:%Y-%m}"
+        )
+        requests.append(
+            dg.RunRequest(
+                run_key=f"{asset.tag}/{asset.name}@{asset.version}",
+                job_name=trip_job_name(spec),
+                partition_key=partition_key(month),
+                tags={
+                    **run_tags(spec, month),
+                    "taxi/release_change": change,
+                    "taxi/release_updated_at": asset.updated_at,
+                },
+            )
+        )
     if not requests:
         return dg.SensorResult(
             skip_reason=f"no new or re-published release files ({listing.changed_pages} changed "
-                        f"page(s), {ignored} file(s) outside the platform's datasets/partitions)"
-                        f"{not_partitions}{truncated}", cursor=state.dump())
+            f"page(s), {ignored} file(s) outside the platform's datasets/partitions)"
+            f"{not_partitions}{truncated}",
+            cursor=state.dump(),
+        )
     return dg.SensorResult(run_requests=requests, cursor=state.dump())
 
 
-def build_release_sensor(settings: Settings, specs: Mapping[str, DatasetSpec],
-                         jobs: list[dg.UnresolvedAssetJobDefinition], *,
-                         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-                         per_page: int = DEFAULT_PER_PAGE,
-                         default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
-                         ) -> dg.SensorDefinition:
+def build_release_sensor(
+    settings: Settings,
+    specs: Mapping[str, DatasetSpec],
+    jobs: list[dg.UnresolvedAssetJobDefinition],
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    per_page: int = DEFAULT_PER_PAGE,
+    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
+) -> dg.SensorDefinition:
     matcher = ReleaseMatcher(specs)
 
     @dg.sensor(
@@ -268,21 +303,28 @@ def build_release_sensor(settings: Settings, specs: Mapping[str, DatasetSpec],
         jobs=jobs,
         minimum_interval_seconds=settings.release_sensor_interval_seconds,
         default_status=default_status,
-        description=("Polls the GitHub Releases API of the source repository and loads new and "
-                     "re-published monthly files (TAXI_RELEASES_API_URL)."),
+        description=(
+            "Polls the GitHub Releases API of the source repository and loads new and "
+            "re-published monthly files (TAXI_RELEASES_API_URL)."
+        ),
     )
     def release_sensor(context: dg.SensorEvaluationContext):
         client = ReleasesApiClient(
-            settings.releases_api_url, token=settings.github_token, per_page=per_page,
-            max_pages=settings.releases_api_max_pages, timeout_seconds=REQUEST_TIMEOUT_SECONDS,
-            budget_seconds=TICK_BUDGET_SECONDS, clock=clock)
+            settings.releases_api_url,
+            token=settings.github_token,
+            per_page=per_page,
+            max_pages=settings.releases_api_max_pages,
+            timeout_seconds=REQUEST_TIMEOUT_SECONDS,
+            budget_seconds=TICK_BUDGET_SECONDS,
+            clock=clock,
+        )
         return evaluate_releases(context, client, matcher, settings.release_sensor_first_tick, clock())
 
     return release_sensor
 
 
 def build_dbt_automation_sensor(
-        default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
+    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
 ) -> dg.AutomationConditionSensorDefinition:
     """Evaluates the automation conditions of the dbt assets (see assets/dbt.py): when a month's
     final table is materialized, that month's dbt partition is requested."""

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -50,9 +51,18 @@ class StreamStats:
 class IdPrefixedLines:
     """A file-like `read()` for `cursor.copy_expert`: `<id>,<line>` for every data line."""
 
-    def __init__(self, fh: BinaryIO, spec: DatasetSpec, file_name: str, tracker: DuplicateTracker,
-                 *, month: date | None = None, queue_blocks: int = 1, block_bytes: int | None = None,
-                 on_block: Callable[[StreamStats], None] | None = None) -> None:
+    def __init__(
+        self,
+        fh: BinaryIO,
+        spec: DatasetSpec,
+        file_name: str,
+        tracker: DuplicateTracker,
+        *,
+        month: date | None = None,
+        queue_blocks: int = 1,
+        block_bytes: int | None = None,
+        on_block: Callable[[StreamStats], None] | None = None,
+    ) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=queue_blocks)
         self._stop = threading.Event()
         self._tracker = tracker

@@ -7,8 +7,9 @@ every line ending in a newline, blank lines removed, and the file line number of
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import numpy as np
 
@@ -64,7 +65,7 @@ class Block:
 
     def line_text(self, index: int, limit: int = 200) -> str:
         start = int(self.ends[index - 1]) if index else 0
-        text = self.data[start:int(self.ends[index])].rstrip(b"\r\n")
+        text = self.data[start : int(self.ends[index])].rstrip(b"\r\n")
         return text[:limit].decode("utf-8", "replace")
 
 
@@ -72,8 +73,9 @@ def expected_header(column_names: tuple[str, ...]) -> bytes:
     return ",".join(column_names).encode()
 
 
-def read_blocks(fh: BinaryIO, file_name: str, column_names: tuple[str, ...],
-                block_bytes: int | None = None) -> Iterator[Block]:
+def read_blocks(
+    fh: BinaryIO, file_name: str, column_names: tuple[str, ...], block_bytes: int | None = None
+) -> Iterator[Block]:
     """The data lines of a gzip CSV as blocks; the header must name the columns in order."""
     block_bytes = block_bytes or BLOCK_BYTES
     gz = GzipDecompressor()
@@ -103,7 +105,7 @@ def read_blocks(fh: BinaryIO, file_name: str, column_names: tuple[str, ...],
                 continue
             _check_header(pending[:end], file_name, column_names)
             line_end = b"\r\n" if pending[:end].endswith(b"\r") else b"\n"
-            del pending[:end + 1]
+            del pending[: end + 1]
             next_line, header_done = 2, True
         while len(pending) >= block_bytes:
             # The last line end within the first block_bytes (or, for a longer line, after them).
@@ -111,8 +113,10 @@ def read_blocks(fh: BinaryIO, file_name: str, column_names: tuple[str, ...],
             if not cut:
                 if len(pending) > block_bytes + MAX_LINE_BYTES:
                     line = next_line + pending.count(b"\n", 0, block_bytes)
-                    raise BadCsvError(f"{file_name} line {line}: a line longer than "
-                                      f"{MAX_LINE_BYTES >> 20} MB (not a trip file?)")
+                    raise BadCsvError(
+                        f"{file_name} line {line}: a line longer than "
+                        f"{MAX_LINE_BYTES >> 20} MB (not a trip file?)"
+                    )
                 break  # one line longer than what has arrived: wait for its end
             block = _block(bytes(pending[:cut]), next_line)
             del pending[:cut]
@@ -135,8 +139,9 @@ def read_blocks(fh: BinaryIO, file_name: str, column_names: tuple[str, ...],
 def _check_header(line: bytes | bytearray, file_name: str, column_names: tuple[str, ...]) -> None:
     text = bytes(line).removeprefix(BOM).rstrip(b"\r")
     if text != expected_header(column_names):
-        raise BadCsvError(f"{file_name} line 1: the header does not match the spec "
-                          f"({header_mismatch(text, column_names)})")
+        raise BadCsvError(
+            f"{file_name} line 1: the header does not match the spec ({header_mismatch(text, column_names)})"
+        )
 
 
 def header_mismatch(header: bytes, column_names: tuple[str, ...], shown: int = 5) -> str:
@@ -150,10 +155,15 @@ def header_mismatch(header: bytes, column_names: tuple[str, ...], shown: int = 5
         listed = ", ".join(c[:40] + ("…" if len(c) > 40 else "") for c in items[:shown])
         return listed + (f" and {len(items) - shown} more" if len(items) > shown else "")
 
-    return "; ".join(part for part in (
-        f"missing {names(missing)}" if missing else "",
-        f"unexpected {names(unexpected)}" if unexpected else "",
-        "same columns in another order" if not missing and not unexpected else "") if part)
+    return "; ".join(
+        part
+        for part in (
+            f"missing {names(missing)}" if missing else "",
+            f"unexpected {names(unexpected)}" if unexpected else "",
+            "same columns in another order" if not missing and not unexpected else "",
+        )
+        if part
+    )
 
 
 def _block(data: bytes, first_line: int) -> Block:

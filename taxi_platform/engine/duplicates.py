@@ -24,7 +24,7 @@ def id_words(ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     if len(ids) == 0:
         return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.uint64)
     offsets = np.frombuffer(ids.buffers()[1], dtype=np.int32, count=len(ids) + 1, offset=ids.offset * 4)
-    data = np.frombuffer(ids.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
+    data = np.frombuffer(ids.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
     digits = _NIBBLE[data.reshape(len(ids), ID_HEX_DIGITS)].astype(np.uint64)
     shifts = np.arange(60, -4, -4, dtype=np.uint64)
     high = (digits[:, :WORD_HEX_DIGITS] << shifts).sum(axis=1, dtype=np.uint64)
@@ -36,17 +36,23 @@ class DuplicateTracker:
     def __init__(self, memory_limit: str, spill_dir: str | None = None) -> None:
         self._spill = tempfile.TemporaryDirectory(prefix="taxi-engine-", dir=spill_dir)
         # A database file, not memory: its blocks can always be evicted to disk.
-        self._con = duckdb.connect(os.path.join(self._spill.name, "ids.duckdb"),
-                                   config={"threads": 1, "memory_limit": memory_limit,
-                                           "temp_directory": self._spill.name,
-                                           "preserve_insertion_order": False})
+        self._con = duckdb.connect(
+            os.path.join(self._spill.name, "ids.duckdb"),
+            config={
+                "threads": 1,
+                "memory_limit": memory_limit,
+                "temp_directory": self._spill.name,
+                "preserve_insertion_order": False,
+            },
+        )
         self._con.execute("CREATE TABLE ids (high UBIGINT NOT NULL, low UBIGINT NOT NULL)")
         self.rows = 0
 
     def add(self, ids: pa.Array) -> None:
         high, low = id_words(ids)
-        batch = pa.table([pa.array(high, type=pa.uint64()), pa.array(low, type=pa.uint64())],
-                         names=["high", "low"])
+        batch = pa.table(
+            [pa.array(high, type=pa.uint64()), pa.array(low, type=pa.uint64())], names=["high", "low"]
+        )
         self._con.register("batch", batch)
         try:
             self._con.execute("INSERT INTO ids SELECT high, low FROM batch")
@@ -58,8 +64,8 @@ class DuplicateTracker:
         """The ids seen more than once, sorted, and the surplus: rows beyond the first occurrence
         of each (the engine's own count, which the server's deletions must match)."""
         rows = self._con.execute(
-            "SELECT high, low, count(*) FROM ids GROUP BY high, low HAVING count(*) > 1 "
-            "ORDER BY high, low").fetchall()
+            "SELECT high, low, count(*) FROM ids GROUP BY high, low HAVING count(*) > 1 ORDER BY high, low"
+        ).fetchall()
         return [f"{high:016x}{low:016x}" for high, low, _ in rows], sum(n - 1 for *_, n in rows)
 
     def close(self) -> None:

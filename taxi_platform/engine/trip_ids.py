@@ -44,21 +44,27 @@ _VALUE = {
 _READABLE = {
     ColumnType.INTEGER: "{v} IS NOT NULL",
     # 'YYYY-MM-DD HH:MM:SS' then nothing or a fraction: no zone offset, no other date style.
-    ColumnType.TIMESTAMP: ("{v} IS NOT NULL AND {c} LIKE '____-__-__ __:__:__%' "
-                           "AND (length({c}) = 19 OR (substr({c}, 20, 1) = '.' AND length({c}) <= 26))"),
+    ColumnType.TIMESTAMP: (
+        "{v} IS NOT NULL AND {c} LIKE '____-__-__ __:__:__%' "
+        "AND (length({c}) = 19 OR (substr({c}, 20, 1) = '.' AND length({c}) <= 26))"
+    ),
     # Read without loss: DECIMAL(18,6) would round a 7th decimal ('1.2345678'), so at most six
     # characters may follow the point; an exponent is taken only when the value read equals the
     # text's value as a double ('1e3', not '1e-7'). String tests: cheaper than a regex per row.
-    ColumnType.DECIMAL: ("{v} IS NOT NULL AND (strpos({c}, '.') = 0 OR length({c}) - strpos({c}, '.') <= 6) "
-                         "AND (NOT (contains({c}, 'e') OR contains({c}, 'E')) "
-                         "OR CAST({v} AS DOUBLE) = TRY_CAST({c} AS DOUBLE))"),
+    ColumnType.DECIMAL: (
+        "{v} IS NOT NULL AND (strpos({c}, '.') = 0 OR length({c}) - strpos({c}, '.') <= 6) "
+        "AND (NOT (contains({c}, 'e') OR contains({c}, 'E')) "
+        "OR CAST({v} AS DOUBLE) = TRY_CAST({c} AS DOUBLE))"
+    ),
     ColumnType.TEXT: "true",
 }
 _CANONICAL = {
     ColumnType.INTEGER: "CAST({v} AS VARCHAR)",
     # Already canonical when it is exactly 'YYYY-MM-DD HH:MM:SS' (hour 24 is the next day).
-    ColumnType.TIMESTAMP: ("CASE WHEN length({c}) = 19 AND substr({c}, 12, 2) <> '24' THEN {c} "
-                           "ELSE strftime({v}, '%Y-%m-%d %H:%M:%S') END"),
+    ColumnType.TIMESTAMP: (
+        "CASE WHEN length({c}) = 19 AND substr({c}, 12, 2) <> '24' THEN {c} "
+        "ELSE strftime({v}, '%Y-%m-%d %H:%M:%S') END"
+    ),
     # DECIMAL(18,6) prints all six decimals ('0.670000', '7.000000'): the shortest form drops
     # the trailing zeros, and the point when nothing follows it ('0.67', '7', '0').
     ColumnType.DECIMAL: r"regexp_replace(CAST({v} AS VARCHAR), '\.?0+$', '')",
@@ -68,17 +74,21 @@ _CANONICAL = {
 # about 60 MB more resident over a month (measured).
 MEMORY_POOL = pa.system_memory_pool()
 
-_WHAT = {ColumnType.INTEGER: "an integer", ColumnType.TIMESTAMP: "a timestamp (YYYY-MM-DD HH:MM:SS)",
-         ColumnType.DECIMAL: "a decimal of at most 12 digits before the point and 6 after it",
-         ColumnType.TEXT: "text"}
+_WHAT = {
+    ColumnType.INTEGER: "an integer",
+    ColumnType.TIMESTAMP: "a timestamp (YYYY-MM-DD HH:MM:SS)",
+    ColumnType.DECIMAL: "a decimal of at most 12 digits before the point and 6 after it",
+    ColumnType.TEXT: "text",
+}
 
 
 def _column_ref(index: int) -> str:
     return f"c{index}"
 
 
-def duckdb_trip_id_sql(spec: DatasetSpec, table: str = "batch",
-                       month: tuple[date, date] | None = None) -> tuple[str, str]:
+def duckdb_trip_id_sql(
+    spec: DatasetSpec, table: str = "batch", month: tuple[date, date] | None = None
+) -> tuple[str, str]:
     """Two queries over `table` (columns c0.. = the identity fields as text):
     `SELECT id, ok[, in_month]`: the trip id, whether every field could be read, and (with
     `month`: its first day and the next month's) whether the pickup lies in the month; and, for
@@ -99,18 +109,23 @@ def duckdb_trip_id_sql(spec: DatasetSpec, table: str = "batch",
     in_month = ""
     if month is not None:
         pickup = f"v{spec.identity_columns.index(spec.pickup_column)}"
-        in_month = (f", coalesce({pickup} >= TIMESTAMP '{month[0]:%Y-%m-%d}' "
-                    f"AND {pickup} < TIMESTAMP '{month[1]:%Y-%m-%d}', false) AS in_month")
-    return (f"SELECT md5(concat({joined})) AS id, {ok} AS ok{in_month} FROM {source}",
-            f"SELECT CASE {cases} ELSE -1 END AS bad FROM {source}")
+        in_month = (
+            f", coalesce({pickup} >= TIMESTAMP '{month[0]:%Y-%m-%d}' "
+            f"AND {pickup} < TIMESTAMP '{month[1]:%Y-%m-%d}', false) AS in_month"
+        )
+    return (
+        f"SELECT md5(concat({joined})) AS id, {ok} AS ok{in_month} FROM {source}",
+        f"SELECT CASE {cases} ELSE -1 END AS bad FROM {source}",
+    )
 
 
 class TripIdEngine:
     """Computes the ids of blocks of one file; one DuckDB connection, one thread (the database
     server has the other core)."""
 
-    def __init__(self, spec: DatasetSpec, file_name: str, month: date | None = None,
-                 threads: int = 1) -> None:
+    def __init__(
+        self, spec: DatasetSpec, file_name: str, month: date | None = None, threads: int = 1
+    ) -> None:
         """`month`: count the rows picked up in it too (when the pickup is an identity field)."""
         self.spec, self.file_name = spec, file_name
         self._con = duckdb.connect(config={"threads": threads, "memory_limit": "32MB"})
@@ -123,7 +138,10 @@ class TripIdEngine:
         self._convert = pcsv.ConvertOptions(
             include_columns=list(spec.identity_columns),
             column_types={n: pa.string() for n in spec.identity_columns},
-            strings_can_be_null=True, null_values=[""], quoted_strings_can_be_null=False)
+            strings_can_be_null=True,
+            null_values=[""],
+            quoted_strings_can_be_null=False,
+        )
 
     def close(self) -> None:
         self._con.close()
@@ -135,16 +153,24 @@ class TripIdEngine:
         """The block's ids, and how many of its rows were picked up in the month (None: not
         counted)."""
         try:
-            fields = pcsv.read_csv(pa.BufferReader(block.data), read_options=self._read,
-                                   parse_options=self._parse, convert_options=self._convert,
-                                   memory_pool=MEMORY_POOL)
+            fields = pcsv.read_csv(
+                pa.BufferReader(block.data),
+                read_options=self._read,
+                parse_options=self._parse,
+                convert_options=self._convert,
+                memory_pool=MEMORY_POOL,
+            )
         except pa.ArrowInvalid as exc:
             raise self._parse_error(block, exc) from None
         if fields.num_rows != block.rows:  # a quoted field holding a line end
-            raise BadCsvError(f"{self.file_name} lines {block.first_line}..{block.file_line(block.rows - 1)}: "
-                              "a quoted field spans lines, which this reader does not accept")
-        batch = pa.table([fields.column(n) for n in self.spec.identity_columns],
-                         names=[_column_ref(i) for i in range(len(self.spec.identity_columns))])
+            raise BadCsvError(
+                f"{self.file_name} lines {block.first_line}..{block.file_line(block.rows - 1)}: "
+                "a quoted field spans lines, which this reader does not accept"
+            )
+        batch = pa.table(
+            [fields.column(n) for n in self.spec.identity_columns],
+            names=[_column_ref(i) for i in range(len(self.spec.identity_columns))],
+        )
         self._con.register("batch", batch)
         try:
             result = self._con.execute(self._sql).to_arrow_table()
@@ -164,7 +190,8 @@ class TripIdEngine:
         value = fields.column(name)[row].as_py()
         return BadCsvError(
             f"{self.file_name} line {block.file_line(row)}, column {name}: {value[:80]!r} cannot be "
-            f"read as {_WHAT[self.spec.column(name).type]}")
+            f"read as {_WHAT[self.spec.column(name).type]}"
+        )
 
     def _parse_error(self, block: Block, exc: Exception) -> BadCsvError:
         expected = len(self.spec.column_names)
@@ -174,5 +201,6 @@ class TripIdEngine:
                 kind = "too few" if len(row) < expected else "too many"
                 return BadCsvError(
                     f"{self.file_name} line {block.file_line(index)}: {len(row)} fields, expected "
-                    f"{expected} ({kind}; a truncated or malformed row)")
+                    f"{expected} ({kind}; a truncated or malformed row)"
+                )
         return BadCsvError(f"{self.file_name} lines {block.first_line}..: {str(exc)[:300]}")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Mapping
+from typing import BinaryIO
 
 import dagster as dg
 
@@ -60,8 +61,9 @@ def input_lake_keys(context: dg.InputContext) -> dict[str | None, str]:
     return {key: resolve_lake_key(template, key) for key in context.asset_partition_keys}
 
 
-def lake_input(context: dg.InputContext, found: Mapping[str | None, LakeFile],
-               missing: Callable[[str, str | None], str]) -> LakeFile | dict[str, LakeFile]:
+def lake_input(
+    context: dg.InputContext, found: Mapping[str | None, LakeFile], missing: Callable[[str, str | None], str]
+) -> LakeFile | dict[str, LakeFile]:
     """What a downstream asset gets: the handle (unpartitioned), or partition key -> handle of the
     files in the lake (a range run's months skipped as not published have none). When none of
     the files is there: FileNotFoundError with `missing(lake key, partition key)` of the first."""
@@ -73,6 +75,8 @@ def lake_input(context: dg.InputContext, found: Mapping[str | None, LakeFile],
 
 
 def missing_message(key: str, location: str, context: dg.InputContext, partition: str | None) -> str:
-    return (f"{key} is not in the lake at {location}: materialize "
-            f"{context.upstream_output.asset_key.to_user_string()}"
-            f"{f' for {partition}' if partition else ''} first")
+    return (
+        f"{key} is not in the lake at {location}: materialize "
+        f"{context.upstream_output.asset_key.to_user_string()}"
+        f"{f' for {partition}' if partition else ''} first"
+    )

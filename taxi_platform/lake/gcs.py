@@ -9,13 +9,19 @@ get a handle whose opener streams the object.
 from __future__ import annotations
 
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 import dagster as dg
 from dagster_gcp import GCSResource
 
-from taxi_platform.lake.base import (LakeFile, VerifiedDownload, input_lake_keys, lake_input,
-                                     missing_message, stored_downloads)
+from taxi_platform.lake.base import (
+    LakeFile,
+    VerifiedDownload,
+    input_lake_keys,
+    lake_input,
+    missing_message,
+    stored_downloads,
+)
 
 CHUNK_UNIT = 256 * 1024  # GCS resumable uploads take chunks in multiples of 256 KiB
 
@@ -36,14 +42,17 @@ class GcsLakeIOManager(dg.ConfigurableIOManager):
     def _bucket(self):
         return self.gcs.get_client().bucket(self.bucket)
 
-    def handle_output(self, context: dg.OutputContext,
-                      obj: VerifiedDownload | Mapping[str, VerifiedDownload]) -> None:
+    def handle_output(
+        self, context: dg.OutputContext, obj: VerifiedDownload | Mapping[str, VerifiedDownload]
+    ) -> None:
         blobs = [self._upload(context, download) for download in stored_downloads(obj)]
         if len(blobs) == 1:
-            context.add_output_metadata({
-                "lake_uri": dg.MetadataValue.url(self.uri(blobs[0].name)),
-                "gcs_generation": str(blobs[0].generation),
-            })
+            context.add_output_metadata(
+                {
+                    "lake_uri": dg.MetadataValue.url(self.uri(blobs[0].name)),
+                    "gcs_generation": str(blobs[0].generation),
+                }
+            )
         else:  # each month's object is named by its own partition's lake_key metadata
             context.add_output_metadata({"lake_root": dg.MetadataValue.url(f"gs://{self.bucket}")})
 
@@ -52,26 +61,36 @@ class GcsLakeIOManager(dg.ConfigurableIOManager):
         size = obj.local_path.stat().st_size
         blob = self._bucket().blob(obj.lake_key, chunk_size=self._chunk_size())
         # chunk_size set: a resumable session, the file read and sent chunk by chunk.
-        blob.upload_from_filename(str(obj.local_path), content_type="application/gzip"
-                                  if obj.lake_key.endswith(".gz") else "text/csv",
-                                  checksum="crc32c")
+        blob.upload_from_filename(
+            str(obj.local_path),
+            content_type="application/gzip" if obj.lake_key.endswith(".gz") else "text/csv",
+            checksum="crc32c",
+        )
         blob.reload()
         if blob.size != size:
-            raise IOError(f"{self.uri(obj.lake_key)} holds {blob.size} bytes after the upload, "
-                          f"the verified file {size}")
+            raise OSError(
+                f"{self.uri(obj.lake_key)} holds {blob.size} bytes after the upload, the verified file {size}"
+            )
         obj.local_path.unlink(missing_ok=True)
-        context.log.info(f"{obj.lake_key}: {size:,} bytes uploaded to {self.uri(obj.lake_key)} "
-                         f"in {time.monotonic() - started:.1f} s")
+        context.log.info(
+            f"{obj.lake_key}: {size:,} bytes uploaded to {self.uri(obj.lake_key)} "
+            f"in {time.monotonic() - started:.1f} s"
+        )
         return blob
 
     def load_input(self, context: dg.InputContext) -> LakeFile | dict[str, LakeFile]:
         bucket = self._bucket()
         blobs = {partition: bucket.get_blob(key) for partition, key in input_lake_keys(context).items()}
         found = {partition: self._handle(blob) for partition, blob in blobs.items() if blob is not None}
-        return lake_input(context, found, lambda key, partition: missing_message(
-            key, self.uri(key), context, partition))
+        return lake_input(
+            context, found, lambda key, partition: missing_message(key, self.uri(key), context, partition)
+        )
 
     def _handle(self, blob) -> LakeFile:
         chunk = self._chunk_size()
-        return LakeFile(uri=self.uri(blob.name), file_name=blob.name.rsplit("/", 1)[-1], size=blob.size,
-                        opener=lambda: blob.open("rb", chunk_size=chunk))
+        return LakeFile(
+            uri=self.uri(blob.name),
+            file_name=blob.name.rsplit("/", 1)[-1],
+            size=blob.size,
+            opener=lambda: blob.open("rb", chunk_size=chunk),
+        )

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import dagster as dg
 
-from taxi_platform.lake.base import (LakeFile, VerifiedDownload, input_lake_keys, lake_input,
-                                     missing_message, stored_downloads)
+from taxi_platform.lake.base import (
+    LakeFile,
+    VerifiedDownload,
+    input_lake_keys,
+    lake_input,
+    missing_message,
+    stored_downloads,
+)
 
 
 class LocalLakeIOManager(dg.ConfigurableIOManager):
@@ -21,8 +27,9 @@ class LocalLakeIOManager(dg.ConfigurableIOManager):
     def _path(self, key: str) -> Path:
         return Path(self.root) / key
 
-    def handle_output(self, context: dg.OutputContext,
-                      obj: VerifiedDownload | Mapping[str, VerifiedDownload]) -> None:
+    def handle_output(
+        self, context: dg.OutputContext, obj: VerifiedDownload | Mapping[str, VerifiedDownload]
+    ) -> None:
         targets = [self._store(download) for download in stored_downloads(obj)]
         if len(targets) == 1:
             context.add_output_metadata({"lake_uri": dg.MetadataValue.path(str(targets[0]))})
@@ -42,12 +49,19 @@ class LocalLakeIOManager(dg.ConfigurableIOManager):
         return target
 
     def load_input(self, context: dg.InputContext) -> LakeFile | dict[str, LakeFile]:
-        found = {partition: self._handle(key) for partition, key in input_lake_keys(context).items()
-                 if self._path(key).is_file()}
-        return lake_input(context, found, lambda key, partition: missing_message(
-            key, str(self._path(key)), context, partition))
+        found = {
+            partition: self._handle(key)
+            for partition, key in input_lake_keys(context).items()
+            if self._path(key).is_file()
+        }
+        return lake_input(
+            context,
+            found,
+            lambda key, partition: missing_message(key, str(self._path(key)), context, partition),
+        )
 
     def _handle(self, key: str) -> LakeFile:
         path = self._path(key)
-        return LakeFile(uri=path.as_uri(), file_name=path.name, size=path.stat().st_size,
-                        opener=lambda: open(path, "rb"))
+        return LakeFile(
+            uri=path.as_uri(), file_name=path.name, size=path.stat().st_size, opener=lambda: open(path, "rb")
+        )

@@ -8,9 +8,10 @@ in the data, so it is a safe padding byte.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Protocol, Sequence
+from functools import cache
+from typing import Protocol
 
 import numpy as np
 
@@ -47,7 +48,7 @@ def distance_text(hundredths: int) -> str:
     return f"{units or ''}.{frac:02d}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def money_table() -> np.ndarray:
     """Money strings indexed by `cents - MONEY_MIN_CENTS`."""
     # Vectorised sign + units + fraction suffix: 400k money_text() calls would cost ~0.4 s.
@@ -59,24 +60,25 @@ def money_table() -> np.ndarray:
     return text.view(np.uint8).reshape(len(cents), text.dtype.itemsize)
 
 
-@lru_cache(maxsize=None)
+@cache
 def distance_table() -> np.ndarray:
     """Distance strings indexed by hundredths of a mile."""
     return table([distance_text(h) for h in range(DISTANCE_MAX_HUNDREDTHS + 1)])
 
 
-@lru_cache(maxsize=None)
+@cache
 def int_table() -> np.ndarray:
     """Decimal strings of 0..INT_MAX indexed by value."""
     return table([str(i) for i in range(INT_MAX + 1)])
 
 
-@lru_cache(maxsize=None)
+@cache
 def time_of_day_table() -> np.ndarray:
     """The 86,400 `HH:MM:SS` strings indexed by second of the day."""
     s = np.arange(SECONDS_PER_DAY)
-    digits = np.stack([s // 36000, s // 3600 % 10, s // 600 % 6, s // 60 % 10,
-                       s // 10 % 6, s % 10], axis=1).astype(np.uint8) + ord("0")
+    digits = np.stack(
+        [s // 36000, s // 3600 % 10, s // 600 % 6, s // 60 % 10, s // 10 % 6, s % 10], axis=1
+    ).astype(np.uint8) + ord("0")
     out = np.full((SECONDS_PER_DAY, 8), ord(":"), dtype=np.uint8)
     out[:, [0, 1, 3, 4, 6, 7]] = digits
     return out
@@ -185,7 +187,7 @@ class Layout:
         out[:] = self.template
         for field, offset in zip(self.fields, self.offsets):
             if field.width:
-                field.fill(out[:, offset:offset + field.width], trips)
+                field.fill(out[:, offset : offset + field.width], trips)
 
 
 def compact(lines: np.ndarray) -> np.ndarray:

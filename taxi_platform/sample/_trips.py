@@ -8,7 +8,7 @@ passenger counts, typical fares), enough to make generated months look and load 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -77,17 +77,15 @@ class Trips:
     @staticmethod
     def concat(parts: list[Trips]) -> Trips:
         """The trips of all parts, in order."""
-        return Trips(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])
-                        for f in fields(Trips)})
+        return Trips(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Trips)})
 
 
-def _categorical(rng: np.random.Generator, values: list[int], weights: list[float],
-                 n: int) -> np.ndarray:
+def _categorical(rng: np.random.Generator, values: list[int], weights: list[float], n: int) -> np.ndarray:
     p = np.asarray(weights, dtype=float)
     return np.asarray(values, dtype=np.int64)[rng.choice(len(values), n, p=p / p.sum())]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _location_weights(seed: int) -> np.ndarray:
     # A Zipf-like popularity over a fixed shuffle of the zones: a few busy zones, a long tail.
     rank = np.random.default_rng(seed).permutation(LOCATIONS)
@@ -114,8 +112,9 @@ def _durations(rng: np.random.Generator, distance: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(secs), 1, MAX_DURATION).astype(np.int64)
 
 
-def _distinct_times(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray,
-                    duration: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _distinct_times(
+    rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray, duration: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pickups drawn in [lo, hi) with no two trips sharing both pickup and dropoff time.
 
     That makes every generated trip distinct from every other, so a file's duplicate count is
@@ -135,8 +134,15 @@ def _distinct_times(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray,
         key, order = key[resort], order[resort]
 
 
-def simulate(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray, *, profile: Profile,
-             attributed: bool, congestion: bool) -> Trips:
+def simulate(
+    rng: np.random.Generator,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    *,
+    profile: Profile,
+    attributed: bool,
+    congestion: bool,
+) -> Trips:
     """Trips with pickups drawn in [lo[i], hi[i]), sorted by pickup.
 
     `attributed=False` draws the unattributed tail-block kind of trip (fares with cents, no tip);
@@ -150,8 +156,7 @@ def simulate(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray, *, profil
     pickup, duration, order = _distinct_times(rng, lo, hi, duration)
     vendor, distance = vendor[order], distance[order]
 
-    ratecode = _categorical(rng, [1, 2, 3, 4, 5, 6, 99],
-                            [96.8, 2.0, 0.15, 0.1, 0.9, 0.04, 0.01], n)
+    ratecode = _categorical(rng, [1, 2, 3, 4, 5, 6, 99], [96.8, 2.0, 0.15, 0.1, 0.9, 0.04, 0.01], n)
     passengers = _categorical(rng, [0, 1, 2, 3, 4, 5, 6], [2.5, 70, 15, 5, 2, 3, 2.5], n)
     payment = _categorical(rng, [1, 2, 3, 4, 5], [66, 32, 1, 0.8, 0.2], n)
     locations = _location_weights(profile.location_seed)
@@ -160,8 +165,7 @@ def simulate(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray, *, profil
     street_hail = (rng.random(n) < profile.street_hail_share) & (ratecode != 5)
 
     fare, extra, mta, tip = _fares(rng, pickup, distance, duration, ratecode, payment, attributed)
-    tolls = np.where(rng.random(n) < 0.045,
-                     _categorical(rng, [612, 280, 1175, 1224], [90, 4, 3, 3], n), 0)
+    tolls = np.where(rng.random(n) < 0.045, _categorical(rng, [612, 280, 1175, 1224], [90, 4, 3, 3], n), 0)
     improvement = np.where(rng.random(n) < 0.0005, 0, 30)
     share = profile.congestion_share if attributed else profile.tail_congestion_share
     charged = congestion & (rng.random(n) < share)
@@ -175,22 +179,47 @@ def simulate(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray, *, profil
         payment[refund] = rng.choice([3, 4], int(refund.sum()))
         sign = np.where(refund, -1, 1)
         fare, extra, mta, improvement, congestion_fee = (
-            fare * sign, extra * sign, mta * sign, improvement * sign, congestion_fee * sign)
+            fare * sign,
+            extra * sign,
+            mta * sign,
+            improvement * sign,
+            congestion_fee * sign,
+        )
     total = fare + extra + mta + tip + tolls + improvement + congestion_fee
 
     return Trips(
-        pickup=pickup, dropoff=pickup + duration, vendor=vendor, distance=distance,
-        passengers=passengers, ratecode=ratecode,
+        pickup=pickup,
+        dropoff=pickup + duration,
+        vendor=vendor,
+        distance=distance,
+        passengers=passengers,
+        ratecode=ratecode,
         store_fwd=(rng.random(n) < 0.015).astype(np.int64),
-        pu=pu, do=do, payment=payment, trip_type=np.where(street_hail, 1, 2),
-        base=rng.integers(1, 3600, n), fare=fare, extra=extra, mta=mta, tip=tip, tolls=tolls,
-        improvement=improvement, congestion=congestion_fee, total=total,
+        pu=pu,
+        do=do,
+        payment=payment,
+        trip_type=np.where(street_hail, 1, 2),
+        base=rng.integers(1, 3600, n),
+        fare=fare,
+        extra=extra,
+        mta=mta,
+        tip=tip,
+        tolls=tolls,
+        improvement=improvement,
+        congestion=congestion_fee,
+        total=total,
     )
 
 
-def _fares(rng: np.random.Generator, pickup: np.ndarray, distance: np.ndarray,
-           duration: np.ndarray, ratecode: np.ndarray, payment: np.ndarray,
-           attributed: bool) -> tuple[np.ndarray, ...]:
+def _fares(
+    rng: np.random.Generator,
+    pickup: np.ndarray,
+    distance: np.ndarray,
+    duration: np.ndarray,
+    ratecode: np.ndarray,
+    payment: np.ndarray,
+    attributed: bool,
+) -> tuple[np.ndarray, ...]:
     """fare, extra, mta_tax, tip in cents."""
     n = len(pickup)
     minutes = duration / 60
@@ -204,8 +233,11 @@ def _fares(rng: np.random.Generator, pickup: np.ndarray, distance: np.ndarray,
 
     # Metered fare: 2.50 + 2.50 a mile + time in slow traffic, in steps of 0.50.
     metered = np.rint((250 + 2.5 * distance + 20 * minutes) / 50).astype(np.int64) * 50
-    fare = np.select([ratecode == 2, (ratecode == 3) | (ratecode == 4), ratecode == 5],
-                     [np.full(n, 5200), metered * 2, rng.integers(10, 101, n) * 100], metered)
+    fare = np.select(
+        [ratecode == 2, (ratecode == 3) | (ratecode == 4), ratecode == 5],
+        [np.full(n, 5200), metered * 2, rng.integers(10, 101, n) * 100],
+        metered,
+    )
     hour = pickup % 86_400 // 3600
     weekday = (pickup // 86_400 + 3) % 7  # epoch day 0 was a Thursday; Monday = 0
     night = (hour >= 20) | (hour < 6)

@@ -19,11 +19,12 @@ import hashlib
 import os
 import threading
 from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import TypeVar
 
 import numpy as np
 from isal import igzip
@@ -44,10 +45,34 @@ LINE_ENDINGS = ("\n", "\r\n")
 
 T = TypeVar("T")
 
-_YELLOW_2020 = (6_405_008, 6_299_354, 3_007_292, 237_993, 348_371, 549_760, 800_412, 1_007_284,
-                1_341_012, 1_681_131, 1_508_985, 1_461_897)
-_GREEN_2020 = (447_770, 398_632, 223_406, 35_612, 57_360, 63_109, 72_257, 81_063, 87_987, 95_120,
-               88_605, 83_130)
+_YELLOW_2020 = (
+    6_405_008,
+    6_299_354,
+    3_007_292,
+    237_993,
+    348_371,
+    549_760,
+    800_412,
+    1_007_284,
+    1_341_012,
+    1_681_131,
+    1_508_985,
+    1_461_897,
+)
+_GREEN_2020 = (
+    447_770,
+    398_632,
+    223_406,
+    35_612,
+    57_360,
+    63_109,
+    72_257,
+    81_063,
+    87_987,
+    95_120,
+    88_605,
+    83_130,
+)
 
 REAL_ROW_COUNTS: dict[tuple[str, str], int] = {
     **{("yellow", f"2020-{m:02d}"): n for m, n in enumerate(_YELLOW_2020, 1)},
@@ -111,8 +136,16 @@ class _Context:
         return PROFILES.get(self.spec.name, DEFAULT_PROFILE)
 
 
-def generate_month(spec: DatasetSpec, month: date, dest: Path, *, rows: int, seed: int = 0,
-                   line_ending: str = "\n", compresslevel: int = 1) -> GeneratedFile:
+def generate_month(
+    spec: DatasetSpec,
+    month: date,
+    dest: Path,
+    *,
+    rows: int,
+    seed: int = 0,
+    line_ending: str = "\n",
+    compresslevel: int = 1,
+) -> GeneratedFile:
     """Write a month of `spec` trips with `rows` data rows to the `.csv.gz` file `dest`."""
     if line_ending not in LINE_ENDINGS:
         raise ValueError(f"line_ending must be one of {LINE_ENDINGS!r}")
@@ -133,7 +166,7 @@ def generate_month(spec: DatasetSpec, month: date, dest: Path, *, rows: int, see
     used = 0
     for chunk, chunk_rng in zip(chunks, chunk_rngs):
         layout = main_layout if chunk.attributed else tail_layout
-        jobs.append((chunk_rng, ctx, chunk, layout, oom_trips[used:used + chunk.out_of_month]))
+        jobs.append((chunk_rng, ctx, chunk, layout, oom_trips[used : used + chunk.out_of_month]))
         used += chunk.out_of_month
     out_of_month = 0
 
@@ -146,9 +179,14 @@ def generate_month(spec: DatasetSpec, month: date, dest: Path, *, rows: int, see
     header = ",".join(spec.column_names).encode() + eol
     _write_gzip(Path(dest), header, blocks(), compresslevel)
     return GeneratedFile(
-        path=Path(dest), dataset=spec.name, month=month, rows=rows,
-        duplicate_rows=sum(c.duplicates for c in chunks), out_of_month_rows=out_of_month,
-        unattributed_rows=sum(c.rows for c in chunks if not c.attributed), line_ending=line_ending,
+        path=Path(dest),
+        dataset=spec.name,
+        month=month,
+        rows=rows,
+        duplicate_rows=sum(c.duplicates for c in chunks),
+        out_of_month_rows=out_of_month,
+        unattributed_rows=sum(c.rows for c in chunks if not c.attributed),
+        line_ending=line_ending,
     )
 
 
@@ -159,7 +197,7 @@ def _rng(seed: int, spec: DatasetSpec, month: date) -> np.random.Generator:
 
 
 def _epoch(d: date) -> int:
-    return int(datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp())
+    return int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp())
 
 
 def _add_months(d: date, n: int) -> date:
@@ -195,8 +233,10 @@ def _windows(rows: int, lo: int, hi: int) -> list[tuple[int, tuple[int, int]]]:
     """(rows, pickup window) per chunk: consecutive, disjoint slices of [lo, hi)."""
     k = -(-rows // CHUNK_ROWS)
     span = hi - lo
-    return [(min(CHUNK_ROWS, rows - i * CHUNK_ROWS),
-             (lo + span * i // k, lo + span * (i + 1) // k)) for i in range(k)]
+    return [
+        (min(CHUNK_ROWS, rows - i * CHUNK_ROWS), (lo + span * i // k, lo + span * (i + 1) // k))
+        for i in range(k)
+    ]
 
 
 def _apportion(total: int, weights: list[int]) -> list[int]:
@@ -218,8 +258,7 @@ def _out_of_month_trips(rng: np.random.Generator, ctx: _Context, n: int) -> Trip
     nxt = _epoch(_add_months(ctx.month, 1))
     # Half of the early ones start on the evening before the month, like trips spanning midnight.
     late = before // 2
-    windows = [(start - 6 * 3600, start, late), (prev, start, before - late),
-               (nxt, nxt + 86_400, after)]
+    windows = [(start - 6 * 3600, start, late), (prev, start, before - late), (nxt, nxt + 86_400, after)]
     for year in rng.choice(YEARS_OFF, years_off):
         far = ctx.month.replace(year=int(year))
         windows.append((_epoch(far), _epoch(_add_months(far, 1)), 1))
@@ -241,12 +280,25 @@ def _day_table(month: date, oom: Trips) -> render.DayTable:
 
 def _value_field(name: str) -> render.Field | None:
     """The renderer of a column by its (case-insensitive) name; None if the name is unknown."""
-    money = {"fare_amount": "fare", "extra": "extra", "mta_tax": "mta", "tip_amount": "tip",
-             "tolls_amount": "tolls", "improvement_surcharge": "improvement",
-             "total_amount": "total", "congestion_surcharge": "congestion"}
-    ints = {"vendorid": "vendor", "passenger_count": "passengers", "ratecodeid": "ratecode",
-            "pulocationid": "pu", "dolocationid": "do", "payment_type": "payment",
-            "trip_type": "trip_type"}
+    money = {
+        "fare_amount": "fare",
+        "extra": "extra",
+        "mta_tax": "mta",
+        "tip_amount": "tip",
+        "tolls_amount": "tolls",
+        "improvement_surcharge": "improvement",
+        "total_amount": "total",
+        "congestion_surcharge": "congestion",
+    }
+    ints = {
+        "vendorid": "vendor",
+        "passenger_count": "passengers",
+        "ratecodeid": "ratecode",
+        "pulocationid": "pu",
+        "dolocationid": "do",
+        "payment_type": "payment",
+        "trip_type": "trip_type",
+    }
     key = name.lower()
     if key in money:
         return render.money_field(money[key])
@@ -287,8 +339,7 @@ def _fields(ctx: _Context, days: render.DayTable, *, attributed: bool) -> list[r
     return fields
 
 
-def _ordered_map(fn: Callable[..., T], jobs: list[tuple], workers: int = WORKERS
-                 ) -> Iterator[T]:
+def _ordered_map(fn: Callable[..., T], jobs: list[tuple], workers: int = WORKERS) -> Iterator[T]:
     """fn(*job) for each job, in order, computed `workers` at a time (numpy releases the GIL)."""
     with ThreadPoolExecutor(workers) as pool:
         pending: deque[Future[T]] = deque()
@@ -300,30 +351,30 @@ def _ordered_map(fn: Callable[..., T], jobs: list[tuple], workers: int = WORKERS
             yield pending.popleft().result()
 
 
-def _chunk_block(rng: np.random.Generator, ctx: _Context, chunk: _Chunk, layout: render.Layout,
-                 out_of_month: Trips) -> tuple[np.ndarray, int]:
+def _chunk_block(
+    rng: np.random.Generator, ctx: _Context, chunk: _Chunk, layout: render.Layout, out_of_month: Trips
+) -> tuple[np.ndarray, int]:
     """The CSV bytes of a chunk and how many of its rows are out-of-month rows."""
     lines, count = _chunk_lines(rng, ctx, chunk, layout, out_of_month)
     return render.compact(lines), count
 
 
-def _chunk_lines(rng: np.random.Generator, ctx: _Context, chunk: _Chunk, layout: render.Layout,
-                 out_of_month: Trips) -> tuple[np.ndarray, int]:
+def _chunk_lines(
+    rng: np.random.Generator, ctx: _Context, chunk: _Chunk, layout: render.Layout, out_of_month: Trips
+) -> tuple[np.ndarray, int]:
     """The rendered lines of a chunk and how many of them are out-of-month rows."""
     n, k_oom, k_dup = chunk.rows, chunk.out_of_month, chunk.duplicates
     fresh = n - k_oom - k_dup
     lo = np.full(fresh, chunk.lo, dtype=np.int64)
     hi = np.full(fresh, chunk.hi, dtype=np.int64)
-    trips = simulate(rng, lo, hi, profile=ctx.profile, attributed=chunk.attributed,
-                     congestion=ctx.congestion)
+    trips = simulate(rng, lo, hi, profile=ctx.profile, attributed=chunk.attributed, congestion=ctx.congestion)
     order = _line_order(rng, n, fresh, k_oom, k_dup)
     lines = np.empty((n, layout.width), dtype=np.uint8)
     layout.render(lines, Trips.concat([trips, out_of_month]).take(order))
     return lines, int(np.count_nonzero(order >= fresh))
 
 
-def _line_order(rng: np.random.Generator, n: int, fresh: int, k_oom: int,
-                k_dup: int) -> np.ndarray:
+def _line_order(rng: np.random.Generator, n: int, fresh: int, k_oom: int, k_dup: int) -> np.ndarray:
     """Which trip each line of a chunk shows: `fresh` trips, then `k_oom` out-of-month ones.
 
     The fresh trips keep their (pickup) order; the out-of-month trips and the duplicates go to
@@ -348,16 +399,16 @@ def _line_order(rng: np.random.Generator, n: int, fresh: int, k_oom: int,
     return order
 
 
-def _write_gzip(dest: Path, header: bytes, blocks: Iterator[np.ndarray],
-                compresslevel: int) -> None:
+def _write_gzip(dest: Path, header: bytes, blocks: Iterator[np.ndarray], compresslevel: int) -> None:
     """Stream header and blocks into a gzip file at dest, atomically (temp name, then rename)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with open(tmp, "wb") as raw:
             # No file name and mtime 0 in the gzip header: the same content gives the same bytes.
-            with igzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=compresslevel,
-                                mtime=0) as gz:
+            with igzip.GzipFile(
+                filename="", mode="wb", fileobj=raw, compresslevel=compresslevel, mtime=0
+            ) as gz:
                 gz.write(header)
                 for block in blocks:
                     gz.write(block)

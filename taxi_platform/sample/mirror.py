@@ -16,12 +16,12 @@ import os
 import re
 import shutil
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Iterable
 from urllib.parse import unquote, urlsplit
 
 from taxi_platform.datasets import DatasetSpec
@@ -38,9 +38,15 @@ def mirror_path(root: Path, spec: DatasetSpec, month: date) -> Path:
     return Path(root) / spec.release_tag / spec.file_name(month)
 
 
-def write_mirror(root: Path, specs: Iterable[DatasetSpec], months: Iterable[date], *,
-                 rows: int | Callable[[DatasetSpec, date], int], seed: int = 0,
-                 line_ending: str = "\n") -> list[GeneratedFile]:
+def write_mirror(
+    root: Path,
+    specs: Iterable[DatasetSpec],
+    months: Iterable[date],
+    *,
+    rows: int | Callable[[DatasetSpec, date], int],
+    seed: int = 0,
+    line_ending: str = "\n",
+) -> list[GeneratedFile]:
     """Generate every (spec, month) file under root, reusing files whose manifest matches."""
     months = list(months)
     written = []
@@ -50,8 +56,7 @@ def write_mirror(root: Path, specs: Iterable[DatasetSpec], months: Iterable[date
             path = mirror_path(root, spec, month)
             generated = _reusable(path, rows=n, seed=seed, line_ending=line_ending)
             if generated is None:
-                generated = generate_month(spec, month, path, rows=n, seed=seed,
-                                           line_ending=line_ending)
+                generated = generate_month(spec, month, path, rows=n, seed=seed, line_ending=line_ending)
                 _write_manifest(generated, seed)
             written.append(generated)
     return written
@@ -65,8 +70,7 @@ def _write_manifest(generated: GeneratedFile, seed: int) -> None:
     # Written after the data file, so a manifest always describes a complete file.
     fields = dataclasses.asdict(generated)
     fields.update(path=generated.path.name, month=generated.month.isoformat())
-    manifest = {"version": MANIFEST_VERSION, "seed": seed,
-                "size": generated.path.stat().st_size, **fields}
+    manifest = {"version": MANIFEST_VERSION, "seed": seed, "size": generated.path.stat().st_size, **fields}
     target = _manifest_path(generated.path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
@@ -80,8 +84,13 @@ def _reusable(path: Path, *, rows: int, seed: int, line_ending: str) -> Generate
         size = path.stat().st_size
     except (OSError, ValueError):
         return None
-    wanted = {"version": MANIFEST_VERSION, "seed": seed, "rows": rows,
-              "line_ending": line_ending, "size": size}
+    wanted = {
+        "version": MANIFEST_VERSION,
+        "seed": seed,
+        "rows": rows,
+        "line_ending": line_ending,
+        "size": size,
+    }
     if any(manifest.get(k) != v for k, v in wanted.items()):
         return None
     names = {f.name for f in dataclasses.fields(GeneratedFile)}
@@ -130,8 +139,13 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
                 return
         self.send_error(HTTPStatus.NOT_FOUND)
 
-    def send_body(self, body: bytes, content_type: str, status: int = HTTPStatus.OK,
-                  headers: dict[str, str] | None = None) -> None:
+    def send_body(
+        self,
+        body: bytes,
+        content_type: str,
+        status: int = HTTPStatus.OK,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         """Answer with a complete in-memory body (no body on HEAD)."""
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -205,8 +219,9 @@ class MirrorServer:
         self._httpd: _MirrorHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
-    def add_route(self, pattern: str, handler: RouteHandler,
-                  methods: Iterable[str] = ("GET", "HEAD")) -> None:
+    def add_route(
+        self, pattern: str, handler: RouteHandler, methods: Iterable[str] = ("GET", "HEAD")
+    ) -> None:
         """Route URL paths fully matching the regex `pattern` to handler, ahead of static files."""
         route = Route(frozenset(m.upper() for m in methods), re.compile(pattern), handler)
         self.routes.insert(len(self.routes) - 1, route)
@@ -225,8 +240,11 @@ class MirrorServer:
             raise RuntimeError("the mirror server is already running")
         self._httpd = _MirrorHTTPServer(("127.0.0.1", self.port), self)
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
-            name=f"mirror-server:{self._httpd.server_address[1]}", daemon=True)
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"mirror-server:{self._httpd.server_address[1]}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 

@@ -17,7 +17,7 @@ import hashlib
 import json
 import re
 import zlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -34,7 +34,7 @@ DEFAULT_PER_PAGE, MAX_PER_PAGE = 30, 100  # as GitHub
 
 
 def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(int(timestamp), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(int(timestamp), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _stable_id(text: str) -> int:
@@ -52,19 +52,21 @@ def release_json(root: Path, tag: str, base_url: str, api_url: str) -> dict:
     assets = []
     for path in files:
         stat = path.stat()
-        assets.append({
-            "id": _stable_id(f"{tag}/{path.name}"),
-            "url": f"{api_url}/releases/assets/{_stable_id(f'{tag}/{path.name}')}",
-            "name": path.name,
-            "label": "",
-            "content_type": CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
-            "state": "uploaded",
-            "size": stat.st_size,
-            "download_count": 0,
-            "created_at": _iso(stat.st_mtime),
-            "updated_at": _iso(stat.st_mtime),
-            "browser_download_url": f"{base_url}/{tag}/{path.name}",
-        })
+        assets.append(
+            {
+                "id": _stable_id(f"{tag}/{path.name}"),
+                "url": f"{api_url}/releases/assets/{_stable_id(f'{tag}/{path.name}')}",
+                "name": path.name,
+                "label": "",
+                "content_type": CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
+                "state": "uploaded",
+                "size": stat.st_size,
+                "download_count": 0,
+                "created_at": _iso(stat.st_mtime),
+                "updated_at": _iso(stat.st_mtime),
+                "browser_download_url": f"{base_url}/{tag}/{path.name}",
+            }
+        )
     created = _iso(min((p.stat().st_mtime for p in files), default=folder.stat().st_mtime))
     return {
         "id": _stable_id(tag),
@@ -87,18 +89,18 @@ def releases(root: Path, base_url: str, api_url: str) -> list[dict]:
 
 
 def _base_urls(request: MirrorRequestHandler, prefix: str) -> tuple[str, str]:
-    host = request.headers.get("Host") or "127.0.0.1:%d" % request.server.server_address[1]
+    host = request.headers.get("Host") or f"127.0.0.1:{request.server.server_address[1]:d}"
     base = f"http://{host}"
     return base, base + prefix
 
 
-def _answer_json(request: MirrorRequestHandler, payload: object,
-                 headers: dict[str, str] | None = None) -> None:
+def _answer_json(
+    request: MirrorRequestHandler, payload: object, headers: dict[str, str] | None = None
+) -> None:
     body = (json.dumps(payload, indent=1) + "\n").encode()
-    etag = '"%s"' % hashlib.sha256(body).hexdigest()[:40]
+    etag = f'"{hashlib.sha256(body).hexdigest()[:40]}"'
     wanted = {t.strip() for t in (request.headers.get("If-None-Match") or "").split(",")}
-    common = {"ETag": etag, "X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "60",
-              **(headers or {})}
+    common = {"ETag": etag, "X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "60", **(headers or {})}
     if etag in wanted or f"W/{etag}" in wanted:
         request.send_response(HTTPStatus.NOT_MODIFIED)
         for name, value in common.items():
@@ -138,7 +140,7 @@ def register_releases_api(server: MirrorServer, prefix: str = DEFAULT_PREFIX) ->
         if page > 1:
             link(1, "first")
             link(page - 1, "prev")
-        chunk = everything[(page - 1) * per_page: page * per_page]
+        chunk = everything[(page - 1) * per_page : page * per_page]
         _answer_json(request, chunk, {"Link": ", ".join(links)} if links else None)
 
     def one_release(request: MirrorRequestHandler, match: re.Match[str]) -> None:

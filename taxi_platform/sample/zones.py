@@ -21,8 +21,10 @@ def zone_rows(seed: Path = ZONE_SEED) -> list[tuple[int, str, str, str]]:
         header = next(reader)
         if header != [c.name for c in ZONES.columns]:
             raise ValueError(f"{seed}: header {header}, expected {[c.name for c in ZONES.columns]}")
-        return [(int(location_id), borough, zone, service_zone)
-                for location_id, borough, zone, service_zone in reader]
+        return [
+            (int(location_id), borough, zone, service_zone)
+            for location_id, borough, zone, service_zone in reader
+        ]
 
 
 def write_zone_lookup(dest: Path, seed: Path = ZONE_SEED) -> Path:

@@ -19,10 +19,10 @@ from __future__ import annotations
 import hashlib
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Callable
 from urllib.parse import unquote, urlsplit
 
 import requests
@@ -88,11 +88,15 @@ def _retry_after(response: requests.Response) -> float | None:
     return min(max(0.0, seconds), MAX_BACKOFF_SECONDS)
 
 
-def download_release_file(url: str, dest: Path, spec: DatasetSpec, month: date,
-                          **options) -> DownloadResult:
+def download_release_file(url: str, dest: Path, spec: DatasetSpec, month: date, **options) -> DownloadResult:
     """A monthly trip file: gzip, header and field counts verified while it streams."""
-    return download_file(url, dest, what=f"{spec.name} {month:%Y-%m}",
-                         new_inspector=lambda: CsvInspector(spec, spec.file_name(month)), **options)
+    return download_file(
+        url,
+        dest,
+        what=f"{spec.name} {month:%Y-%m}",
+        new_inspector=lambda: CsvInspector(spec, spec.file_name(month)),
+        **options,
+    )
 
 
 def download_file(
@@ -137,7 +141,8 @@ def download_file(
             if time.monotonic() + delay >= give_up_at:
                 raise PermanentDownloadError(
                     f"{what}: {shown} timed out: no complete download within {deadline:.0f} s "
-                    f"(TAXI_DOWNLOAD_DEADLINE); last error: {last_error}") from None
+                    f"(TAXI_DOWNLOAD_DEADLINE); last error: {last_error}"
+                ) from None
             log(f"{shown}: {exc}; retry {attempt}/{attempts - 1} in {delay:.1f}s")
             sleep(delay)
             continue
@@ -155,17 +160,17 @@ def download_file(
         except OSError as exc:
             part.unlink(missing_ok=True)
             raise _local_error(what, exc, dest) from None
-        return DownloadResult(url=url, path=dest, attempts=attempt,
-                              seconds=time.monotonic() - started, **result)
-    raise DownloadFailed(
-        f"{what}: gave up on {shown} after {attempts} attempts; last error: {last_error}"
-    )
+        return DownloadResult(
+            url=url, path=dest, attempts=attempt, seconds=time.monotonic() - started, **result
+        )
+    raise DownloadFailed(f"{what}: gave up on {shown} after {attempts} attempts; last error: {last_error}")
 
 
 def _local_error(what: str, exc: OSError, path: Path) -> PermanentDownloadError:
     where = exc.filename or path
-    return PermanentDownloadError(f"{what}: cannot write {where}: {exc.strerror or exc} "
-                                  "(the download folder is under TAXI_HOME)")
+    return PermanentDownloadError(
+        f"{what}: cannot write {where}: {exc.strerror or exc} (the download folder is under TAXI_HOME)"
+    )
 
 
 def _remove_stale_parts(folder: Path, log: Callable[[str], None]) -> None:
@@ -181,8 +186,16 @@ def _remove_stale_parts(folder: Path, log: Callable[[str], None]) -> None:
             log(f"could not remove {stale.name}, left by a download that did not finish: {exc.strerror}")
 
 
-def _attempt(url: str, part: Path, what: str, inspector: Inspector, timeout: float,
-             give_up_at: float, deadline: float, log: Callable[[str], None]) -> dict:
+def _attempt(
+    url: str,
+    part: Path,
+    what: str,
+    inspector: Inspector,
+    timeout: float,
+    give_up_at: float,
+    deadline: float,
+    log: Callable[[str], None],
+) -> dict:
     sha = hashlib.sha256()
     written = 0
     last_report = time.monotonic()
@@ -196,15 +209,20 @@ def _attempt(url: str, part: Path, what: str, inspector: Inspector, timeout: flo
             if now >= give_up_at:
                 raise PermanentDownloadError(
                     f"{what}: {mask_url(url)} timed out: {written:,} bytes received in "
-                    f"{deadline:.0f} s (TAXI_DOWNLOAD_DEADLINE), the file is not complete")
+                    f"{deadline:.0f} s (TAXI_DOWNLOAD_DEADLINE), the file is not complete"
+                )
             if now - last_report >= PROGRESS_EVERY_SECONDS:
                 of = f" of {total:,}" if total else ""
                 log(f"{what}: {written:,}{of} bytes downloaded")
                 last_report = now
     inspection = inspector.finish(local_copy=part)
-    return dict(bytes=written, sha256=sha.hexdigest(), rows=inspection.rows,
-                decompressed_bytes=inspection.decompressed_bytes,
-                line_ending=inspection.line_ending)
+    return dict(
+        bytes=written,
+        sha256=sha.hexdigest(),
+        rows=inspection.rows,
+        decompressed_bytes=inspection.decompressed_bytes,
+        line_ending=inspection.line_ending,
+    )
 
 
 def _stream(url: str, what: str, timeout: float):
@@ -221,14 +239,18 @@ def _stream(url: str, what: str, timeout: float):
     shown = mask_url(url)
     try:
         # identity: the file's own bytes, never a transport encoding on top of them.
-        response = requests.get(url, stream=True, timeout=timeout,
-                                headers={"Accept-Encoding": "identity"})
+        response = requests.get(url, stream=True, timeout=timeout, headers={"Accept-Encoding": "identity"})
     except requests.TooManyRedirects:
         raise PermanentDownloadError(f"{what}: {shown} redirects in a loop") from None
-    except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
-            requests.exceptions.InvalidSchema) as exc:
-        raise PermanentDownloadError(f"{what}: {shown} is not a URL that can be downloaded "
-                                     f"({type(exc).__name__}); check TAXI_SOURCE_URL") from None
+    except (
+        requests.exceptions.InvalidURL,
+        requests.exceptions.MissingSchema,
+        requests.exceptions.InvalidSchema,
+    ) as exc:
+        raise PermanentDownloadError(
+            f"{what}: {shown} is not a URL that can be downloaded "
+            f"({type(exc).__name__}); check TAXI_SOURCE_URL"
+        ) from None
     except requests.Timeout:
         raise _RetryableError(f"timed out after {timeout:.0f} s waiting for the server") from None
     except requests.RequestException as exc:
@@ -241,7 +263,8 @@ def _stream(url: str, what: str, timeout: float):
         if response.status_code != 200:
             raise PermanentDownloadError(
                 f"{what}: {shown} answered HTTP {response.status_code}"
-                + (" (access denied: is the URL right?)" if response.status_code in (401, 403) else ""))
+                + (" (access denied: is the URL right?)" if response.status_code in (401, 403) else "")
+            )
         total = int(response.headers.get("Content-Length") or 0)
         raw = response.raw
         try:

@@ -9,7 +9,8 @@
 
 from __future__ import annotations
 
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import BinaryIO
 
 try:  # ISA-L decompresses gzip 2-3x faster than zlib; same API.
     from isal import isal_zlib as _zlib

@@ -25,10 +25,10 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Callable, Mapping
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -158,7 +158,7 @@ def _seconds_until(value: str | None, now: datetime, *, epoch: bool) -> float | 
     try:
         when = parsedate_to_datetime(value)
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
+            when = when.replace(tzinfo=UTC)
         return (when - now).total_seconds()
     except (TypeError, ValueError, OverflowError, IndexError, AttributeError):
         return None
@@ -193,9 +193,17 @@ def _message(body: bytes) -> str:
 
 
 class ReleasesApiClient:
-    def __init__(self, api_url: str, *, token: str | None = None, per_page: int = DEFAULT_PER_PAGE,
-                 max_pages: int = 3, timeout_seconds: float = 10.0, budget_seconds: float = 30.0,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        *,
+        token: str | None = None,
+        per_page: int = DEFAULT_PER_PAGE,
+        max_pages: int = 3,
+        timeout_seconds: float = 10.0,
+        budget_seconds: float = 30.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.api_url = api_url.rstrip("/")
         self._token = token
         self.per_page = per_page
@@ -220,12 +228,18 @@ class ReleasesApiClient:
     def own_pages(self, pages: list[PageState]) -> list[PageState]:
         """The remembered pages whose URL and next link are both of the API's origin (a cursor of
         an older version may hold a next link to another host)."""
-        return [p for p in pages if self.same_origin(p.url)
-                and (p.next_url is None or self.same_origin(p.next_url))]
+        return [
+            p
+            for p in pages
+            if self.same_origin(p.url) and (p.next_url is None or self.same_origin(p.next_url))
+        ]
 
     def _headers(self, etag: str | None) -> dict[str, str]:
-        headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
-                   "User-Agent": USER_AGENT}
+        headers = {
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28",
+            "User-Agent": USER_AGENT,
+        }
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         if etag and etag.isascii() and etag.isprintable():  # else requests refuses the header
@@ -246,18 +260,18 @@ class ReleasesApiClient:
         with requests.Session() as session:
             while url is not None:
                 if len(listing.pages) >= self.max_pages:
-                    listing.truncate(f"more than {self.max_pages} page(s); raise "
-                                     "TAXI_RELEASES_API_MAX_PAGES")
+                    listing.truncate(f"more than {self.max_pages} page(s); raise TAXI_RELEASES_API_MAX_PAGES")
                     break
                 if deadline - time.monotonic() <= 1:
-                    listing.truncate(f"the {self.budget_seconds:g} s budget of API calls was spent "
-                                     f"after {len(listing.pages)} page(s)")
+                    listing.truncate(
+                        f"the {self.budget_seconds:g} s budget of API calls was spent "
+                        f"after {len(listing.pages)} page(s)"
+                    )
                     break
                 before = remembered.get(url)
                 answer = self._call(session, url, before.etag if before else None, deadline)
                 listing.calls += 1
-                listing.rate_remaining = answer.headers.get("x-ratelimit-remaining",
-                                                            listing.rate_remaining)
+                listing.rate_remaining = answer.headers.get("x-ratelimit-remaining", listing.rate_remaining)
                 self._raise_if_rate_limited(answer)
                 if answer.status == 304 and before is not None:
                     listing.pages.append(before)
@@ -267,7 +281,8 @@ class ReleasesApiClient:
                     message = _message(answer.body)
                     raise ReleasesApiError(
                         f"GitHub releases API: {mask_url(url)} answered HTTP {answer.status}"
-                        f"{': ' + message if message else ''}")
+                        f"{': ' + message if message else ''}"
+                    )
                 assets = self._assets(answer.body, url)
                 next_url = _resolve(url, next_link(answer.headers.get("Link")))
                 listing.changed_pages += 1
@@ -276,7 +291,8 @@ class ReleasesApiClient:
                     listing.truncate(
                         f"page {len(listing.pages) + 1} ({mask_url(url)}) links its next page to "
                         f"another host ({_origin_text(next_url)}), not followed: requests and the "
-                        f"token go only to {_origin_text(self.api_url)}")
+                        f"token go only to {_origin_text(self.api_url)}"
+                    )
                     # Kept without ETag (and link): the next tick reads it again and warns again.
                     listing.pages.append(PageState(url, None, None))
                     break
@@ -292,13 +308,14 @@ class ReleasesApiClient:
         raise RateLimited(
             f"GitHub releases API rate limit reached (HTTP {answer.status}, "
             f"x-ratelimit-remaining={remaining}); asking again after {retry_at:%Y-%m-%d %H:%M:%S} UTC"
-            + ("" if self._token else "; set TAXI_GITHUB_TOKEN for a higher limit"), retry_at)
+            + ("" if self._token else "; set TAXI_GITHUB_TOKEN for a higher limit"),
+            retry_at,
+        )
 
     def _timed_out(self, url: str, why: str) -> ReleasesApiError:
         return ReleasesApiError(f"GitHub releases API: {mask_url(url)} timed out ({why})")
 
-    def _call(self, session: requests.Session, url: str, etag: str | None,
-              deadline: float) -> _Answer:
+    def _call(self, session: requests.Session, url: str, etag: str | None, deadline: float) -> _Answer:
         """One GET of `url`, over by `deadline` whatever the server does."""
         outcome: list[_Answer | BaseException] = []
 
@@ -315,26 +332,28 @@ class ReleasesApiClient:
         worker.start()
         worker.join(max(0.0, deadline - time.monotonic()))
         if not outcome:
-            raise self._timed_out(url, f"no complete answer within the {self.budget_seconds:g} s "
-                                       "budget of a tick")
+            raise self._timed_out(
+                url, f"no complete answer within the {self.budget_seconds:g} s budget of a tick"
+            )
         if isinstance(outcome[0], BaseException):
             raise outcome[0]
         return outcome[0]
 
-    def _fetch(self, session: requests.Session, url: str, etag: str | None,
-               deadline: float) -> _Answer:
+    def _fetch(self, session: requests.Session, url: str, etag: str | None, deadline: float) -> _Answer:
         target = url
         for _ in range(MAX_REDIRECTS + 1):
             timeout = min(self.timeout_seconds, max(0.1, deadline - time.monotonic()))
             try:
                 # Redirects by hand: only within the API's origin, where the token may go.
-                response = session.get(target, headers=self._headers(etag), timeout=timeout,
-                                       allow_redirects=False, stream=True)
+                response = session.get(
+                    target, headers=self._headers(etag), timeout=timeout, allow_redirects=False, stream=True
+                )
             except requests.Timeout:
                 raise self._timed_out(url, f"no answer within {timeout:g} s") from None
             except requests.RequestException as exc:
                 raise ReleasesApiError(
-                    f"GitHub releases API: {mask_url(url)}: {type(exc).__name__}") from None
+                    f"GitHub releases API: {mask_url(url)}: {type(exc).__name__}"
+                ) from None
             with response:
                 if response.is_redirect:
                     target = _resolve(target, response.headers.get("Location")) or ""
@@ -342,19 +361,19 @@ class ReleasesApiClient:
                         raise ReleasesApiError(
                             f"GitHub releases API: {mask_url(url)} redirects to another host "
                             f"({_origin_text(target)}), not followed: requests and the token go "
-                            f"only to {_origin_text(self.api_url)}")
+                            f"only to {_origin_text(self.api_url)}"
+                        )
                     continue
                 body = self._read_body(response, url, timeout, deadline)
             return _Answer(response.status_code, response.headers, body)
-        raise ReleasesApiError(f"GitHub releases API: {mask_url(url)}: more than {MAX_REDIRECTS} "
-                               "redirects")
+        raise ReleasesApiError(f"GitHub releases API: {mask_url(url)}: more than {MAX_REDIRECTS} redirects")
 
-    def _read_body(self, response: requests.Response, url: str, timeout: float,
-                   deadline: float) -> bytes:
+    def _read_body(self, response: requests.Response, url: str, timeout: float, deadline: float) -> bytes:
         """The (decoded) body, read chunk by chunk: at most MAX_PAGE_BYTES, by `deadline`."""
         too_big = ReleasesApiError(
             f"GitHub releases API: {mask_url(url)} answered more than {MAX_PAGE_BYTES >> 20} MB "
-            "(the limit of one page), not read further")
+            "(the limit of one page), not read further"
+        )
         declared = response.headers.get("Content-Length", "").strip()
         if re.fullmatch(r"[0-9]+", declared) and int(declared) > MAX_PAGE_BYTES:
             raise too_big
@@ -367,14 +386,15 @@ class ReleasesApiClient:
                 if len(body) > MAX_PAGE_BYTES:
                     raise too_big
                 if time.monotonic() > deadline:
-                    raise self._timed_out(url, f"the body did not arrive within the "
-                                               f"{self.budget_seconds:g} s budget of a tick")
+                    raise self._timed_out(
+                        url, f"the body did not arrive within the {self.budget_seconds:g} s budget of a tick"
+                    )
         except (TimeoutError, urllib3.exceptions.TimeoutError):
             raise self._timed_out(url, f"no data for {timeout:g} s") from None
         except (OSError, urllib3.exceptions.HTTPError) as exc:
             raise ReleasesApiError(
-                f"GitHub releases API: {mask_url(url)}: the answer broke off "
-                f"({type(exc).__name__})") from None
+                f"GitHub releases API: {mask_url(url)}: the answer broke off ({type(exc).__name__})"
+            ) from None
         return bytes(body)
 
     @staticmethod
@@ -384,14 +404,19 @@ class ReleasesApiClient:
             if not isinstance(releases, list):
                 raise ValueError("not a list")
             return [
-                ReleaseAsset(tag=str(release["tag_name"]), name=str(asset["name"]),
-                             size=int(asset["size"]), updated_at=str(asset["updated_at"]),
-                             download_url=str(asset.get("browser_download_url", "")),
-                             id=asset.get("id"))
-                for release in releases for asset in release.get("assets") or []
+                ReleaseAsset(
+                    tag=str(release["tag_name"]),
+                    name=str(asset["name"]),
+                    size=int(asset["size"]),
+                    updated_at=str(asset["updated_at"]),
+                    download_url=str(asset.get("browser_download_url", "")),
+                    id=asset.get("id"),
+                )
+                for release in releases
+                for asset in release.get("assets") or []
             ]
-        except (ValueError, KeyError, TypeError, AttributeError, OverflowError,
-                RecursionError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
             raise ReleasesApiError(
                 f"GitHub releases API: {mask_url(url)} answered an unexpected body "
-                f"({type(exc).__name__}: {str(exc)[:100]})") from None
+                f"({type(exc).__name__}: {str(exc)[:100]})"
+            ) from None

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Callable
 
 import dagster as dg
 
@@ -27,23 +27,34 @@ class ReleaseSource(dg.ConfigurableResource):
     def url_for(self, spec: DatasetSpec, month: date) -> str:
         return release_file_url(self.base_url, spec, month)
 
-    def fetch(self, spec: DatasetSpec, month: date, run_id: str,
-              log: Callable[[str], None]) -> DownloadResult:
+    def fetch(
+        self, spec: DatasetSpec, month: date, run_id: str, log: Callable[[str], None]
+    ) -> DownloadResult:
         # One scratch file per run: two runs of the same month never write the same file.
         dest = Path(self.scratch_dir) / f"{run_id}-{spec.file_name(month)}"
         return download_release_file(
-            self.url_for(spec, month), dest, spec, month, attempts=self.attempts,
-            timeout=self.timeout_seconds, deadline=self.deadline_seconds,
-            backoff_base=self.backoff_base_seconds, log=log,
+            self.url_for(spec, month),
+            dest,
+            spec,
+            month,
+            attempts=self.attempts,
+            timeout=self.timeout_seconds,
+            deadline=self.deadline_seconds,
+            backoff_base=self.backoff_base_seconds,
+            log=log,
         )
 
-    def fetch_reference(self, ref: ReferenceSpec, run_id: str,
-                        log: Callable[[str], None]) -> DownloadResult:
+    def fetch_reference(self, ref: ReferenceSpec, run_id: str, log: Callable[[str], None]) -> DownloadResult:
         url = reference_file_url(self.base_url, ref)
         header = [c.name for c in ref.columns]
         return download_file(
-            url, Path(self.scratch_dir) / f"{run_id}-{ref.file_name}", what=ref.file_name,
+            url,
+            Path(self.scratch_dir) / f"{run_id}-{ref.file_name}",
+            what=ref.file_name,
             new_inspector=lambda: PlainCsvInspector(ref.file_name, header),
-            attempts=self.attempts, timeout=self.timeout_seconds, deadline=self.deadline_seconds,
-            backoff_base=self.backoff_base_seconds, log=log,
+            attempts=self.attempts,
+            timeout=self.timeout_seconds,
+            deadline=self.deadline_seconds,
+            backoff_base=self.backoff_base_seconds,
+            log=log,
         )

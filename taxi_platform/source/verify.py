@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 
 from taxi_platform.datasets import DatasetSpec
 from taxi_platform.engine.csv_blocks import BOM, MAX_LINE_BYTES, expected_header, header_mismatch
 from taxi_platform.source.gzip_stream import GzipDecompressor, TruncatedGzipError, iter_decompressed
-
 
 MAX_REFERENCE_BYTES = 16 << 20
 
@@ -78,8 +78,10 @@ class CsvInspector:
                 self._check_header(line)
                 self._header_done = True
             elif len(self._head) >= MAX_LINE_BYTES:
-                raise InvalidReleaseFile(f"{self.file_name} line 1: no line end in the first "
-                                         f"{MAX_LINE_BYTES >> 20} MB (not a CSV file?)")
+                raise InvalidReleaseFile(
+                    f"{self.file_name} line 1: no line end in the first "
+                    f"{MAX_LINE_BYTES >> 20} MB (not a CSV file?)"
+                )
         self._newlines += data.count(b"\n")
         self._commas += data.count(b",")
         self._quotes += data.count(b'"')
@@ -91,7 +93,8 @@ class CsvInspector:
             raise InvalidReleaseFile(
                 f"{self.file_name} line 1: the header does not match the {self.spec.name} spec "
                 f"({header_mismatch(text, self.spec.column_names)}); expected: "
-                f"{','.join(self.spec.column_names)}")
+                f"{','.join(self.spec.column_names)}"
+            )
 
     def finish(self, local_copy: Path | None = None) -> Inspection:
         try:
@@ -101,18 +104,25 @@ class CsvInspector:
         if not self._header_done:
             if self._head.strip():
                 self._check_header(bytes(self._head))
-                raise InvalidReleaseFile(f"{self.file_name}: the file holds a header and no rows "
-                                         "(a month without trips is not a release)")
+                raise InvalidReleaseFile(
+                    f"{self.file_name}: the file holds a header and no rows "
+                    "(a month without trips is not a release)"
+                )
             raise InvalidReleaseFile(f"{self.file_name}: the file is empty (no header line)")
         lines = self._newlines + (1 if self._last_byte not in (b"\n", b"") else 0)
         rows = lines - 1
         if self._quotes or self._commas != lines * (len(self.spec.columns) - 1):
             rows = self._rescan(local_copy)
         if rows == 0:
-            raise InvalidReleaseFile(f"{self.file_name}: the file holds a header and no rows "
-                                     "(a month without trips is not a release)")
-        return Inspection(rows=rows, decompressed_bytes=self._gz.decompressed_bytes,
-                          line_ending="\r\n" if self._crlf else "\n")
+            raise InvalidReleaseFile(
+                f"{self.file_name}: the file holds a header and no rows "
+                "(a month without trips is not a release)"
+            )
+        return Inspection(
+            rows=rows,
+            decompressed_bytes=self._gz.decompressed_bytes,
+            line_ending="\r\n" if self._crlf else "\n",
+        )
 
     def _rescan(self, local_copy: Path | None) -> int:
         """The data rows of a file whose comma count is off: blank lines skipped, quoted fields
@@ -131,7 +141,8 @@ class CsvInspector:
                 if fields != expected:
                     raise InvalidReleaseFile(
                         f"{self.file_name} line {number}: {fields} fields, expected {expected} "
-                        f"({'too few' if fields < expected else 'too many'}; a truncated or malformed row)")
+                        f"({'too few' if fields < expected else 'too many'}; a truncated or malformed row)"
+                    )
                 rows += 1
         return rows
 
@@ -145,8 +156,10 @@ def _numbered_lines(chunks: Iterator[bytes], file_name: str) -> Iterator[tuple[i
             number += 1
             yield number, line
         if len(pending) > MAX_LINE_BYTES:  # bounded memory, whatever the file holds
-            raise InvalidReleaseFile(f"{file_name} line {number + 1}: a line longer than "
-                                     f"{MAX_LINE_BYTES >> 20} MB (not a trip file?)")
+            raise InvalidReleaseFile(
+                f"{file_name} line {number + 1}: a line longer than "
+                f"{MAX_LINE_BYTES >> 20} MB (not a trip file?)"
+            )
     if pending:
         yield number + 1, pending
 
@@ -176,8 +189,10 @@ class PlainCsvInspector:
     def feed(self, data: bytes) -> None:
         self._data += data
         if len(self._data) > MAX_REFERENCE_BYTES:
-            raise InvalidReleaseFile(f"{self.file_name}: larger than {MAX_REFERENCE_BYTES >> 20} MB "
-                                     "(the zone lookup holds about 12 KB): not the reference file")
+            raise InvalidReleaseFile(
+                f"{self.file_name}: larger than {MAX_REFERENCE_BYTES >> 20} MB "
+                "(the zone lookup holds about 12 KB): not the reference file"
+            )
 
     def finish(self, local_copy: Path | None = None) -> Inspection:
         text = self._data.decode("utf-8-sig", errors="replace")
@@ -185,10 +200,15 @@ class PlainCsvInspector:
         if not rows or rows[0] != self.expected_header:
             raise InvalidReleaseFile(
                 f"{self.file_name} line 1: the header is {rows[0] if rows else 'missing'}, expected "
-                f"{self.expected_header}")
+                f"{self.expected_header}"
+            )
         for number, row in enumerate(rows[1:], start=2):
             if len(row) != len(self.expected_header):
                 raise InvalidReleaseFile(
-                    f"{self.file_name} line {number}: {len(row)} fields, expected {len(self.expected_header)}")
-        return Inspection(rows=len(rows) - 1, decompressed_bytes=len(self._data),
-                          line_ending="\r\n" if b"\r\n" in self._data[:4096] else "\n")
+                    f"{self.file_name} line {number}: {len(row)} fields, expected {len(self.expected_header)}"
+                )
+        return Inspection(
+            rows=len(rows) - 1,
+            decompressed_bytes=len(self._data),
+            line_ending="\r\n" if b"\r\n" in self._data[:4096] else "\n",
+        )

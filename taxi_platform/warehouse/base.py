@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import date
-from typing import Callable, Sequence
 
 import dagster as dg
 
@@ -104,14 +104,16 @@ class TripWarehouse(dg.ConfigurableResource, ABC):
         """Fully qualified name of `<colour>_tripdata`, for metadata."""
 
     @abstractmethod
-    def load_staging(self, spec: DatasetSpec, month: date, lake_file: LakeFile, log: Log,
-                     run_id: str = "") -> StagingResult:
+    def load_staging(
+        self, spec: DatasetSpec, month: date, lake_file: LakeFile, log: Log, run_id: str = ""
+    ) -> StagingResult:
         """Replace the month's staging table with the file's rows, ids and file name computed in
         the load; `run_id` tags what this run staged."""
 
     @abstractmethod
-    def replace_month(self, spec: DatasetSpec, month: date, log: Log, run_id: str = "",
-                      staged_sha256: str | None = None) -> ReplaceResult:
+    def replace_month(
+        self, spec: DatasetSpec, month: date, log: Log, run_id: str = "", staged_sha256: str | None = None
+    ) -> ReplaceResult:
         """Replace exactly that month's rows of the final table with the distinct staged trips,
         atomically; `run_id`: the run whose staging this replace follows; `staged_sha256`: the
         file that run staged (where known), so rows staged since from another file are refused."""
@@ -133,8 +135,9 @@ class TripWarehouse(dg.ConfigurableResource, ABC):
         """Environment variables that point the dbt project's profile at this warehouse."""
 
     @abstractmethod
-    def dbt_model_figures(self, model: str, sums: Sequence[str], month_column: str | None = None,
-                          months: Sequence[date] = ()) -> dict[date | None, tuple]:
+    def dbt_model_figures(
+        self, model: str, sums: Sequence[str], month_column: str | None = None, months: Sequence[date] = ()
+    ) -> dict[date | None, tuple]:
         """(count(*), sum(column) for each of `sums`) of a model the dbt project built: per month
         of `months` present in it, or for the whole table (key None) without a `month_column`.
         For the metadata the UI plots per partition. Identifiers are validated."""
@@ -158,10 +161,17 @@ def refuse_wrong_month(file_name: str, month: date, rows: int, in_month: int | N
     raise BadInputError(
         f"{file_name}: only {in_month:,} of its {rows:,} trips ({in_month / rows:.1%}) were picked "
         f"up in {month:%Y-%m}: is it another month's file? Refused (a month's file needs at least "
-        f"{MIN_IN_MONTH_SHARE_TO_LOAD:.0%} of its pickups in its month); the final table was not changed")
+        f"{MIN_IN_MONTH_SHARE_TO_LOAD:.0%} of its pickups in its month); the final table was not changed"
+    )
 
 
 def cost_metadata(result: StagingResult | ReplaceResult | ReferenceResult) -> dict[str, int]:
     """`bytes_processed` / `bytes_billed` asset metadata, where the warehouse reports them."""
-    return {name: value for name, value in (("bytes_processed", result.bytes_processed),
-                                            ("bytes_billed", result.bytes_billed)) if value is not None}
+    return {
+        name: value
+        for name, value in (
+            ("bytes_processed", result.bytes_processed),
+            ("bytes_billed", result.bytes_billed),
+        )
+        if value is not None
+    }

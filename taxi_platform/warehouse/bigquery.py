@@ -25,11 +25,11 @@ import re
 import stat
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
-from typing import Any, Iterator, Sequence
+from typing import Any
 
-import dagster as dg
 from dagster_gcp import BigQueryResource
 
 from taxi_platform.datasets import ColumnType, DatasetSpec, ReferenceSpec
@@ -101,8 +101,10 @@ class BigQueryWarehouse(TripWarehouse):
                 raise WarehouseError(f"{purpose} failed: {_job_message(exc)}") from None
 
     def _datasets(self) -> tuple[str, str]:
-        return (validate_identifier(self.dataset, "TAXI_BQ_DATASET"),
-                validate_identifier(self.staging_dataset, "TAXI_STAGING_SCHEMA"))
+        return (
+            validate_identifier(self.dataset, "TAXI_BQ_DATASET"),
+            validate_identifier(self.staging_dataset, "TAXI_STAGING_SCHEMA"),
+        )
 
     def _ref(self, client: Any, dataset: str, table: str) -> str:
         return f"{client.project}.{dataset}.{table}"
@@ -139,12 +141,17 @@ class BigQueryWarehouse(TripWarehouse):
         from google.cloud import bigquery
 
         ref = self._ref(client, self._datasets()[0], spec.table_name)
-        table = bigquery.Table(ref, schema=[
-            bigquery.SchemaField("unique_row_id", "STRING", mode="REQUIRED"),
-            bigquery.SchemaField("filename", "STRING", mode="REQUIRED"),
-            *self._schema(spec.columns)])
+        table = bigquery.Table(
+            ref,
+            schema=[
+                bigquery.SchemaField("unique_row_id", "STRING", mode="REQUIRED"),
+                bigquery.SchemaField("filename", "STRING", mode="REQUIRED"),
+                *self._schema(spec.columns),
+            ],
+        )
         table.time_partitioning = bigquery.TimePartitioning(
-            type_=bigquery.TimePartitioningType.DAY, field=spec.pickup_column)
+            type_=bigquery.TimePartitioningType.DAY, field=spec.pickup_column
+        )
         table.clustering_fields = ["filename"]
         existing = client.create_table(table, exists_ok=True)
         names = {f.name for f in existing.schema}
@@ -152,7 +159,8 @@ class BigQueryWarehouse(TripWarehouse):
             raise WarehouseError(
                 f"{ref} exists without the columns unique_row_id, filename and the {spec.name} "
                 "columns (not created by taxi_platform?): rename it, or set TAXI_BQ_DATASET to "
-                "another dataset")
+                "another dataset"
+            )
         return ref
 
     def _query(self, client: Any, sql: str, cost: JobCost, params: list | None = None) -> list:
@@ -167,16 +175,19 @@ class BigQueryWarehouse(TripWarehouse):
         return rows
 
     # --- staging ------------------------------------------------------------------------------
-    def load_staging(self, spec: DatasetSpec, month: date, lake_file: LakeFile, log: Log,
-                     run_id: str = "") -> StagingResult:
+    def load_staging(
+        self, spec: DatasetSpec, month: date, lake_file: LakeFile, log: Log, run_id: str = ""
+    ) -> StagingResult:
         from google.api_core import exceptions as gexc
         from google.cloud import bigquery
 
         started = time.monotonic()
         file_name = _checked_file_name(spec.file_name(month))
         if not lake_file.uri.startswith("gs://"):
-            raise WarehouseError(f"BigQuery loads {file_name} from Cloud Storage, but the lake "
-                                 f"holds it at {lake_file.uri}: use the GCS lake (TAXI_TARGET=gcp)")
+            raise WarehouseError(
+                f"BigQuery loads {file_name} from Cloud Storage, but the lake "
+                f"holds it at {lake_file.uri}: use the GCS lake (TAXI_TARGET=gcp)"
+            )
         cost = JobCost()
         staging_name = f"{spec.table_name}_{month_suffix(month)}"
         with self.client(f"staging {file_name}") as client:
@@ -184,11 +195,17 @@ class BigQueryWarehouse(TripWarehouse):
             staging_ds = self._datasets()[1]
             load_ref = self._ref(client, staging_ds, staging_name + "_load")
             config = bigquery.LoadJobConfig(
-                schema=self._schema(spec.columns), source_format=bigquery.SourceFormat.CSV,
-                skip_leading_rows=1, write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+                schema=self._schema(spec.columns),
+                source_format=bigquery.SourceFormat.CSV,
+                skip_leading_rows=1,
+                write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
                 create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED,
-                max_bad_records=0, allow_jagged_rows=False, allow_quoted_newlines=False,
-                encoding="UTF-8", field_delimiter=",")
+                max_bad_records=0,
+                allow_jagged_rows=False,
+                allow_quoted_newlines=False,
+                encoding="UTF-8",
+                field_delimiter=",",
+            )
             job = client.load_table_from_uri(lake_file.uri, load_ref, job_config=config)
             try:
                 job.result()
@@ -199,19 +216,29 @@ class BigQueryWarehouse(TripWarehouse):
             log(f"{file_name}: {rows:,} rows loaded from {lake_file.uri} into {load_ref}")
             columns = ", ".join(bq_ident(c) for c in spec.column_names)
             # The id and the file name: computed here, since a load job cannot compute columns.
-            self._query(client, (
-                f"CREATE OR REPLACE TABLE {self._q(client, staging_ds, staging_name)} AS "
-                f"SELECT {bigquery_trip_id_sql(spec)} AS unique_row_id, '{file_name}' AS filename, "
-                f"{columns} FROM {self._q(client, staging_ds, staging_name + '_load')}"), cost)
+            self._query(
+                client,
+                (
+                    f"CREATE OR REPLACE TABLE {self._q(client, staging_ds, staging_name)} AS "
+                    f"SELECT {bigquery_trip_id_sql(spec)} AS unique_row_id, '{file_name}' AS filename, "
+                    f"{columns} FROM {self._q(client, staging_ds, staging_name + '_load')}"
+                ),
+                cost,
+            )
             client.delete_table(load_ref, not_found_ok=True)
         log(f"{file_name}: {rows:,} rows staged in {self.staging_table(spec, month)}")
-        return StagingResult(table=self.staging_table(spec, month), rows=rows,
-                             seconds=time.monotonic() - started,
-                             bytes_processed=cost.processed, bytes_billed=cost.billed)
+        return StagingResult(
+            table=self.staging_table(spec, month),
+            rows=rows,
+            seconds=time.monotonic() - started,
+            bytes_processed=cost.processed,
+            bytes_billed=cost.billed,
+        )
 
     # --- final --------------------------------------------------------------------------------
-    def replace_month(self, spec: DatasetSpec, month: date, log: Log, run_id: str = "",
-                      staged_sha256: str | None = None) -> ReplaceResult:
+    def replace_month(
+        self, spec: DatasetSpec, month: date, log: Log, run_id: str = "", staged_sha256: str | None = None
+    ) -> ReplaceResult:
         from google.api_core import exceptions as gexc
         from google.cloud import bigquery
 
@@ -229,41 +256,73 @@ class BigQueryWarehouse(TripWarehouse):
             except gexc.NotFound:
                 raise WarehouseError(
                     f"no staging table {self.staging_table(spec, month)}: materialize the "
-                    f"{spec.name} staging asset for {month:%Y-%m} first") from None
+                    f"{spec.name} staging asset for {month:%Y-%m} first"
+                ) from None
             staging = self._q(client, staging_ds, staging_name)
             final_q = f"`{final}`"
             pickup = bq_ident(spec.pickup_column)
-            month_params = [*file_param,
-                            bigquery.ScalarQueryParameter("start", "TIMESTAMP", f"{month:%Y-%m-%d} 00:00:00"),
-                            bigquery.ScalarQueryParameter("end", "TIMESTAMP",
-                                                          f"{next_month(month):%Y-%m-%d} 00:00:00")]
-            ((staged, in_month, previous),) = [tuple(r.values()) for r in self._query(client, (
-                f"SELECT (SELECT COUNT(*) FROM {staging}), "
-                f"(SELECT COUNTIF({pickup} >= @start AND {pickup} < @end) FROM {staging}), "
-                f"(SELECT COUNT(*) FROM {final_q} WHERE filename = @file)"), cost, month_params)]
+            month_params = [
+                *file_param,
+                bigquery.ScalarQueryParameter("start", "TIMESTAMP", f"{month:%Y-%m-%d} 00:00:00"),
+                bigquery.ScalarQueryParameter("end", "TIMESTAMP", f"{next_month(month):%Y-%m-%d} 00:00:00"),
+            ]
+            ((staged, in_month, previous),) = [
+                tuple(r.values())
+                for r in self._query(
+                    client,
+                    (
+                        f"SELECT (SELECT COUNT(*) FROM {staging}), "
+                        f"(SELECT COUNTIF({pickup} >= @start AND {pickup} < @end) FROM {staging}), "
+                        f"(SELECT COUNT(*) FROM {final_q} WHERE filename = @file)"
+                    ),
+                    cost,
+                    month_params,
+                )
+            ]
             if staged == 0:
-                raise WarehouseError(f"staging table {self.staging_table(spec, month)} is empty: "
-                                     "re-materialize the staging asset for this month")
+                raise WarehouseError(
+                    f"staging table {self.staging_table(spec, month)} is empty: "
+                    "re-materialize the staging asset for this month"
+                )
             refuse_wrong_month(file_name, month, staged, in_month)
             cols = ", ".join(bq_ident(c) for c in spec.column_names)
             # One transaction: a failure anywhere rolls back to the month's previous rows. Among
             # rows sharing an id the smallest by all columns is kept (load jobs keep no file order).
-            self._query(client, (
-                "BEGIN TRANSACTION;\n"
-                f"DELETE FROM {final_q} WHERE filename = '{file_name}';\n"
-                f"INSERT INTO {final_q} (unique_row_id, filename, {cols})\n"
-                f"SELECT unique_row_id, filename, {cols} FROM {staging}\n"
-                f"QUALIFY ROW_NUMBER() OVER (PARTITION BY unique_row_id ORDER BY {cols}) = 1;\n"
-                "COMMIT TRANSACTION;"), cost)
-            ((final_rows, distinct_ids),) = [tuple(r.values()) for r in self._query(
-                client, f"SELECT COUNT(*), COUNT(DISTINCT unique_row_id) FROM {final_q} WHERE filename = @file",
-                cost, file_param)]
-        log(f"{file_name}: {final_rows:,} trips in {self.final_table(spec)} "
-            f"({staged - final_rows:,} duplicates dropped, {previous:,} rows replaced)")
-        return ReplaceResult(table=self.final_table(spec), staged_rows=staged, final_rows=final_rows,
-                             previous_rows=previous, seconds=time.monotonic() - started,
-                             bytes_processed=cost.processed, bytes_billed=cost.billed,
-                             ids=IdProfile(rows=final_rows, distinct_ids=distinct_ids))
+            self._query(
+                client,
+                (
+                    "BEGIN TRANSACTION;\n"
+                    f"DELETE FROM {final_q} WHERE filename = '{file_name}';\n"
+                    f"INSERT INTO {final_q} (unique_row_id, filename, {cols})\n"
+                    f"SELECT unique_row_id, filename, {cols} FROM {staging}\n"
+                    f"QUALIFY ROW_NUMBER() OVER (PARTITION BY unique_row_id ORDER BY {cols}) = 1;\n"
+                    "COMMIT TRANSACTION;"
+                ),
+                cost,
+            )
+            ((final_rows, distinct_ids),) = [
+                tuple(r.values())
+                for r in self._query(
+                    client,
+                    f"SELECT COUNT(*), COUNT(DISTINCT unique_row_id) FROM {final_q} WHERE filename = @file",
+                    cost,
+                    file_param,
+                )
+            ]
+        log(
+            f"{file_name}: {final_rows:,} trips in {self.final_table(spec)} "
+            f"({staged - final_rows:,} duplicates dropped, {previous:,} rows replaced)"
+        )
+        return ReplaceResult(
+            table=self.final_table(spec),
+            staged_rows=staged,
+            final_rows=final_rows,
+            previous_rows=previous,
+            seconds=time.monotonic() - started,
+            bytes_processed=cost.processed,
+            bytes_billed=cost.billed,
+            ids=IdProfile(rows=final_rows, distinct_ids=distinct_ids),
+        )
 
     def _month_query(self, spec: DatasetSpec, month: date, select: str, params: list) -> tuple | None:
         from google.api_core import exceptions as gexc
@@ -276,9 +335,12 @@ class BigQueryWarehouse(TripWarehouse):
                 client.get_table(ref)
             except gexc.NotFound:
                 return None
-            rows = self._query(client, f"SELECT {select} FROM `{ref}` WHERE filename = @file",
-                               JobCost(), [bigquery.ScalarQueryParameter("file", "STRING", file_name),
-                                           *params])
+            rows = self._query(
+                client,
+                f"SELECT {select} FROM `{ref}` WHERE filename = @file",
+                JobCost(),
+                [bigquery.ScalarQueryParameter("file", "STRING", file_name), *params],
+            )
             return tuple(rows[0].values())
 
     def id_profile(self, spec: DatasetSpec, month: date) -> IdProfile:
@@ -290,9 +352,14 @@ class BigQueryWarehouse(TripWarehouse):
 
         pickup = bq_ident(spec.pickup_column)
         row = self._month_query(
-            spec, month, f"COUNT(*), COUNTIF({pickup} >= @start AND {pickup} < @end)",
-            [bigquery.ScalarQueryParameter("start", "TIMESTAMP", f"{month:%Y-%m-%d} 00:00:00"),
-             bigquery.ScalarQueryParameter("end", "TIMESTAMP", f"{next_month(month):%Y-%m-%d} 00:00:00")])
+            spec,
+            month,
+            f"COUNT(*), COUNTIF({pickup} >= @start AND {pickup} < @end)",
+            [
+                bigquery.ScalarQueryParameter("start", "TIMESTAMP", f"{month:%Y-%m-%d} 00:00:00"),
+                bigquery.ScalarQueryParameter("end", "TIMESTAMP", f"{next_month(month):%Y-%m-%d} 00:00:00"),
+            ],
+        )
         return PickupProfile(*row) if row else PickupProfile(rows=0, in_month_rows=0)
 
     # --- reference tables and dbt --------------------------------------------------------------
@@ -302,8 +369,10 @@ class BigQueryWarehouse(TripWarehouse):
 
         started = time.monotonic()
         if not lake_file.uri.startswith("gs://"):
-            raise WarehouseError(f"BigQuery loads {ref.file_name} from Cloud Storage, but the lake "
-                                 f"holds it at {lake_file.uri}: use the GCS lake (TAXI_TARGET=gcp)")
+            raise WarehouseError(
+                f"BigQuery loads {ref.file_name} from Cloud Storage, but the lake "
+                f"holds it at {lake_file.uri}: use the GCS lake (TAXI_TARGET=gcp)"
+            )
         cost = JobCost()
         with self.client(f"load {ref.file_name}") as client:
             self._ensure_datasets(client)
@@ -314,9 +383,13 @@ class BigQueryWarehouse(TripWarehouse):
                 previous = 0
             # WRITE_TRUNCATE: the load replaces the table atomically when it succeeds.
             config = bigquery.LoadJobConfig(
-                schema=self._schema(ref.columns), source_format=bigquery.SourceFormat.CSV,
-                skip_leading_rows=1, write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
-                max_bad_records=0, encoding="UTF-8")
+                schema=self._schema(ref.columns),
+                source_format=bigquery.SourceFormat.CSV,
+                skip_leading_rows=1,
+                write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+                max_bad_records=0,
+                encoding="UTF-8",
+            )
             job = client.load_table_from_uri(lake_file.uri, table_ref, job_config=config)
             try:
                 job.result()
@@ -325,12 +398,18 @@ class BigQueryWarehouse(TripWarehouse):
             cost.add(job)
             rows = int(job.output_rows or 0)
         log(f"{ref.file_name}: {rows:,} rows in {table_ref}")
-        return ReferenceResult(table=table_ref, rows=rows, previous_rows=previous,
-                               seconds=time.monotonic() - started,
-                               bytes_processed=cost.processed, bytes_billed=cost.billed)
+        return ReferenceResult(
+            table=table_ref,
+            rows=rows,
+            previous_rows=previous,
+            seconds=time.monotonic() - started,
+            bytes_processed=cost.processed,
+            bytes_billed=cost.billed,
+        )
 
-    def dbt_model_figures(self, model: str, sums: Sequence[str], month_column: str | None = None,
-                          months: Sequence[date] = ()) -> dict[date | None, tuple]:
+    def dbt_model_figures(
+        self, model: str, sums: Sequence[str], month_column: str | None = None, months: Sequence[date] = ()
+    ) -> dict[date | None, tuple]:
         from google.cloud import bigquery
 
         dataset = validate_identifier(self.dbt_dataset, "TAXI_DBT_SCHEMA")
@@ -341,9 +420,13 @@ class BigQueryWarehouse(TripWarehouse):
                 rows = self._query(client, f"SELECT NULL, COUNT(*){figures} FROM {table}", JobCost())
             else:
                 month = bq_ident(validate_identifier(month_column, "dbt model column"))
-                rows = self._query(client, f"SELECT {month}, COUNT(*){figures} FROM {table} "
-                                           f"WHERE {month} IN UNNEST(@months) GROUP BY 1", JobCost(),
-                                   [bigquery.ArrayQueryParameter("months", "DATE", list(months))])
+                rows = self._query(
+                    client,
+                    f"SELECT {month}, COUNT(*){figures} FROM {table} "
+                    f"WHERE {month} IN UNNEST(@months) GROUP BY 1",
+                    JobCost(),
+                    [bigquery.ArrayQueryParameter("months", "DATE", list(months))],
+                )
         return {row[0]: tuple(row.values()[1:]) for row in rows}
 
     def dbt_env(self) -> dict[str, str]:
@@ -366,7 +449,9 @@ class BigQueryWarehouse(TripWarehouse):
             "TAXI_DBT_BQ_TOKEN": "",
         }
         if bq.gcp_credentials:
-            env.update(TAXI_DBT_BQ_METHOD="service-account", TAXI_DBT_BQ_KEYFILE=_b64_keyfile(bq.gcp_credentials))
+            env.update(
+                TAXI_DBT_BQ_METHOD="service-account", TAXI_DBT_BQ_KEYFILE=_b64_keyfile(bq.gcp_credentials)
+            )
         elif getattr(bq, "credentials_file", None):
             env.update(TAXI_DBT_BQ_METHOD="service-account", TAXI_DBT_BQ_KEYFILE=bq.credentials_file)
         elif getattr(bq, "anonymous", False):
@@ -407,7 +492,7 @@ def _checked_file_name(file_name: str) -> str:
 def _job_message(exc: Exception, job: Any = None) -> str:
     """The job's own error texts (BigQuery lists one per bad row/field), else the API message."""
     texts = []
-    for error in (getattr(job, "errors", None) or getattr(exc, "errors", None) or []):
+    for error in getattr(job, "errors", None) or getattr(exc, "errors", None) or []:
         message = error.get("message") if isinstance(error, dict) else None
         if message and message not in texts:
             texts.append(message)

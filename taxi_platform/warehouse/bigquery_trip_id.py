@@ -9,8 +9,10 @@ from taxi_platform.warehouse.sql import bq_ident
 # BigQuery: CAST(NUMERIC AS STRING) already gives the shortest form on BigQuery ('1.5'), but not
 # on every engine that speaks its dialect (the emulator pads to the column's scale: '1.500000000'),
 # so trailing fractional zeros are stripped explicitly; the result is the same text on both.
-_BQ_DECIMAL_TEXT = ("REGEXP_REPLACE(REGEXP_REPLACE(CAST({col} AS STRING), "
-                    r"r'(\.[0-9]*[1-9])0+$', r'\1'), r'\.0+$', '')")
+_BQ_DECIMAL_TEXT = (
+    "REGEXP_REPLACE(REGEXP_REPLACE(CAST({col} AS STRING), "
+    r"r'(\.[0-9]*[1-9])0+$', r'\1'), r'\.0+$', '')"
+)
 
 
 def bigquery_trip_id_sql(spec: DatasetSpec) -> str:

@@ -34,10 +34,10 @@ import socket
 import stat
 import subprocess
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 DATABASE = "taxi"
 SUPERUSER = "postgres"
@@ -90,13 +90,17 @@ def _as_server_user(cmd: list[str]) -> list[str]:
 
 def server_user_can_enter(path: Path) -> bool:
     """As root: whether the server's user reaches `path` (asked of the system, so ACLs count)."""
-    return subprocess.run(_as_server_user(["test", "-x", str(path)]), cwd="/",
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run(_as_server_user(["test", "-x", str(path)]), cwd="/", capture_output=True).returncode
+        == 0
+    )
 
 
 def _cannot_reach(what: str, path: Path) -> str:
-    return (f"the embedded PostgreSQL runs as '{UNPRIVILEGED_USER}' (it refuses to run as root), which "
-            f"cannot reach {what} {path}")
+    return (
+        f"the embedded PostgreSQL runs as '{UNPRIVILEGED_USER}' (it refuses to run as root), which "
+        f"cannot reach {what} {path}"
+    )
 
 
 def _system_dir(path: Path) -> Path:
@@ -104,8 +108,10 @@ def _system_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     st = path.stat()
     if st.st_uid != 0 or st.st_mode & 0o022:
-        raise EmbeddedPostgresError(f"{path} is not owned by root or is writable by others: the embedded "
-                                    "PostgreSQL does not use it (fix or remove it)")
+        raise EmbeddedPostgresError(
+            f"{path} is not owned by root or is writable by others: the embedded "
+            "PostgreSQL does not use it (fix or remove it)"
+        )
     if stat.S_IMODE(st.st_mode) != 0o755:
         os.chmod(path, 0o755)
     return path
@@ -134,7 +140,7 @@ def server_bin_dir() -> Path:
     return found
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _server_bin_dir(source: Path, cache: Path) -> Path:
     if server_user_can_enter(source / "postgres"):
         return source
@@ -147,8 +153,10 @@ def _server_bin_dir(source: Path, cache: Path) -> Path:
             f"'{UNPRIVILEGED_USER}' can enter, or set TAXI_POSTGRES_URL to use an external PostgreSQL."
         ) from None
     if not server_user_can_enter(copy / "postgres"):
-        raise EmbeddedPostgresError(f"{_cannot_reach('the copy of the server binaries', copy)}: make "
-                                    f"{cache.parent} enterable by all, or set TAXI_POSTGRES_URL")
+        raise EmbeddedPostgresError(
+            f"{_cannot_reach('the copy of the server binaries', copy)}: make "
+            f"{cache.parent} enterable by all, or set TAXI_POSTGRES_URL"
+        )
     return copy
 
 
@@ -331,8 +339,9 @@ class EmbeddedPostgres:
                     place.unlink()
                 elif place.exists():  # from an earlier TAXI_HOME at this path, deleted since
                     if _postmaster_alive(place / "pgdata"):
-                        self._run(["pg_ctl", "-D", str(place / "pgdata"), "-w", "-t", "60", "-m",
-                                   "fast", "stop"])
+                        self._run(
+                            ["pg_ctl", "-D", str(place / "pgdata"), "-w", "-t", "60", "-m", "fast", "stop"]
+                        )
                     shutil.rmtree(place)
                 place.mkdir(mode=0o755)
                 os.chmod(place, 0o755)
@@ -354,8 +363,10 @@ class EmbeddedPostgres:
                 "enter, or set TAXI_POSTGRES_URL to use an external PostgreSQL."
             ) from None
         if not server_user_can_enter(place / "pgdata"):
-            raise EmbeddedPostgresError(f"{_cannot_reach('the data directory', place / 'pgdata')}: make "
-                                        f"{SYSTEM_DATA.parent} enterable by all, or set TAXI_POSTGRES_URL")
+            raise EmbeddedPostgresError(
+                f"{_cannot_reach('the data directory', place / 'pgdata')}: make "
+                f"{SYSTEM_DATA.parent} enterable by all, or set TAXI_POSTGRES_URL"
+            )
         return place
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -389,15 +400,24 @@ class EmbeddedPostgres:
         if owner:
             os.chown(pwfile, owner.pw_uid, owner.pw_gid)
         try:
-            result = self._run([
-                "initdb", "-D", str(self.data_dir), "-U", SUPERUSER, f"--pwfile={pwfile}",
-                "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C",
-                # PostgreSQL 18 turns data checksums on by default. With them, the first read of a
-                # month loaded without WAL (wal_level = minimal) writes every page to the WAL again
-                # to set hint bits (~1 GB for yellow 2019-01). This server holds data rebuilt from
-                # public files; a server given by TAXI_POSTGRES_URL keeps its own choice.
-                "--no-data-checksums",
-            ])
+            result = self._run(
+                [
+                    "initdb",
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    SUPERUSER,
+                    f"--pwfile={pwfile}",
+                    "--auth=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    # PostgreSQL 18 turns data checksums on by default. With them, the first read of a
+                    # month loaded without WAL (wal_level = minimal) writes every page to the WAL again
+                    # to set hint bits (~1 GB for yellow 2019-01). This server holds data rebuilt from
+                    # public files; a server given by TAXI_POSTGRES_URL keeps its own choice.
+                    "--no-data-checksums",
+                ]
+            )
         finally:
             pwfile.unlink(missing_ok=True)
         if result.returncode != 0:
@@ -417,8 +437,13 @@ class EmbeddedPostgres:
         """Where a SQL client (psql, pgAdmin, DBeaver, plain dbt) finds the server; the password is
         named by the file that holds it, never printed."""
         port = str(self._stored_port()) if self._port_file.exists() else "(chosen at the first start)"
-        return {"host": "127.0.0.1", "port": port, "database": DATABASE, "user": SUPERUSER,
-                "password": f"in {self._password_file} (readable by its owner only)"}
+        return {
+            "host": "127.0.0.1",
+            "port": port,
+            "database": DATABASE,
+            "user": SUPERUSER,
+            "password": f"in {self._password_file} (readable by its owner only)",
+        }
 
     def url(self, database: str = DATABASE) -> str:
         password = self._password_file.read_text().strip()
@@ -449,9 +474,19 @@ class EmbeddedPostgres:
                     f"port {port} on 127.0.0.1 is taken by another program; the embedded PostgreSQL "
                     f"in {self.data_dir} needs it (stop that program, or remove {self.root} to start afresh)"
                 )
-        result = self._run([
-            "pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "120", "start",
-        ])
+        result = self._run(
+            [
+                "pg_ctl",
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-w",
+                "-t",
+                "120",
+                "start",
+            ]
+        )
         if result.returncode != 0:
             tail = self.log_file.read_text()[-3000:] if self.log_file.exists() else ""
             raise EmbeddedPostgresError(

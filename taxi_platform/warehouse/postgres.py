@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Iterator, Sequence
 from urllib.parse import unquote, urlsplit
 
 import psycopg2
@@ -33,8 +33,8 @@ from taxi_platform.settings import validate_identifier
 from taxi_platform.warehouse.base import (
     BadInputError,
     ConnectionLostError,
-    Log,
     IdProfile,
+    Log,
     PickupProfile,
     ReferenceResult,
     ReplaceResult,
@@ -91,7 +91,7 @@ class PostgresWarehouse(TripWarehouse):
         return Redactor(secrets)
 
     @contextmanager
-    def connect(self, purpose: str) -> Iterator["psycopg2.extensions.connection"]:
+    def connect(self, purpose: str) -> Iterator[psycopg2.extensions.connection]:
         """A connection in a transaction; committed on success, rolled back and closed always."""
         conn = self._open_connection(purpose)
         try:
@@ -111,14 +111,18 @@ class PostgresWarehouse(TripWarehouse):
     def _connection_lost(self, purpose: str, exc: psycopg2.Error) -> ConnectionLostError:
         return ConnectionLostError(
             f"lost the connection to PostgreSQL during {purpose}; nothing of it was committed "
-            f"(the previous rows are intact): {self.redactor()(str(exc)).strip()}")
+            f"(the previous rows are intact): {self.redactor()(str(exc)).strip()}"
+        )
 
-    def _open_connection(self, purpose: str) -> "psycopg2.extensions.connection":
+    def _open_connection(self, purpose: str) -> psycopg2.extensions.connection:
         try:
-            return psycopg2.connect(self.connection_url(), connect_timeout=15,
-                                    application_name=f"taxi_platform:{purpose}"[:63])
+            return psycopg2.connect(
+                self.connection_url(), connect_timeout=15, application_name=f"taxi_platform:{purpose}"[:63]
+            )
         except psycopg2.Error as exc:
-            raise WarehouseError(f"cannot connect to PostgreSQL: {self.redactor()(str(exc)).strip()}") from None
+            raise WarehouseError(
+                f"cannot connect to PostgreSQL: {self.redactor()(str(exc)).strip()}"
+            ) from None
 
     @staticmethod
     def _rollback(conn) -> None:
@@ -130,8 +134,10 @@ class PostgresWarehouse(TripWarehouse):
 
     # --- names --------------------------------------------------------------------------------
     def _schemas(self) -> tuple[str, str]:
-        return (validate_identifier(self.warehouse_schema, "TAXI_WAREHOUSE_SCHEMA"),
-                validate_identifier(self.staging_schema, "TAXI_STAGING_SCHEMA"))
+        return (
+            validate_identifier(self.warehouse_schema, "TAXI_WAREHOUSE_SCHEMA"),
+            validate_identifier(self.staging_schema, "TAXI_STAGING_SCHEMA"),
+        )
 
     def _final(self, spec: DatasetSpec) -> sql.Composed:
         return sql.Identifier(self._schemas()[0], spec.table_name)
@@ -170,8 +176,7 @@ class PostgresWarehouse(TripWarehouse):
     @staticmethod
     def _column_defs(spec: DatasetSpec) -> sql.Composed:
         return sql.SQL(", ").join(
-            sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(PG_TYPES[c.type]))
-            for c in spec.columns
+            sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(PG_TYPES[c.type])) for c in spec.columns
         )
 
     # --- DDL ----------------------------------------------------------------------------------
@@ -181,12 +186,17 @@ class PostgresWarehouse(TripWarehouse):
         cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext('setup'))", (LOCK_NAMESPACE,))
         for schema in (warehouse, staging):
             cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-        cur.execute(sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} (unique_row_id text NOT NULL, filename text NOT NULL, {}) "
-            "PARTITION BY LIST (filename)"
-        ).format(self._final(spec), self._column_defs(spec)))
-        cur.execute("SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE n.nspname = %s AND c.relname = %s", (warehouse, spec.table_name))
+        cur.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (unique_row_id text NOT NULL, filename text NOT NULL, {}) "
+                "PARTITION BY LIST (filename)"
+            ).format(self._final(spec), self._column_defs(spec))
+        )
+        cur.execute(
+            "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s",
+            (warehouse, spec.table_name),
+        )
         if cur.fetchone()[0] != "p":
             raise WarehouseError(
                 f"{warehouse}.{spec.table_name} exists but is not partitioned by file (not created by "
@@ -194,22 +204,30 @@ class PostgresWarehouse(TripWarehouse):
             )
 
     # --- staging and final -------------------------------------------------------------------
-    def load_staging(self, spec: DatasetSpec, month: date, lake_file: LakeFile, log: Log,
-                     run_id: str = "") -> StagingResult:
+    def load_staging(
+        self, spec: DatasetSpec, month: date, lake_file: LakeFile, log: Log, run_id: str = ""
+    ) -> StagingResult:
         started = time.monotonic()
         file_name = spec.file_name(month)
         with self.connect(f"staging {file_name}") as conn, conn.cursor() as cur:
             self._setup(cur, spec)
             conn.commit()
             staged = stage_month(self, cur, spec, month, lake_file, run_id, log)
-        log(f"{file_name}: {staged.read:,} rows read, {staged.read - staged.rows:,} duplicates dropped, "
-            f"{staged.rows:,} rows staged in {self.staging_table(spec, month)}")
-        return StagingResult(table=self.staging_table(spec, month), rows=staged.rows,
-                             seconds=time.monotonic() - started, rows_read=staged.read,
-                             sha256=staged.sha256)
+        log(
+            f"{file_name}: {staged.read:,} rows read, {staged.read - staged.rows:,} duplicates dropped, "
+            f"{staged.rows:,} rows staged in {self.staging_table(spec, month)}"
+        )
+        return StagingResult(
+            table=self.staging_table(spec, month),
+            rows=staged.rows,
+            seconds=time.monotonic() - started,
+            rows_read=staged.read,
+            sha256=staged.sha256,
+        )
 
-    def replace_month(self, spec: DatasetSpec, month: date, log: Log, run_id: str = "",
-                      staged_sha256: str | None = None) -> ReplaceResult:
+    def replace_month(
+        self, spec: DatasetSpec, month: date, log: Log, run_id: str = "", staged_sha256: str | None = None
+    ) -> ReplaceResult:
         started = time.monotonic()
         file_name = spec.file_name(month)
         with self.connect(f"replace {file_name}") as conn, conn.cursor() as cur:
@@ -218,30 +236,45 @@ class PostgresWarehouse(TripWarehouse):
             swapped = swap_month(self, conn, spec, month, run_id, staged_sha256, log)
         staged = swapped.staged
         if not swapped.swapped:
-            log(f"{file_name}: the rows staged by run {staged.run_id or '?'} are attached already "
-                f"(another load of the month swapped them in); nothing left to swap")
-        log(f"{file_name}: {staged.rows:,} trips in {self.final_table(spec)} "
-            f"({staged.read - staged.rows:,} duplicates dropped, {swapped.previous_rows:,} rows replaced)")
+            log(
+                f"{file_name}: the rows staged by run {staged.run_id or '?'} are attached already "
+                f"(another load of the month swapped them in); nothing left to swap"
+            )
+        log(
+            f"{file_name}: {staged.rows:,} trips in {self.final_table(spec)} "
+            f"({staged.read - staged.rows:,} duplicates dropped, {swapped.previous_rows:,} rows replaced)"
+        )
         # The engine grouped every id of the file (`distinct`); the server counted the rows it
         # kept (`rows`): a difference is a duplicate left in the table, and fails the check.
-        return ReplaceResult(table=self.final_table(spec), staged_rows=staged.read,
-                             final_rows=staged.rows, previous_rows=swapped.previous_rows,
-                             seconds=time.monotonic() - started,
-                             ids=IdProfile(rows=staged.rows, distinct_ids=min(staged.distinct, staged.rows)),
-                             pickups=None if staged.in_month is None else
-                             PickupProfile(rows=staged.rows, in_month_rows=staged.in_month),
-                             sha256=staged.sha256, staged_by_run=staged.run_id or None)
+        return ReplaceResult(
+            table=self.final_table(spec),
+            staged_rows=staged.read,
+            final_rows=staged.rows,
+            previous_rows=swapped.previous_rows,
+            seconds=time.monotonic() - started,
+            ids=IdProfile(rows=staged.rows, distinct_ids=min(staged.distinct, staged.rows)),
+            pickups=None
+            if staged.in_month is None
+            else PickupProfile(rows=staged.rows, in_month_rows=staged.in_month),
+            sha256=staged.sha256,
+            staged_by_run=staged.run_id or None,
+        )
 
     def _month_query(self, spec: DatasetSpec, month: date, select: str, params=()) -> tuple:
         """Run `SELECT <select> FROM <partition>`; None when the month was never loaded."""
         with self.connect(f"check {spec.file_name(month)}") as conn, conn.cursor() as cur:
-            cur.execute("SELECT to_regclass(%s)",
-                        (f"{self._schemas()[0]}.{spec.table_name}_{month_suffix(month)}",))
+            cur.execute(
+                "SELECT to_regclass(%s)", (f"{self._schemas()[0]}.{spec.table_name}_{month_suffix(month)}",)
+            )
             if cur.fetchone()[0] is None:
                 return None
-            cur.execute(sql.SQL("SELECT {} FROM {}").format(
-                sql.SQL(select).format(pickup=sql.Identifier(spec.pickup_column)),
-                self._partition(spec, month)), params)
+            cur.execute(
+                sql.SQL("SELECT {} FROM {}").format(
+                    sql.SQL(select).format(pickup=sql.Identifier(spec.pickup_column)),
+                    self._partition(spec, month),
+                ),
+                params,
+            )
             return cur.fetchone()
 
     def id_profile(self, spec: DatasetSpec, month: date) -> IdProfile:
@@ -250,8 +283,11 @@ class PostgresWarehouse(TripWarehouse):
 
     def pickup_profile(self, spec: DatasetSpec, month: date) -> PickupProfile:
         row = self._month_query(
-            spec, month, "count(*), count(*) FILTER (WHERE {pickup} >= %s AND {pickup} < %s)",
-            (month, next_month(month)))
+            spec,
+            month,
+            "count(*), count(*) FILTER (WHERE {pickup} >= %s AND {pickup} < %s)",
+            (month, next_month(month)),
+        )
         return PickupProfile(*row) if row else PickupProfile(rows=0, in_month_rows=0)
 
     # --- reference tables and dbt --------------------------------------------------------------
@@ -262,39 +298,61 @@ class PostgresWarehouse(TripWarehouse):
         columns = sql.SQL(", ").join(sql.Identifier(c.name) for c in ref.columns)
         with self.connect(f"load {ref.file_name}") as conn, conn.cursor() as cur:
             cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(warehouse)))
-            cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
-                table,
-                sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(PG_TYPES[c.type]))
-                                   for c in ref.columns),
-                sql.Identifier(ref.key_column)))
+            cur.execute(
+                sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
+                    table,
+                    sql.SQL(", ").join(
+                        sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(PG_TYPES[c.type]))
+                        for c in ref.columns
+                    ),
+                    sql.Identifier(ref.key_column),
+                )
+            )
             cur.execute(sql.SQL("SELECT count(*) FROM {}").format(table))
             previous = cur.fetchone()[0]
             # TRUNCATE + COPY in one transaction: readers see the old rows or the new ones.
             cur.execute(sql.SQL("TRUNCATE {}").format(table))
             with lake_file.open() as fh:
                 try:
-                    cur.copy_expert(sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)")
-                                    .format(table, columns).as_string(conn), fh, size=COPY_CHUNK)
-                except (psycopg2.DataError, psycopg2.IntegrityError,
-                        psycopg2.errors.BadCopyFileFormat) as exc:
+                    cur.copy_expert(
+                        sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)")
+                        .format(table, columns)
+                        .as_string(conn),
+                        fh,
+                        size=COPY_CHUNK,
+                    )
+                except (
+                    psycopg2.DataError,
+                    psycopg2.IntegrityError,
+                    psycopg2.errors.BadCopyFileFormat,
+                ) as exc:
                     raise BadInputError(copy_error_message(ref.file_name, exc)) from None
             rows = cur.rowcount
         log(f"{ref.file_name}: {rows:,} rows in {warehouse}.{ref.name}")
-        return ReferenceResult(table=f"{warehouse}.{ref.name}", rows=rows, previous_rows=previous,
-                               seconds=time.monotonic() - started)
+        return ReferenceResult(
+            table=f"{warehouse}.{ref.name}",
+            rows=rows,
+            previous_rows=previous,
+            seconds=time.monotonic() - started,
+        )
 
-    def dbt_model_figures(self, model: str, sums: Sequence[str], month_column: str | None = None,
-                          months: Sequence[date] = ()) -> dict[date | None, tuple]:
-        table = sql.Identifier(validate_identifier(self.dbt_schema, "TAXI_DBT_SCHEMA"),
-                               validate_identifier(model, "dbt model"))
-        figures = sql.SQL("").join(sql.SQL(", sum({})").format(
-            sql.Identifier(validate_identifier(c, "dbt model column"))) for c in sums)
+    def dbt_model_figures(
+        self, model: str, sums: Sequence[str], month_column: str | None = None, months: Sequence[date] = ()
+    ) -> dict[date | None, tuple]:
+        table = sql.Identifier(
+            validate_identifier(self.dbt_schema, "TAXI_DBT_SCHEMA"), validate_identifier(model, "dbt model")
+        )
+        figures = sql.SQL("").join(
+            sql.SQL(", sum({})").format(sql.Identifier(validate_identifier(c, "dbt model column")))
+            for c in sums
+        )
         if month_column is None:
             query, params = sql.SQL("SELECT NULL, count(*){} FROM {}").format(figures, table), ()
         else:
             month = sql.Identifier(validate_identifier(month_column, "dbt model column"))
             query = sql.SQL("SELECT {m}, count(*){f} FROM {t} WHERE {m} = ANY(%s) GROUP BY 1").format(
-                m=month, f=figures, t=table)
+                m=month, f=figures, t=table
+            )
             params = (list(months),)
         with self.connect(f"read {model}") as conn, conn.cursor() as cur:
             cur.execute(query, params)
@@ -304,13 +362,15 @@ class PostgresWarehouse(TripWarehouse):
     def dbt_build_lock(self) -> Iterator[None]:
         """A session advisory lock, held on its own connection while dbt runs in a subprocess."""
         with self.connect("dbt build lock") as conn, conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_lock(%s, hashtext(%s))",
-                        (LOCK_NAMESPACE, f"dbt:{self.dbt_schema}"))
+            cur.execute(
+                "SELECT pg_advisory_lock(%s, hashtext(%s))", (LOCK_NAMESPACE, f"dbt:{self.dbt_schema}")
+            )
             try:
                 yield
             finally:
-                cur.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))",
-                            (LOCK_NAMESPACE, f"dbt:{self.dbt_schema}"))
+                cur.execute(
+                    "SELECT pg_advisory_unlock(%s, hashtext(%s))", (LOCK_NAMESPACE, f"dbt:{self.dbt_schema}")
+                )
 
     def dbt_env(self) -> dict[str, str]:
         url = urlsplit(self.connection_url())
@@ -328,5 +388,6 @@ class PostgresWarehouse(TripWarehouse):
 
 def _is_lost(conn, exc: psycopg2.Error) -> bool:
     """Whether `exc` means the connection is gone (server shut it down, or it broke)."""
-    return (isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError))
-            and (conn.closed or isinstance(exc, psycopg2.errors.AdminShutdown)))
+    return isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) and (
+        conn.closed or isinstance(exc, psycopg2.errors.AdminShutdown)
+    )

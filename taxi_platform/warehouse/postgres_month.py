@@ -51,8 +51,10 @@ from taxi_platform.warehouse.base import BadInputError, Log, WarehouseError, ref
 
 PROGRESS_EVERY_SECONDS = 10.0
 LOCK_NAMESPACE = 0x7A11  # first key of every advisory lock we take
-_COMMENT = re.compile(r"rows=(\d+) distinct=(\d+) read=(\d+) in_month=(\d+|-) (?:sha256=([0-9a-f]{64}) )?"
-                      r"run=(\S*) ")
+_COMMENT = re.compile(
+    r"rows=(\d+) distinct=(\d+) read=(\d+) in_month=(\d+|-) (?:sha256=([0-9a-f]{64}) )?"
+    r"run=(\S*) "
+)
 LOCK_TIMEOUT = "2s"  # per swap attempt; the readers it would block wait no longer than this
 SWAP_ATTEMPTS = 30
 SWAP_RETRY_SECONDS = 2.0
@@ -76,40 +78,60 @@ class StagedMonth:
     def comment(self, file_name: str) -> str:
         in_month = "-" if self.in_month is None else self.in_month
         sha = f"sha256={self.sha256} " if self.sha256 else ""
-        return (f"rows={self.rows} distinct={self.distinct} read={self.read} in_month={in_month} "
-                f"{sha}run={self.run_id} ({file_name}, staged by taxi_platform)")
+        return (
+            f"rows={self.rows} distinct={self.distinct} read={self.read} in_month={in_month} "
+            f"{sha}run={self.run_id} ({file_name}, staged by taxi_platform)"
+        )
 
     @classmethod
-    def parse(cls, comment: str | None) -> "StagedMonth | None":
+    def parse(cls, comment: str | None) -> StagedMonth | None:
         match = _COMMENT.match(comment or "")
         if not match:
             return None
         in_month = None if match.group(4) == "-" else int(match.group(4))
-        return cls(int(match.group(1)), int(match.group(2)), int(match.group(3)), in_month,
-                   match.group(6), match.group(5))
+        return cls(
+            int(match.group(1)),
+            int(match.group(2)),
+            int(match.group(3)),
+            in_month,
+            match.group(6),
+            match.group(5),
+        )
 
 
-def stage_month(wh, cur, spec: DatasetSpec, month: date, lake_file: LakeFile, run_id: str,
-                log: Log) -> StagedMonth:
+def stage_month(
+    wh, cur, spec: DatasetSpec, month: date, lake_file: LakeFile, run_id: str, log: Log
+) -> StagedMonth:
     """Fill the month's staging table from the file (see the module's docstring)."""
     file_name = spec.file_name(month)
     staging = wh._staging(spec, month)
     name = wh.month_table_name(spec, month)
     cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_NAMESPACE, f"staging:{file_name}"))
     cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(staging))
-    cur.execute(sql.SQL(
-        "CREATE TABLE {} (unique_row_id text NOT NULL, filename text NOT NULL DEFAULT {} "
-        "CONSTRAINT {} CHECK (filename = {}), {})"
-    ).format(staging, sql.Literal(file_name), sql.Identifier(f"{name}_filename"),
-             sql.Literal(file_name), wh._column_defs(spec)))
-    copy = sql.SQL("COPY {} (unique_row_id, {}) FROM STDIN WITH (FORMAT csv, FREEZE)").format(
-        staging, wh._columns(spec)).as_string(cur.connection)
+    cur.execute(
+        sql.SQL(
+            "CREATE TABLE {} (unique_row_id text NOT NULL, filename text NOT NULL DEFAULT {} "
+            "CONSTRAINT {} CHECK (filename = {}), {})"
+        ).format(
+            staging,
+            sql.Literal(file_name),
+            sql.Identifier(f"{name}_filename"),
+            sql.Literal(file_name),
+            wh._column_defs(spec),
+        )
+    )
+    copy = (
+        sql.SQL("COPY {} (unique_row_id, {}) FROM STDIN WITH (FORMAT csv, FREEZE)")
+        .format(staging, wh._columns(spec))
+        .as_string(cur.connection)
+    )
     tracker = DuplicateTracker(wh.engine_memory, spill_dir=wh.engine_spill_dir())
     try:
         with lake_file.open() as raw:
             fh = HashingReader(raw)
-            lines = IdPrefixedLines(fh, spec, file_name, tracker, month=month,
-                                    on_block=_progress(file_name, log))
+            lines = IdPrefixedLines(
+                fh, spec, file_name, tracker, month=month, on_block=_progress(file_name, log)
+            )
             try:
                 cur.copy_expert(copy, lines, size=1 << 20)
             except psycopg2.Error as exc:
@@ -132,9 +154,14 @@ def stage_month(wh, cur, spec: DatasetSpec, month: date, lake_file: LakeFile, ru
     in_month = lines.stats.in_month_rows
     # `rows` is the server's count, `distinct` the engine's: they differ (and the blocking
     # uniqueness check fails) if a later occurrence was not deleted, or a row went missing.
-    staged = StagedMonth(rows=copied - removed.deleted, distinct=copied - surplus, read=copied,
-                         in_month=None if in_month is None else in_month - removed.in_month,
-                         run_id=run_id, sha256=fh.hexdigest())
+    staged = StagedMonth(
+        rows=copied - removed.deleted,
+        distinct=copied - surplus,
+        read=copied,
+        in_month=None if in_month is None else in_month - removed.in_month,
+        run_id=run_id,
+        sha256=fh.hexdigest(),
+    )
     refuse_wrong_month(file_name, month, staged.rows, staged.in_month)  # rolls back the staging
     cur.execute(sql.SQL("ANALYZE {}").format(staging))
     cur.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(staging, sql.Literal(staged.comment(file_name))))
@@ -147,17 +174,22 @@ class _Removed:
     in_month: int  # of the deleted rows, those picked up in the month
 
 
-def _delete_later_occurrences(cur, staging: sql.Composed, ids: list[str], pickup: str,
-                              month: date) -> _Removed:
+def _delete_later_occurrences(
+    cur, staging: sql.Composed, ids: list[str], pickup: str, month: date
+) -> _Removed:
     """Delete every row of `ids` but the first in the table's physical (= file) order.
 
     One scan finds those rows and their positions (a constant array: PostgreSQL hashes it); the
     later occurrences are deleted by position (a TID scan)."""
     if not ids:
         return _Removed(0, 0)
-    cur.execute(sql.SQL("SELECT unique_row_id, ctid::text, coalesce({p} >= %s AND {p} < %s, false) "
-                        "FROM {} WHERE unique_row_id = ANY(%s)")
-                .format(staging, p=sql.Identifier(pickup)), (month, next_month(month), ids))
+    cur.execute(
+        sql.SQL(
+            "SELECT unique_row_id, ctid::text, coalesce({p} >= %s AND {p} < %s, false) "
+            "FROM {} WHERE unique_row_id = ANY(%s)"
+        ).format(staging, p=sql.Identifier(pickup)),
+        (month, next_month(month), ids),
+    )
     by_id: dict[str, list[tuple[int, int, bool]]] = {}
     for row_id, ctid, in_month in cur.fetchall():
         block, offset = ctid.strip("()").split(",")
@@ -165,8 +197,10 @@ def _delete_later_occurrences(cur, staging: sql.Composed, ids: list[str], pickup
     later = [row for rows in by_id.values() for row in sorted(rows)[1:]]
     if not later:
         return _Removed(0, 0)
-    cur.execute(sql.SQL("DELETE FROM {} WHERE ctid = ANY(%s::tid[])").format(staging),
-                ([f"({b},{o})" for b, o, _ in later],))
+    cur.execute(
+        sql.SQL("DELETE FROM {} WHERE ctid = ANY(%s::tid[])").format(staging),
+        ([f"({b},{o})" for b, o, _ in later],),
+    )
     return _Removed(cur.rowcount, sum(1 for *_, in_month in later if in_month))
 
 
@@ -177,8 +211,15 @@ class SwapResult:
     swapped: bool = True  # False: the month's latest staged rows were attached already
 
 
-def swap_month(wh, conn, spec: DatasetSpec, month: date, run_id: str, sha256: str | None = None,
-               log: Log = lambda _m: None) -> SwapResult:
+def swap_month(
+    wh,
+    conn,
+    spec: DatasetSpec,
+    month: date,
+    run_id: str,
+    sha256: str | None = None,
+    log: Log = lambda _m: None,
+) -> SwapResult:
     """Attach the month's staging table as its partition (see the module's docstring); `sha256`:
     the file this run staged (None: this run staged nothing, attach what is staged)."""
     for attempt in range(1, SWAP_ATTEMPTS + 1):
@@ -193,9 +234,12 @@ def swap_month(wh, conn, spec: DatasetSpec, month: date, run_id: str, sha256: st
                 raise WarehouseError(
                     f"{spec.file_name(month)}: the swap waited {SWAP_ATTEMPTS} times {LOCK_TIMEOUT} for "
                     f"readers of {wh.final_table(spec)} to let go; nothing changed: run it again "
-                    "when the long queries are done") from None
-            log(f"{spec.file_name(month)}: long readers hold {wh.final_table(spec)}; swap attempt "
-                f"{attempt} waited {LOCK_TIMEOUT}, trying again in {SWAP_RETRY_SECONDS:.0f} s")
+                    "when the long queries are done"
+                ) from None
+            log(
+                f"{spec.file_name(month)}: long readers hold {wh.final_table(spec)}; swap attempt "
+                f"{attempt} waited {LOCK_TIMEOUT}, trying again in {SWAP_RETRY_SECONDS:.0f} s"
+            )
             time.sleep(SWAP_RETRY_SECONDS)
     raise AssertionError("unreachable")
 
@@ -211,9 +255,11 @@ def _swap(wh, cur, spec: DatasetSpec, month: date, run_id: str, sha256: str | No
         # Locked before its comment is read: a staging load of the month that is still writing
         # its table is waited for, and what is read is what will be attached.
         cur.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(staging))
-    cur.execute("SELECT obj_description(to_regclass(%s), 'pg_class'), to_regclass(%s), "
-                "obj_description(to_regclass(%s), 'pg_class')",
-                (wh.staging_table(spec, month), f"{warehouse}.{name}", f"{warehouse}.{name}"))
+    cur.execute(
+        "SELECT obj_description(to_regclass(%s), 'pg_class'), to_regclass(%s), "
+        "obj_description(to_regclass(%s), 'pg_class')",
+        (wh.staging_table(spec, month), f"{warehouse}.{name}", f"{warehouse}.{name}"),
+    )
     staging_comment, old_partition, partition_comment = cur.fetchone()
     staged = StagedMonth.parse(staging_comment)
     if staged is None:
@@ -225,7 +271,8 @@ def _swap(wh, cur, spec: DatasetSpec, month: date, run_id: str, sha256: str | No
             return SwapResult(staged=in_place, previous_rows=in_place.rows, swapped=False)
         raise WarehouseError(
             f"no staging table {wh.staging_table(spec, month)}: materialize the {spec.name} "
-            f"staging asset for {month:%Y-%m} first")
+            f"staging asset for {month:%Y-%m} first"
+        )
     _same_file(staged, sha256, run_id, file_name, "is staged")
     # From here on the final table's locks: waited for at most LOCK_TIMEOUT per attempt (the locks
     # above, a staging load of the month still writing, are waited for as long as it takes).
@@ -241,10 +288,16 @@ def _swap(wh, cur, spec: DatasetSpec, month: date, run_id: str, sha256: str | No
         cur.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(wh._final(spec), partition))
         cur.execute(sql.SQL("DROP TABLE {}").format(partition))
     cur.execute(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(staging, sql.Identifier(warehouse)))
-    cur.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})")
-                .format(wh._final(spec), partition, sql.Literal(file_name)))
-    cur.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(
-        partition, sql.Literal(staged.comment(file_name).replace("staged by", "loaded by"))))
+    cur.execute(
+        sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
+            wh._final(spec), partition, sql.Literal(file_name)
+        )
+    )
+    cur.execute(
+        sql.SQL("COMMENT ON TABLE {} IS {}").format(
+            partition, sql.Literal(staged.comment(file_name).replace("staged by", "loaded by"))
+        )
+    )
     return SwapResult(staged=staged, previous_rows=previous)
 
 
@@ -256,7 +309,8 @@ def _same_file(found: StagedMonth, sha256: str | None, run_id: str, file_name: s
         f"{file_name}: this run staged the file with sha256 {sha256[:12]}…, but run "
         f"{found.run_id or '?'} staged it again since, from another file (sha256 "
         f"{found.sha256[:12]}…), which {where} now; this run commits nothing and the month holds "
-        f"that run's rows. Materialize the month again to load the file now in the lake.")
+        f"that run's rows. Materialize the month again to load the file now in the lake."
+    )
 
 
 class HashingReader:

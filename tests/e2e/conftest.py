@@ -16,11 +16,11 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
@@ -28,8 +28,8 @@ import psycopg2
 import pytest
 import requests
 import yaml
-
 from run_results import query
+
 from taxi_platform.assets.dbt import DBT_REFERENCE_KEYS
 from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
 from taxi_platform.assets.zones import reference_file_key, reference_table_key
@@ -61,8 +61,6 @@ def with_database(url: str, db: str) -> str:
     return urlunsplit(parts._replace(path=f"/{db}"))
 
 
-
-
 @dataclass
 class Stack:
     home: Path  # DAGSTER_HOME
@@ -79,8 +77,9 @@ class Stack:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def graphql(self, text: str, variables: dict | None = None) -> dict:
-        response = requests.post(f"{self.web_url}/graphql", json={"query": text, "variables": variables or {}},
-                                 timeout=60)
+        response = requests.post(
+            f"{self.web_url}/graphql", json={"query": text, "variables": variables or {}}, timeout=60
+        )
         response.raise_for_status()
         body = response.json()
         assert not body.get("errors"), body["errors"]
@@ -92,8 +91,10 @@ class Stack:
             yield instance
 
     def log_tail(self, chars: int = 4000) -> str:
-        return "\n".join(f"--- {p.name} ---\n{p.read_text(errors='replace')[-chars:]}"
-                         for p in sorted(self.logs.glob("*.log")))
+        return "\n".join(
+            f"--- {p.name} ---\n{p.read_text(errors='replace')[-chars:]}"
+            for p in sorted(self.logs.glob("*.log"))
+        )
 
     def assert_alive(self) -> None:
         for name, process in self.processes.items():
@@ -155,23 +156,43 @@ def dagster_stack(session_root: Path, pg_url: str) -> Iterator[Stack]:
     mirror = root / "mirror"
     generated = write_mirror(mirror, DATASETS.values(), MONTHS, rows=ROWS, seed=7)
     code_port, web_port = free_port(), free_port()
-    (root / "workspace.yaml").write_text(yaml.safe_dump({"load_from": [{"grpc_server": {
-        "host": "127.0.0.1", "port": code_port, "location_name": LOCATION}}]}))
+    (root / "workspace.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "load_from": [
+                    {"grpc_server": {"host": "127.0.0.1", "port": code_port, "location_name": LOCATION}}
+                ]
+            }
+        )
+    )
 
     stack = Stack(
-        home=home, web_url=f"http://127.0.0.1:{web_port}", dagster_db_url=dagster_db_url,
-        warehouse_url=pg_url, warehouse_schema=f"e2e_w_{suffix}", staging_schema=f"e2e_s_{suffix}",
-        dbt_schema=f"e2e_d_{suffix}", mirror=mirror, logs=root / "logs",
+        home=home,
+        web_url=f"http://127.0.0.1:{web_port}",
+        dagster_db_url=dagster_db_url,
+        warehouse_url=pg_url,
+        warehouse_schema=f"e2e_w_{suffix}",
+        staging_schema=f"e2e_s_{suffix}",
+        dbt_schema=f"e2e_d_{suffix}",
+        mirror=mirror,
+        logs=root / "logs",
         pool_limit=config["concurrency"]["pools"]["default_limit"],
         generated={(g.dataset, g.month): g for g in generated},
     )
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DAGSTER_HOME": str(home),
-           "TAXI_HOME": str(root / "taxi_home"), "TAXI_SOURCE_URL": mirror.as_uri(),
-           "TAXI_POSTGRES_URL": pg_url, "TAXI_WAREHOUSE_SCHEMA": stack.warehouse_schema,
-           "TAXI_STAGING_SCHEMA": stack.staging_schema, "TAXI_DBT_SCHEMA": stack.dbt_schema,
-           "TAXI_FAILURE_LOG": str(root / "failures.jsonl"),
-           # Offline: the release sensor is stopped by default; never let it reach GitHub anyway.
-           "TAXI_RELEASES_API_URL": "http://127.0.0.1:9/none"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "DAGSTER_HOME": str(home),
+        "TAXI_HOME": str(root / "taxi_home"),
+        "TAXI_SOURCE_URL": mirror.as_uri(),
+        "TAXI_POSTGRES_URL": pg_url,
+        "TAXI_WAREHOUSE_SCHEMA": stack.warehouse_schema,
+        "TAXI_STAGING_SCHEMA": stack.staging_schema,
+        "TAXI_DBT_SCHEMA": stack.dbt_schema,
+        "TAXI_FAILURE_LOG": str(root / "failures.jsonl"),
+        # Offline: the release sensor is stopped by default; never let it reach GitHub anyway.
+        "TAXI_RELEASES_API_URL": "http://127.0.0.1:9/none",
+    }
     # The zone lookup and the unpartitioned dbt models, loaded before the daemon starts: the
     # monthly dbt models need them, so the daemon's dbt automation can build each loaded month.
     write_mirror_zones(mirror)
@@ -179,34 +200,71 @@ def dagster_stack(session_root: Path, pg_url: str) -> Iterator[Stack]:
 
     workspace = str(root / "workspace.yaml")
     commands = {
-        "code-server": [str(BIN / "dagster"), "code-server", "start", "-m", "taxi_platform.definitions",
-                        "-h", "127.0.0.1", "-p", str(code_port), "--location-name", LOCATION],
-        "webserver": [str(BIN / "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1", "-p", str(web_port)],
+        "code-server": [
+            str(BIN / "dagster"),
+            "code-server",
+            "start",
+            "-m",
+            "taxi_platform.definitions",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(code_port),
+            "--location-name",
+            LOCATION,
+        ],
+        "webserver": [
+            str(BIN / "dagster-webserver"),
+            "-w",
+            workspace,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(web_port),
+        ],
         "daemon": [str(BIN / "dagster-daemon"), "run", "-w", workspace],
     }
     try:
         for name, command in commands.items():
             with open(stack.logs / f"{name}.log", "w") as log:
-                stack.processes[name] = subprocess.Popen(command, env=env, cwd=REPO, stdout=log,
-                                                         stderr=subprocess.STDOUT, start_new_session=True)
+                stack.processes[name] = subprocess.Popen(
+                    command, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
             if name == "code-server":
-                _wait_until(lambda: subprocess.run(
-                    [str(BIN / "dagster"), "api", "grpc-health-check", "-p", str(code_port)],
-                    capture_output=True, env=env).returncode == 0, "the code server", stack)
-        _wait_until(lambda: requests.get(f"{stack.web_url}/server_info", timeout=5).ok, "the webserver", stack)
+                _wait_until(
+                    lambda: (
+                        subprocess.run(
+                            [str(BIN / "dagster"), "api", "grpc-health-check", "-p", str(code_port)],
+                            capture_output=True,
+                            env=env,
+                        ).returncode
+                        == 0
+                    ),
+                    "the code server",
+                    stack,
+                )
+        _wait_until(
+            lambda: requests.get(f"{stack.web_url}/server_info", timeout=5).ok, "the webserver", stack
+        )
 
         def location_loaded() -> bool:
             data = stack.graphql("""{ workspaceOrError { __typename ... on Workspace { locationEntries {
                 name loadStatus locationOrLoadError { __typename } } } } }""")
             entries = data["workspaceOrError"]["locationEntries"]
-            return any(e["name"] == LOCATION and e["loadStatus"] == "LOADED"
-                       and e["locationOrLoadError"]["__typename"] == "RepositoryLocation" for e in entries)
+            return any(
+                e["name"] == LOCATION
+                and e["loadStatus"] == "LOADED"
+                and e["locationOrLoadError"]["__typename"] == "RepositoryLocation"
+                for e in entries
+            )
+
         _wait_until(location_loaded, "the code location in the webserver", stack)
 
         def daemons_alive() -> bool:
             with stack.instance() as instance:
                 beats = instance.get_daemon_heartbeats()
             return {"BACKFILL", "QUEUED_RUN_COORDINATOR"} <= set(beats)
+
         _wait_until(daemons_alive, "the daemon's heartbeats", stack)
         yield stack
     finally:
@@ -227,8 +285,9 @@ def _load_reference(stack: Stack, env: dict[str, str]) -> None:
         defs = build_definitions(Settings.from_env())
         job = defs.resolve_implicit_global_asset_job_def()
         with stack.instance() as instance:
-            result = job.execute_in_process(instance=instance, asset_selection=REFERENCE_KEYS,
-                                            raise_on_error=False)
+            result = job.execute_in_process(
+                instance=instance, asset_selection=REFERENCE_KEYS, raise_on_error=False
+            )
         assert result.success, [e.message for e in result.all_events if e.is_failure]
     finally:
         os.environ.clear()
@@ -274,12 +333,17 @@ def backfill(dagster_stack: Stack) -> Backfill:
     """3 months x 2 colours, launched as the UI's "Materialize selected partitions" does."""
     stack = dagster_stack
     started = time.monotonic()
-    data = stack.graphql(LAUNCH_BACKFILL, {"params": {
-        "assetSelection": [{"path": k.path} for k in trip_asset_keys()],
-        "partitionNames": [f"{m:%Y-%m-01}" for m in MONTHS],
-        "fromFailure": False,
-        "title": "e2e backfill",
-    }})["launchPartitionBackfill"]
+    data = stack.graphql(
+        LAUNCH_BACKFILL,
+        {
+            "params": {
+                "assetSelection": [{"path": k.path} for k in trip_asset_keys()],
+                "partitionNames": [f"{m:%Y-%m-01}" for m in MONTHS],
+                "fromFailure": False,
+                "title": "e2e backfill",
+            }
+        },
+    )["launchPartitionBackfill"]
     assert data["__typename"] == "LaunchBackfillSuccess", data
     backfill_id = data["backfillId"]
 
@@ -289,18 +353,31 @@ def backfill(dagster_stack: Stack) -> Backfill:
         return got if got["status"] in TERMINAL else None
 
     got = _wait_until(finished, f"backfill {backfill_id}", stack, timeout=BACKFILL_TIMEOUT, every=2.0)
-    return Backfill(id=backfill_id, status=got["status"], runs=got["runs"], seconds=time.monotonic() - started)
+    return Backfill(
+        id=backfill_id, status=got["status"], runs=got["runs"], seconds=time.monotonic() - started
+    )
 
 
-DBT_MONTHLY = [dg.AssetKey(["dbt", n]) for n in
-               ("stg_yellow_tripdata", "stg_green_tripdata", "fact_trips", "dm_monthly_zone_revenue")]
+DBT_MONTHLY = [
+    dg.AssetKey(["dbt", n])
+    for n in ("stg_yellow_tripdata", "stg_green_tripdata", "fact_trips", "dm_monthly_zone_revenue")
+]
 DBT_TIMEOUT = 240
 
 
 def runs_in_progress(instance: dg.DagsterInstance) -> bool:
-    return bool(instance.get_runs(dg.RunsFilter(statuses=[
-        dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-        dg.DagsterRunStatus.STARTED])))
+    return bool(
+        instance.get_runs(
+            dg.RunsFilter(
+                statuses=[
+                    dg.DagsterRunStatus.QUEUED,
+                    dg.DagsterRunStatus.NOT_STARTED,
+                    dg.DagsterRunStatus.STARTING,
+                    dg.DagsterRunStatus.STARTED,
+                ]
+            )
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -316,7 +393,9 @@ def dbt_months_built(dagster_stack: Stack, backfill: Backfill) -> float:
             if all(v == months for v in done.values()) and not runs_in_progress(instance):
                 return time.monotonic() - started
             stack.assert_alive()
-            assert time.monotonic() < started + DBT_TIMEOUT, f"dbt partitions so far: {done}\n{stack.log_tail()}"
+            assert time.monotonic() < started + DBT_TIMEOUT, (
+                f"dbt partitions so far: {done}\n{stack.log_tail()}"
+            )
             time.sleep(3)
 
 
@@ -324,10 +403,14 @@ def mart_trips_per_partition(stack: Stack) -> dict[str, int]:
     mart = dg.AssetKey(["dbt", "dm_monthly_zone_revenue"])
     latest: dict[str, tuple[float, int]] = {}
     with stack.instance() as instance:
-        events = [(r.partition_key, r.timestamp, r.asset_materialization.metadata) for r in
-                  instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=mart), limit=100).records]
-        events += [(r.partition_key, r.timestamp, r.asset_observation.metadata) for r in
-                   instance.fetch_observations(dg.AssetRecordsFilter(asset_key=mart), limit=100).records]
+        events = [
+            (r.partition_key, r.timestamp, r.asset_materialization.metadata)
+            for r in instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=mart), limit=100).records
+        ]
+        events += [
+            (r.partition_key, r.timestamp, r.asset_observation.metadata)
+            for r in instance.fetch_observations(dg.AssetRecordsFilter(asset_key=mart), limit=100).records
+        ]
     for partition, timestamp, metadata in events:
         if "trips" in metadata and timestamp >= latest.get(partition, (0, 0))[0]:
             latest[partition] = (timestamp, metadata["trips"].value)

@@ -24,13 +24,23 @@ def test_make_dev_loads_the_code_location_without_the_venv_on_path(tmp_path: Pat
     home.mkdir()
     (home / "dagster.yaml").write_text(INSTANCE_TEMPLATE.read_text())
     port = free_port()
-    env = {"HOME": os.environ.get("HOME", str(tmp_path)), "PATH": "/usr/bin:/bin",
-           "DAGSTER_HOME": str(home), "TAXI_HOME": str(tmp_path / "taxi_home"), "LANG": "C.UTF-8"}
+    env = {
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        "PATH": "/usr/bin:/bin",
+        "DAGSTER_HOME": str(home),
+        "TAXI_HOME": str(tmp_path / "taxi_home"),
+        "LANG": "C.UTF-8",
+    }
     assert not any((Path(p) / "dbt").exists() for p in env["PATH"].split(":"))  # no dbt on PATH
     log = open(tmp_path / "dagster-dev.log", "w")
-    proc = subprocess.Popen([str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1",
-                             "-p", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     entry = None
     try:
         deadline = time.monotonic() + LOAD_TIMEOUT

@@ -18,14 +18,23 @@ from .conftest import ARTIFACTS, MONTHS, Backfill, Stack, mart_trips_per_partiti
 pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TIMEOUT_MS = 60_000
 
 
 @pytest.fixture
 def page():
     from playwright import sync_api  # the dev extra: a missing install fails, it is not skipped
+
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
         pytest.fail(f"{CHROMIUM} is missing: run scripts/install-system-deps.sh (make test does)")
     ARTIFACTS.mkdir(exist_ok=True)
@@ -86,8 +95,9 @@ def test_asset_graph_and_materialized_partitions_in_the_ui(dagster_stack: Stack,
     page.screenshot(path=str(ARTIFACTS / "ui-yellow-partitions.png"))
 
 
-def test_per_month_check_results_and_the_marts_plotted_figures(dagster_stack: Stack, dbt_months_built: float,
-                                                               page):
+def test_per_month_check_results_and_the_marts_plotted_figures(
+    dagster_stack: Stack, dbt_months_built: float, page
+):
     stack = dagster_stack
     months = [f"{m:%Y-%m-01}" for m in MONTHS]
 

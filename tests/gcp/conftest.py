@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import dagster as dg
 import pytest
@@ -17,8 +17,10 @@ from gcp.gcp_support import NO_METADATA, PROJECT, Emulators, GcpEnv, loopback_on
 
 @pytest.fixture(scope="session")
 def emulators(session_root: Path) -> Iterator[Emulators]:
-    saved = {k: os.environ.get(k) for k in (*NO_METADATA, "GOOGLE_APPLICATION_CREDENTIALS",
-                                            "STORAGE_EMULATOR_HOST")}
+    saved = {
+        k: os.environ.get(k)
+        for k in (*NO_METADATA, "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST")
+    }
     os.environ.update(NO_METADATA)
     # Nothing may pick up a developer's real credentials or emulator settings.
     os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
@@ -55,9 +57,14 @@ def gcp_env(session_root: Path, emulators: Emulators, monkeypatch) -> Iterator[G
         staging_schema=f"s_{name}",
         dbt_schema=f"d_{name}",
         download_attempts=2,
-        gcp=GcpSettings(project=PROJECT, gcs_bucket=f"taxi-lake-{name}", bq_dataset=f"w_{name}",
-                        anonymous=True, bq_api_endpoint=emulators.bq_endpoint,
-                        gcs_api_endpoint=emulators.gcs_endpoint),
+        gcp=GcpSettings(
+            project=PROJECT,
+            gcs_bucket=f"taxi-lake-{name}",
+            bq_dataset=f"w_{name}",
+            anonymous=True,
+            bq_api_endpoint=emulators.bq_endpoint,
+            gcs_api_endpoint=emulators.gcs_endpoint,
+        ),
     )
     with dg.instance_for_test() as instance:
         env = GcpEnv(settings=settings, mirror=mirror, instance=instance, emulators=emulators)

@@ -21,22 +21,25 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Iterator
 
 import dagster as dg
-
 from run_results import REAL_SAMPLES, ZONES_CSV, failure_message, materialization_metadata  # noqa: F401 - for the gcp tests
 
 REPO = Path(__file__).resolve().parents[2]
 BQ_VENV = Path(os.environ.get("TAXI_BQ_EMULATOR_VENV", REPO / ".venv-bqemulator"))
 PROJECT = "test-project"
 # Set for the whole session (and inherited by dbt subprocesses): no metadata-server probe.
-NO_METADATA = {"NO_GCE_CHECK": "true", "GCE_METADATA_HOST": "127.0.0.1:1",
-               "GCE_METADATA_IP": "127.0.0.1:1", "GOOGLE_CLOUD_PROJECT": PROJECT}
+NO_METADATA = {
+    "NO_GCE_CHECK": "true",
+    "GCE_METADATA_HOST": "127.0.0.1:1",
+    "GCE_METADATA_IP": "127.0.0.1:1",
+    "GOOGLE_CLOUD_PROJECT": PROJECT,
+}
 LOOPBACK = ("127.", "::1", "localhost")
 
 
@@ -73,12 +76,18 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def ensure_bq_emulator_venv() -> Path:
     """Runs scripts/bq-emulator-venv.sh (idempotent; about a minute the first time)."""
-    done = subprocess.run(["bash", str(REPO / "scripts" / "bq-emulator-venv.sh"), str(BQ_VENV)],
-                          capture_output=True, text=True, timeout=1200,
-                          env={**os.environ, "PYTHON": os.environ.get("PYTHON", "python3")})
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "bq-emulator-venv.sh"), str(BQ_VENV)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={**os.environ, "PYTHON": os.environ.get("PYTHON", "python3")},
+    )
     if done.returncode != 0:
-        raise RuntimeError(f"scripts/bq-emulator-venv.sh failed ({done.returncode}):\n"
-                           f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+        raise RuntimeError(
+            f"scripts/bq-emulator-venv.sh failed ({done.returncode}):\n"
+            f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+        )
     return BQ_VENV / "bin" / "bqemulator"
 
 
@@ -100,24 +109,59 @@ def run_emulators(root: Path) -> Iterator[Emulators]:
     try:
         with open(gcs_log, "w") as out:
             gcs = subprocess.Popen(
-                [sys.executable, "-m", "gcp_storage_emulator", "-d", str(gcs_data), "start",
-                 "--host", "127.0.0.1", "--port", str(gcs_port), "-q"],
-                stdout=out, stderr=subprocess.STDOUT, cwd=root)
+                [
+                    sys.executable,
+                    "-m",
+                    "gcp_storage_emulator",
+                    "-d",
+                    str(gcs_data),
+                    "start",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(gcs_port),
+                    "-q",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=root,
+            )
         procs.append(gcs)
         with open(bq_log, "w") as out:
             bq = subprocess.Popen(
-                [str(bqemulator), "start", "--rest-host", "127.0.0.1", "--rest-port", str(rest_port),
-                 "--grpc-host", "127.0.0.1", "--grpc-port", str(grpc_port), "--project", PROJECT,
-                 "--log-level", "warning"],
-                stdout=out, stderr=subprocess.STDOUT, cwd=root,
-                env={**os.environ, **NO_METADATA, "HOME": str(BQ_VENV / "duckdb-home"),
-                     "BQEMU_GCS_LOCAL_ROOT": str(gcs_data / ".cloudstorage")})
+                [
+                    str(bqemulator),
+                    "start",
+                    "--rest-host",
+                    "127.0.0.1",
+                    "--rest-port",
+                    str(rest_port),
+                    "--grpc-host",
+                    "127.0.0.1",
+                    "--grpc-port",
+                    str(grpc_port),
+                    "--project",
+                    PROJECT,
+                    "--log-level",
+                    "warning",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=root,
+                env={
+                    **os.environ,
+                    **NO_METADATA,
+                    "HOME": str(BQ_VENV / "duckdb-home"),
+                    "BQEMU_GCS_LOCAL_ROOT": str(gcs_data / ".cloudstorage"),
+                },
+            )
         procs.append(bq)
         gcs_endpoint, bq_endpoint = f"http://127.0.0.1:{gcs_port}", f"http://127.0.0.1:{rest_port}"
         _wait_http(f"{gcs_endpoint}/storage/v1/b?project={PROJECT}", gcs, gcs_log)
         _wait_http(f"{bq_endpoint}/bigquery/v2/projects/{PROJECT}/datasets", bq, bq_log)
-        yield Emulators(gcs_endpoint=gcs_endpoint, bq_endpoint=bq_endpoint,
-                        gcs_root=gcs_data / ".cloudstorage")
+        yield Emulators(
+            gcs_endpoint=gcs_endpoint, bq_endpoint=bq_endpoint, gcs_root=gcs_data / ".cloudstorage"
+        )
     finally:
         for proc in procs:
             _stop(proc)
@@ -154,6 +198,7 @@ def loopback_only() -> Iterator[None]:
 
 # --- one test's platform --------------------------------------------------------------------------
 
+
 @dataclass
 class GcpEnv:
     """One test's GCP platform: its own bucket and datasets on the session's emulators."""
@@ -173,24 +218,45 @@ class GcpEnv:
     def gcp(self):
         return self.settings.gcp
 
-    def materialize(self, spec, month: date, *, raise_on_error: bool = False,
-                    resources: dict | None = None) -> dg.ExecuteInProcessResult:
+    def materialize(
+        self, spec, month: date, *, raise_on_error: bool = False, resources: dict | None = None
+    ) -> dg.ExecuteInProcessResult:
         from taxi_platform.assets.trips import build_trip_assets
 
-        defs = build_trip_assets(spec, warehouse_kind="bigquery", lake_kind="gcs",
-                                 min_in_month_share=self.settings.min_in_month_share)
-        return dg.materialize(defs, partition_key=f"{month:%Y-%m-01}", instance=self.instance,
-                              resources=resources or self.resources, raise_on_error=raise_on_error)
+        defs = build_trip_assets(
+            spec,
+            warehouse_kind="bigquery",
+            lake_kind="gcs",
+            min_in_month_share=self.settings.min_in_month_share,
+        )
+        return dg.materialize(
+            defs,
+            partition_key=f"{month:%Y-%m-01}",
+            instance=self.instance,
+            resources=resources or self.resources,
+            raise_on_error=raise_on_error,
+        )
 
     def materialize_range(self, spec, first: date, last: date) -> dg.ExecuteInProcessResult:
         """One run of the months first..last (as a range backfill or `--partition-range`)."""
         from taxi_platform.assets.trips import build_trip_assets
 
-        defs = build_trip_assets(spec, warehouse_kind="bigquery", lake_kind="gcs",
-                                 min_in_month_share=self.settings.min_in_month_share)
-        return dg.materialize(defs, instance=self.instance, resources=self.resources, raise_on_error=False,
-                              tags={"dagster/asset_partition_range_start": f"{first:%Y-%m-01}",
-                                    "dagster/asset_partition_range_end": f"{last:%Y-%m-01}"})
+        defs = build_trip_assets(
+            spec,
+            warehouse_kind="bigquery",
+            lake_kind="gcs",
+            min_in_month_share=self.settings.min_in_month_share,
+        )
+        return dg.materialize(
+            defs,
+            instance=self.instance,
+            resources=self.resources,
+            raise_on_error=False,
+            tags={
+                "dagster/asset_partition_range_start": f"{first:%Y-%m-01}",
+                "dagster/asset_partition_range_end": f"{last:%Y-%m-01}",
+            },
+        )
 
     def run_range(self, selection: list[dg.AssetKey], first: date, last: date) -> dg.ExecuteInProcessResult:
         """A selection of the real code location's assets as one run of the months first..last."""
@@ -198,18 +264,26 @@ class GcpEnv:
 
         job = build_definitions(self.settings).resolve_implicit_global_asset_job_def()
         return job.execute_in_process(
-            instance=self.instance, asset_selection=selection,
-            tags={"dagster/asset_partition_range_start": f"{first:%Y-%m-01}",
-                  "dagster/asset_partition_range_end": f"{last:%Y-%m-01}"})
+            instance=self.instance,
+            asset_selection=selection,
+            tags={
+                "dagster/asset_partition_range_start": f"{first:%Y-%m-01}",
+                "dagster/asset_partition_range_end": f"{last:%Y-%m-01}",
+            },
+        )
 
-    def run(self, selection: list[dg.AssetKey], partition: date | None = None, *,
-            raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+    def run(
+        self, selection: list[dg.AssetKey], partition: date | None = None, *, raise_on_error: bool = True
+    ) -> dg.ExecuteInProcessResult:
         from taxi_platform.definitions import build_definitions
 
         job = build_definitions(self.settings).resolve_implicit_global_asset_job_def()
         return job.execute_in_process(
-            instance=self.instance, asset_selection=selection, raise_on_error=raise_on_error,
-            partition_key=f"{partition:%Y-%m-01}" if partition else None)
+            instance=self.instance,
+            asset_selection=selection,
+            raise_on_error=raise_on_error,
+            partition_key=f"{partition:%Y-%m-01}" if partition else None,
+        )
 
     def warehouse(self):
         return self.resources["warehouse"]
@@ -242,8 +316,12 @@ class GcpEnv:
     def ids(self, spec, month: date) -> list[str]:
         if not self.table_exists(self.gcp.bq_dataset, spec.table_name):
             return []
-        return [r[0] for r in self.query(f"SELECT unique_row_id FROM {self.final(spec)} WHERE filename = "
-                                         f"'{spec.file_name(month)}'")]
+        return [
+            r[0]
+            for r in self.query(
+                f"SELECT unique_row_id FROM {self.final(spec)} WHERE filename = '{spec.file_name(month)}'"
+            )
+        ]
 
     def fingerprint(self, spec) -> list[tuple]:
         """The whole final table as sorted rows: equal fingerprints mean equal contents."""

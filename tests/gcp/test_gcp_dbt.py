@@ -7,8 +7,8 @@ from datetime import date
 from decimal import Decimal
 
 import dagster as dg
-
 from expected import expected_from_file
+
 from gcp.gcp_support import ZONES_CSV, GcpEnv
 from taxi_platform.assets.dbt import DBT_REFERENCE_KEYS
 from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
@@ -17,8 +17,10 @@ from taxi_platform.datasets import GREEN, YELLOW, ZONES
 from taxi_platform.sample.generator import generate_month
 
 MONTH = date(2019, 1, 1)
-DBT_MONTHLY = [dg.AssetKey(["dbt", n]) for n in
-               ("stg_yellow_tripdata", "stg_green_tripdata", "fact_trips", "dm_monthly_zone_revenue")]
+DBT_MONTHLY = [
+    dg.AssetKey(["dbt", n])
+    for n in ("stg_yellow_tripdata", "stg_green_tripdata", "fact_trips", "dm_monthly_zone_revenue")
+]
 DBT_REFERENCE = DBT_REFERENCE_KEYS
 
 
@@ -44,8 +46,10 @@ def dbt_table(env: GcpEnv, name: str) -> str:
 
 
 def snapshot(env: GcpEnv) -> dict[str, list]:
-    return {t: sorted(env.query(f"SELECT * FROM {dbt_table(env, t)}"), key=repr)
-            for t in ("fact_trips", "dm_monthly_zone_revenue")}
+    return {
+        t: sorted(env.query(f"SELECT * FROM {dbt_table(env, t)}"), key=repr)
+        for t in ("fact_trips", "dm_monthly_zone_revenue")
+    }
 
 
 def check_month(env: GcpEnv) -> None:
@@ -60,9 +64,11 @@ def check_month(env: GcpEnv) -> None:
         trips[service] = len(rows)
     fact = [r[0] for r in env.query(f"SELECT trip_id FROM {dbt_table(env, 'fact_trips')}")]
     assert len(fact) == len(set(fact)) == len(expected_ids) and set(fact) == expected_ids
-    mart = env.query(f"SELECT service_type, SUM(revenue_monthly_fare), SUM(total_monthly_trips), "
-                     f"MIN(revenue_month), MAX(revenue_month) "
-                     f"FROM {dbt_table(env, 'dm_monthly_zone_revenue')} GROUP BY service_type")
+    mart = env.query(
+        f"SELECT service_type, SUM(revenue_monthly_fare), SUM(total_monthly_trips), "
+        f"MIN(revenue_month), MAX(revenue_month) "
+        f"FROM {dbt_table(env, 'dm_monthly_zone_revenue')} GROUP BY service_type"
+    )
     assert {r[0]: (r[1], r[2]) for r in mart} == {s: (fares[s], trips[s]) for s in fares}
     assert {(r[3], r[4]) for r in mart} == {(MONTH, MONTH)}
 
@@ -83,15 +89,20 @@ def test_dbt_bigquery_target_builds_a_range_of_months_in_one_run(gcp_env: GcpEnv
     env.run(DBT_REFERENCE)
 
     def trips_by_month() -> tuple[dict, dict]:
-        mart = {(m, s): n for m, s, n in env.query(
-            f"SELECT revenue_month, service_type, SUM(total_monthly_trips) "
-            f"FROM {dbt_table(env, 'dm_monthly_zone_revenue')} GROUP BY 1, 2")}
+        mart = {
+            (m, s): n
+            for m, s, n in env.query(
+                f"SELECT revenue_month, service_type, SUM(total_monthly_trips) "
+                f"FROM {dbt_table(env, 'dm_monthly_zone_revenue')} GROUP BY 1, 2"
+            )
+        }
         final = {}
         for spec in (YELLOW, GREEN):
             for month in (jan, feb):
                 final[(month, spec.name.capitalize())] = env.query(
                     f"SELECT COUNT(*) FROM {env.final(spec)} WHERE filename = '{spec.file_name(month)}' "
-                    f"AND VendorID IS NOT NULL")[0][0]
+                    f"AND VendorID IS NOT NULL"
+                )[0][0]
         return mart, final
 
     env.run_range(DBT_MONTHLY, jan, feb)

@@ -7,9 +7,18 @@ from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
+from expected import (
+    csv_lines,
+    cut_row,
+    expected_from_file,
+    gzip_csv,
+    read_gz,
+    set_value,
+    truncate_gzip,
+    write_gz,
+)
+
 from gcp.gcp_support import REAL_SAMPLES, GcpEnv, failure_message, materialization_metadata
-from expected import (csv_lines, cut_row, expected_from_file, gzip_csv, read_gz, set_value,
-                      truncate_gzip, write_gz)
 from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
 from taxi_platform.datasets import GREEN, YELLOW
 from taxi_platform.sample.generator import generate_month
@@ -51,9 +60,14 @@ def test_month_gives_exactly_the_expected_trips(gcp_env: GcpEnv):
 
 # --- parity with PostgreSQL --------------------------------------------------------------------
 
+
 def _pg_ids(env, spec, month) -> list[str]:
-    return [r[0] for r in env.query(f"SELECT unique_row_id FROM {env.final(spec)} WHERE filename = %s",
-                                    (spec.file_name(month),))]
+    return [
+        r[0]
+        for r in env.query(
+            f"SELECT unique_row_id FROM {env.final(spec)} WHERE filename = %s", (spec.file_name(month),)
+        )
+    ]
 
 
 def _load_on_both(env, gcp_env: GcpEnv, spec, month, write) -> None:
@@ -66,8 +80,9 @@ def _load_on_both(env, gcp_env: GcpEnv, spec, month, write) -> None:
 def test_parity_generated_months_same_counts_and_ids(env, gcp_env: GcpEnv):
     cases = [(YELLOW, JAN, 5_000, 11), (YELLOW, FEB, 3_000, 12), (GREEN, JAN, 3_000, 13)]
     for spec, month, rows, seed in cases:
-        _load_on_both(env, gcp_env, spec, month,
-                      lambda path: generate_month(spec, month, path, rows=rows, seed=seed))
+        _load_on_both(
+            env, gcp_env, spec, month, lambda path: generate_month(spec, month, path, rows=rows, seed=seed)
+        )
     for spec, month, _, _ in cases:
         pg, bq = _pg_ids(env, spec, month), gcp_env.ids(spec, month)
         assert len(pg) == len(bq) > 0
@@ -75,8 +90,10 @@ def test_parity_generated_months_same_counts_and_ids(env, gcp_env: GcpEnv):
 
 
 def test_parity_real_yellow_samples_same_counts_and_ids(env, gcp_env: GcpEnv):
-    samples = [(date(2021, 1, 1), "yellow_tripdata_2021-01.head22791.csv"),
-               (date(2020, 1, 1), "yellow_tripdata_2020-01.head499_tail500.crlf.csv")]
+    samples = [
+        (date(2021, 1, 1), "yellow_tripdata_2021-01.head22791.csv"),
+        (date(2020, 1, 1), "yellow_tripdata_2020-01.head499_tail500.crlf.csv"),
+    ]
     for month, name in samples:
         _load_on_both(env, gcp_env, YELLOW, month, lambda path: gzip_csv(REAL_SAMPLES / name, path))
     for month, name in samples:
@@ -88,14 +105,20 @@ def test_parity_real_yellow_samples_same_counts_and_ids(env, gcp_env: GcpEnv):
     tail = gcp_env.query(
         f"SELECT COUNT(*) FROM {gcp_env.final(YELLOW)} WHERE filename = 'yellow_tripdata_2020-01.csv.gz' "
         "AND VendorID IS NULL AND passenger_count IS NULL AND RatecodeID IS NULL "
-        "AND store_and_fwd_flag IS NULL AND payment_type IS NULL")[0][0]
+        "AND store_and_fwd_flag IS NULL AND payment_type IS NULL"
+    )[0][0]
     assert tail == 500
-    flags = dict(gcp_env.query(f"SELECT store_and_fwd_flag, COUNT(*) FROM {gcp_env.final(YELLOW)} "
-                               "WHERE filename = 'yellow_tripdata_2021-01.csv.gz' GROUP BY 1"))
+    flags = dict(
+        gcp_env.query(
+            f"SELECT store_and_fwd_flag, COUNT(*) FROM {gcp_env.final(YELLOW)} "
+            "WHERE filename = 'yellow_tripdata_2021-01.csv.gz' GROUP BY 1"
+        )
+    )
     assert flags == {"N": 22_407, "Y": 384}
 
 
 # --- idempotency and per-month replace -----------------------------------------------------------
+
 
 def test_same_month_twice_gives_identical_contents(gcp_env: GcpEnv):
     generate_month(YELLOW, JAN, gcp_env.mirror_path(YELLOW, JAN), rows=3_000, seed=1)
@@ -130,6 +153,7 @@ def test_corrected_file_replaces_that_month_only(gcp_env: GcpEnv):
 
 # --- bad input and failures leave the final table as it was -------------------------------------
 
+
 def _load_good_then(env: GcpEnv, damage) -> tuple[str, list, list]:
     path = env.mirror_path(YELLOW, JAN)
     generate_month(YELLOW, JAN, path, rows=2_000, seed=2)
@@ -155,7 +179,8 @@ def test_short_row_fails_before_anything_changes(gcp_env: GcpEnv):
 
 def test_non_numeric_value_fails_in_the_load_job_and_the_final_table_is_untouched(gcp_env: GcpEnv):
     message, before, after = _load_good_then(
-        gcp_env, lambda path: set_value(path, YELLOW, line=100, column="tip_amount", value=b"abc"))
+        gcp_env, lambda path: set_value(path, YELLOW, line=100, column="tip_amount", value=b"abc")
+    )
     assert "yellow_tripdata_2019-01.csv.gz: " in message and "abc" in message
     assert after == before
 
@@ -169,16 +194,18 @@ def test_a_failure_inside_the_replace_transaction_rolls_back(gcp_env: GcpEnv):
     assert before
     # A staging table whose fare_amount is text that is no number: the INSERT's cast fails.
     staging = f"`test-project.{env.settings.staging_schema}.yellow_tripdata_2019_01`"
-    env.query(f"CREATE OR REPLACE TABLE {staging} AS SELECT * REPLACE ('x' AS fare_amount) "
-              f"FROM {staging}")
-    from taxi_platform.warehouse.base import WarehouseError
+    env.query(f"CREATE OR REPLACE TABLE {staging} AS SELECT * REPLACE ('x' AS fare_amount) FROM {staging}")
     import pytest
+
+    from taxi_platform.warehouse.base import WarehouseError
+
     with pytest.raises(WarehouseError, match="replace yellow_tripdata_2019-01.csv.gz failed"):
         env.warehouse().replace_month(YELLOW, JAN, lambda m: None)
     assert env.fingerprint(YELLOW) == before
 
 
 # --- a range of months in one run ----------------------------------------------------------------
+
 
 def test_a_range_run_goes_through_the_gcs_lake_month_by_month(gcp_env: GcpEnv):
     """Apr..Jul 2021 in one run of a dataset known up to 2021-05 (the partitions end at 2021-07):
@@ -188,8 +215,9 @@ def test_a_range_run_goes_through_the_gcs_lake_month_by_month(gcp_env: GcpEnv):
     known_until_may = replace(YELLOW, last_published=date(2021, 5, 1))
     expected = {}
     for i, month in enumerate((apr, may)):
-        path = generate_month(YELLOW, month, gcp_env.mirror_path(YELLOW, month), rows=800 + 300 * i,
-                              seed=60 + i).path
+        path = generate_month(
+            YELLOW, month, gcp_env.mirror_path(YELLOW, month), rows=800 + 300 * i, seed=60 + i
+        ).path
         expected[f"{month:%Y-%m-01}"] = (expected_from_file(YELLOW, path).distinct, path.read_bytes())
 
     result = gcp_env.materialize_range(known_until_may, apr, jul)
@@ -207,7 +235,10 @@ def test_a_range_run_goes_through_the_gcs_lake_month_by_month(gcp_env: GcpEnv):
         assert raw["lake_key"] == f"yellow/{file_name}" and raw["bytes"] == len(data)
         assert raw["lake_root"] == f"gs://{gcp_env.gcp.gcs_bucket}"
         assert events[(final_key(YELLOW), partition)]["dagster/row_count"] == distinct
-        assert events[(staging_key(YELLOW), partition)]["source_file"] == f"gs://{gcp_env.gcp.gcs_bucket}/yellow/{file_name}"
+        assert (
+            events[(staging_key(YELLOW), partition)]["source_file"]
+            == f"gs://{gcp_env.gcp.gcs_bucket}/yellow/{file_name}"
+        )
     for month in (jun, jul):
         assert bucket.get_blob(f"yellow/{YELLOW.file_name(month)}") is None
         assert events[(final_key(YELLOW), f"{month:%Y-%m-01}")].get("not_published") is True

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 from datetime import date
-from pathlib import Path
 
 import pytest
 
@@ -15,20 +14,34 @@ from taxi_platform.datasets import YELLOW
 from taxi_platform.sample.generator import generate_month
 from taxi_platform.settings import GcpSettings, Settings, SettingsError
 
-GCP_ENV = {"TAXI_TARGET": "gcp", "TAXI_GCP_PROJECT": "my-project-42", "TAXI_GCS_BUCKET": "taxi-lake",
-           "TAXI_BQ_DATASET": "nyc_taxi"}
+GCP_ENV = {
+    "TAXI_TARGET": "gcp",
+    "TAXI_GCP_PROJECT": "my-project-42",
+    "TAXI_GCS_BUCKET": "taxi-lake",
+    "TAXI_BQ_DATASET": "nyc_taxi",
+}
 
 
 def _fake_key(token_uri: str = "http://127.0.0.1:1/token") -> dict:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()).decode()
-    return {"type": "service_account", "project_id": PROJECT, "private_key_id": "abc123",
-            "private_key": pem, "client_email": f"loader@{PROJECT}.iam.gserviceaccount.com",
-            "client_id": "1", "token_uri": token_uri}
+    pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        .decode()
+    )
+    return {
+        "type": "service_account",
+        "project_id": PROJECT,
+        "private_key_id": "abc123",
+        "private_key": pem,
+        "client_email": f"loader@{PROJECT}.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": token_uri,
+    }
 
 
 @pytest.fixture
@@ -48,21 +61,29 @@ def test_gcp_settings_from_env(gcp_vars, tmp_path):
     s = Settings.from_env()
     assert s.target == "gcp"
     assert (s.gcp.project, s.gcp.gcs_bucket, s.gcp.bq_dataset, s.gcp.location, s.gcp.credentials_file) == (
-        "my-project-42", "taxi-lake", "nyc_taxi", "europe-west1", str(key))
+        "my-project-42",
+        "taxi-lake",
+        "nyc_taxi",
+        "europe-west1",
+        str(key),
+    )
 
 
-@pytest.mark.parametrize("variable,value,message", [
-    ("TAXI_GCP_PROJECT", "My_Project", "TAXI_GCP_PROJECT='My_Project' is not a GCP project id"),
-    ("TAXI_GCP_PROJECT", "", "TAXI_GCP_PROJECT='' is not a GCP project id"),
-    ("TAXI_GCS_BUCKET", "gs://taxi-lake", "TAXI_GCS_BUCKET='gs://taxi-lake' is not a valid bucket name"),
-    ("TAXI_GCS_BUCKET", "google-taxi", "is not a valid bucket name"),
-    ("TAXI_GCS_BUCKET", "ab", "is not a valid bucket name"),
-    ("TAXI_BQ_DATASET", "taxi; drop", "TAXI_BQ_DATASET='taxi; drop' is not a valid SQL identifier"),
-    ("TAXI_BQ_DATASET", "taxi_staging", "TAXI_BQ_DATASET must differ from TAXI_STAGING_SCHEMA"),
-    ("TAXI_GCP_LOCATION", "us central", "TAXI_GCP_LOCATION='us central' is not a location"),
-    ("TAXI_GCP_ANONYMOUS", "maybe", "TAXI_GCP_ANONYMOUS='maybe'"),
-    ("TAXI_BQ_API_ENDPOINT", "127.0.0.1:9050", "TAXI_BQ_API_ENDPOINT='127.0.0.1:9050' must be http(s)"),
-])
+@pytest.mark.parametrize(
+    "variable,value,message",
+    [
+        ("TAXI_GCP_PROJECT", "My_Project", "TAXI_GCP_PROJECT='My_Project' is not a GCP project id"),
+        ("TAXI_GCP_PROJECT", "", "TAXI_GCP_PROJECT='' is not a GCP project id"),
+        ("TAXI_GCS_BUCKET", "gs://taxi-lake", "TAXI_GCS_BUCKET='gs://taxi-lake' is not a valid bucket name"),
+        ("TAXI_GCS_BUCKET", "google-taxi", "is not a valid bucket name"),
+        ("TAXI_GCS_BUCKET", "ab", "is not a valid bucket name"),
+        ("TAXI_BQ_DATASET", "taxi; drop", "TAXI_BQ_DATASET='taxi; drop' is not a valid SQL identifier"),
+        ("TAXI_BQ_DATASET", "taxi_staging", "TAXI_BQ_DATASET must differ from TAXI_STAGING_SCHEMA"),
+        ("TAXI_GCP_LOCATION", "us central", "TAXI_GCP_LOCATION='us central' is not a location"),
+        ("TAXI_GCP_ANONYMOUS", "maybe", "TAXI_GCP_ANONYMOUS='maybe'"),
+        ("TAXI_BQ_API_ENDPOINT", "127.0.0.1:9050", "TAXI_BQ_API_ENDPOINT='127.0.0.1:9050' must be http(s)"),
+    ],
+)
 def test_bad_gcp_settings_name_the_setting(gcp_vars, variable, value, message):
     gcp_vars.setenv(variable, value)
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -92,8 +113,11 @@ def test_missing_or_malformed_credentials_name_the_setting_never_the_key(gcp_var
     not_b64 = "this is %%% not base64 " + secret[:20]
     no_json = base64.b64encode(b"{" + secret.encode()).decode()
     no_key = base64.b64encode(json.dumps({**key, "private_key": ""}).encode()).decode()
-    for value, message in ((not_b64, "not valid base64"), (no_json, "not a JSON service-account key"),
-                           (no_key, "lacks private_key")):
+    for value, message in (
+        (not_b64, "not valid base64"),
+        (no_json, "not a JSON service-account key"),
+        (no_key, "lacks private_key"),
+    ):
         gcp_vars.setenv("TAXI_GCP_CREDENTIALS_B64", value)
         with pytest.raises(SettingsError) as err:
             Settings.from_env()
@@ -105,7 +129,9 @@ def test_missing_or_malformed_credentials_name_the_setting_never_the_key(gcp_var
     s = Settings.from_env()
     assert secret not in repr(s) and "credentials_b64" not in repr(s.gcp)
     gcp_vars.setenv("TAXI_GCP_CREDENTIALS_FILE", str(bad))
-    with pytest.raises(SettingsError, match="set only one of TAXI_GCP_CREDENTIALS_FILE and TAXI_GCP_CREDENTIALS_B64"):
+    with pytest.raises(
+        SettingsError, match="set only one of TAXI_GCP_CREDENTIALS_FILE and TAXI_GCP_CREDENTIALS_B64"
+    ):
         Settings.from_env()
 
 
@@ -136,13 +162,16 @@ def test_same_definitions_on_both_targets(tmp_path):
     from taxi_platform.definitions import build_definitions
 
     local = Settings(home=tmp_path)
-    gcp = Settings(target="gcp", home=tmp_path,
-                   gcp=GcpSettings(project="my-project-42", gcs_bucket="taxi-lake"))
+    gcp = Settings(
+        target="gcp", home=tmp_path, gcp=GcpSettings(project="my-project-42", gcs_bucket="taxi-lake")
+    )
 
     def shape(settings):
         defs = build_definitions(settings)
         graph = defs.resolve_asset_graph()
-        assets = {k: (graph.get(k).partitions_def, graph.get(k).group_name) for k in graph.get_all_asset_keys()}
+        assets = {
+            k: (graph.get(k).partitions_def, graph.get(k).group_name) for k in graph.get_all_asset_keys()
+        }
         checks = set(graph.asset_check_keys)
         schedules = {s.name: (s.cron_schedule, s.job_name) for s in defs.schedules or []}
         sensors = {s.name for s in defs.sensors or []}
@@ -157,6 +186,7 @@ def test_same_definitions_on_both_targets(tmp_path):
     for settings in (local, gcp):
         graph = build_definitions(settings).resolve_asset_graph()
         from taxi_platform.assets.trips import final_key
+
         kinds[settings.target] = graph.get(final_key(YELLOW)).kinds
     assert "postgres" in kinds["local"] and "bigquery" in kinds["gcp"]
     resources = build_definitions(gcp).resources
@@ -191,8 +221,9 @@ def refusing_token_endpoint():
     server.server_close()
 
 
-def test_credentials_never_reach_logs_metadata_or_errors(gcp_env: GcpEnv, monkeypatch,
-                                                         refusing_token_endpoint):
+def test_credentials_never_reach_logs_metadata_or_errors(
+    gcp_env: GcpEnv, monkeypatch, refusing_token_endpoint
+):
     """A real-looking key whose token endpoint refuses: the warehouse steps fail, and neither the
     key nor its base64 form appears in the run's records; the run config names the variable."""
     from dataclasses import replace
@@ -206,19 +237,30 @@ def test_credentials_never_reach_logs_metadata_or_errors(gcp_env: GcpEnv, monkey
     generate_month(YELLOW, month, gcp_env.mirror_path(YELLOW, month), rows=300, seed=1)
     assets = build_trip_assets(YELLOW, warehouse_kind="bigquery", lake_kind="gcs", min_in_month_share=0.95)
     # The file enters the lake with the emulator's anonymous access ...
-    dg.materialize(assets, selection=[raw_file_key(YELLOW)], partition_key="2019-01-01",
-                   instance=gcp_env.instance, resources=gcp_env.resources)
+    dg.materialize(
+        assets,
+        selection=[raw_file_key(YELLOW)],
+        partition_key="2019-01-01",
+        instance=gcp_env.instance,
+        resources=gcp_env.resources,
+    )
     # ... then staging and replace run with the key.
     key = _fake_key(token_uri=refusing_token_endpoint)
     b64 = base64.b64encode(json.dumps(key).encode()).decode()
     monkeypatch.setenv("TAXI_GCP_CREDENTIALS_B64", b64)
-    settings = replace(gcp_env.settings, gcp=replace(gcp_env.settings.gcp, anonymous=False,
-                                                     credentials_b64=b64))
+    settings = replace(
+        gcp_env.settings, gcp=replace(gcp_env.settings.gcp, anonymous=False, credentials_b64=b64)
+    )
     resources = build_resources(settings)
     assert isinstance(resources["warehouse"].bigquery.gcp_credentials, dg.EnvVar)
-    result = dg.materialize(assets, selection=[s for s in (a.key for a in assets) if s != raw_file_key(YELLOW)],
-                            partition_key="2019-01-01", instance=gcp_env.instance,
-                            resources=resources, raise_on_error=False)
+    result = dg.materialize(
+        assets,
+        selection=[s for s in (a.key for a in assets) if s != raw_file_key(YELLOW)],
+        partition_key="2019-01-01",
+        instance=gcp_env.instance,
+        resources=resources,
+        raise_on_error=False,
+    )
     assert not result.success
     message = failure_message(result)
     assert "invalid_grant" in message or "refused" in message, message
