@@ -72,7 +72,7 @@ db-stop: install
 db-psql: install
 	$(BIN)/taxi-platform db psql
 
-# `db remove` also deletes the data directory that, as root, may live outside TAXI_HOME (README).
+# `db remove` also deletes the data directory that, as root, may live outside TAXI_HOME (docs/operations.md).
 clean: install
 	$(BIN)/taxi-platform db remove
 	rm -rf $(TAXI_HOME)

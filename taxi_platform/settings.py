@@ -1,6 +1,6 @@
 """Settings from environment variables: defaults, validation, and nothing else.
 
-This module is the only place that reads `TAXI_*` variables. Every setting is listed in the README.
+This module is the only place that reads `TAXI_*` variables. Every setting is listed in docs/settings.md.
 """
 
 from __future__ import annotations

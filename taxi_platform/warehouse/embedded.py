@@ -46,7 +46,7 @@ UNPRIVILEGED_USER = "nobody"
 SYSTEM_CACHE = Path("/var/cache/taxi-platform")  # copies of the server binaries
 SYSTEM_DATA = Path("/var/lib/taxi-platform")  # data directories placed outside TAXI_HOME
 
-# Tuned for bulk monthly loads on a laptop; see README "Embedded PostgreSQL".
+# Tuned for bulk monthly loads on a laptop; see docs/operations.md, "The embedded PostgreSQL".
 SERVER_CONFIG = """
 # --- taxi_platform (written at initdb) ---
 listen_addresses = '127.0.0.1'
