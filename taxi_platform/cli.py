@@ -409,18 +409,20 @@ def _dbt_command(settings: Settings, args: list[str]) -> list[str]:
 
 def cmd_dbt_prepare(args: argparse.Namespace, settings: Settings) -> int:
     """`dbt parse`: writes the manifest the Dagster definitions load (no database needed), and the
-    stamp of the files it was parsed from, so `dagster dev` does not parse them again."""
+    stamp of the files it was parsed from, so `dagster dev` does not parse them again. The same
+    parse as `dagster dev`'s: under its lock, the manifest moved into place whole."""
     from dagster_dbt import DbtProject
+    from dagster_dbt.errors import DagsterDbtCliRuntimeError
 
-    from taxi_platform.assets.dbt import write_sources_stamp
+    from taxi_platform.assets.dbt import reparse_manifest
 
     project = DbtProject(project_dir=settings.dbt_project_dir, profiles_dir=settings.dbt_project_dir)
-    with write_sources_stamp(project):
-        done = subprocess.run(_dbt_command(settings, ["parse", "--quiet"]), capture_output=True, text=True)
-        if done.returncode != 0:
-            print(done.stdout[-4000:], done.stderr[-2000:], file=sys.stderr)
-            return done.returncode
-    print(f"dbt manifest ready: {settings.dbt_project_dir / 'target' / 'manifest.json'}")
+    try:
+        reparse_manifest(project, force=True)
+    except DagsterDbtCliRuntimeError as exc:  # dbt's own messages: the file and what is wrong
+        print(str(exc)[-4000:], file=sys.stderr)
+        return 1
+    print(f"dbt manifest ready: {project.manifest_path}")
     return 0
 
 
@@ -429,7 +431,10 @@ def cmd_dbt(args: argparse.Namespace, settings: Settings) -> int:
     from taxi_platform.resources import build_resources
 
     warehouse = build_resources(settings)["warehouse"]
-    env = {**os.environ, **_resolved(warehouse).dbt_env()}
+    # The months of a Dagster step never leak into a command typed by hand (a `--full-refresh`
+    # would rebuild only them); by hand, months are `--vars '{month: 2019-01-01}'`.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("TAXI_DBT_MONTH_")}
+    env = {**inherited, **_resolved(warehouse).dbt_env()}
     return subprocess.call(_dbt_command(settings, args.dbt_args), env=env)
 
 

@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
 from dagster_dbt import DbtProject
 
 from taxi_platform.assets.dbt import load_dbt_project, manifest_is_current, parse_state_path, reparse_manifest
@@ -72,3 +73,65 @@ def test_parse_states_of_old_connections_are_pruned(tmp_path):
         os.utime(path, (1_000_000 + number, 1_000_000 + number))  # built against in this order
     left = sorted(kept[0].parent.glob("*.msgpack"))
     assert left == sorted(kept[-KEPT_PARSE_STATES:]) and left[0].read_bytes() == b"state"
+
+
+def test_a_parse_follows_the_months_in_the_environment_bigquery_partitions_included(tmp_path, monkeypatch):
+    """BigQuery's `partitions` (the months insert_overwrite replaces) and the tests' month scope are
+    evaluated when dbt parses: with the months in the environment, the files that read them are
+    parsed again when they change, so a build never replaces another month's partitions."""
+    project = project_copy(tmp_path)
+    for name, value in {
+        "TAXI_DBT_TARGET": "bigquery",
+        "TAXI_DBT_BQ_METHOD": "oauth-secrets",
+        "TAXI_DBT_BQ_TOKEN": "unused-by-parse",
+        "TAXI_GCP_PROJECT": "taxi-test",
+    }.items():
+        monkeypatch.setenv(name, value)
+    fact_trips, unique_test = "model.taxi_rides_ny.fact_trips", "fact_trips_trip_id_unique"
+
+    def parsed() -> tuple:
+        import json
+
+        nodes = json.loads(project.manifest_path.read_text())["nodes"]
+        test = next(n for n in nodes.values() if n["name"] == unique_test)
+        return nodes[fact_trips]["config"]["partitions"], test["config"]["where"]
+
+    monkeypatch.setenv("TAXI_DBT_MONTH_START", "2019-01-01")
+    monkeypatch.setenv("TAXI_DBT_MONTH_END", "2019-01-01")
+    reparse_manifest(project, force=True)
+    partitions, where = parsed()
+    assert partitions == ["date('2019-01-01')"] and "'2019-01-01'" in where
+
+    monkeypatch.setenv("TAXI_DBT_MONTH_START", "2019-02-01")  # the next build: Feb .. Mar
+    monkeypatch.setenv("TAXI_DBT_MONTH_END", "2019-03-01")
+    reparse_manifest(project, force=True)
+    partitions, where = parsed()
+    assert partitions == ["date('2019-02-01')", "date('2019-03-01')"]
+    assert "'2019-02-01'" in where and "'2019-03-01'" in where and "2019-01-01" not in where
+
+    monkeypatch.setenv("TAXI_DBT_MONTH_START", "")  # none: every month
+    monkeypatch.setenv("TAXI_DBT_MONTH_END", "")
+    reparse_manifest(project, force=True)
+    assert parsed() == (None, "1 = 1")
+
+
+def test_a_failed_parse_names_the_problem_and_leaves_the_stamp_stale(tmp_path, monkeypatch):
+    from dagster_dbt.errors import DagsterDbtCliRuntimeError
+
+    project = project_copy(tmp_path)
+    reparse_manifest(project)
+    assert manifest_is_current(project)
+    model = Path(project.project_dir) / "models" / "core" / "dim_zones.sql"
+    model.write_text(model.read_text() + "\n{{ an unclosed jinja block\n")
+    with pytest.raises(DagsterDbtCliRuntimeError):
+        reparse_manifest(project, force=True)
+    assert not manifest_is_current(project)  # the next load under `dagster dev` tries again
+
+    # Months in the environment that are not months: dbt names the variable.
+    model.write_text(model.read_text().replace("\n{{ an unclosed jinja block\n", ""))
+    monkeypatch.setenv("TAXI_DBT_MONTH_START", "2019-02-01")
+    monkeypatch.setenv("TAXI_DBT_MONTH_END", "")
+    with pytest.raises(
+        DagsterDbtCliRuntimeError, match="TAXI_DBT_MONTH_END must look like 2019-01-01, got nothing"
+    ):
+        reparse_manifest(project, force=True)

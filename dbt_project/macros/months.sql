@@ -13,8 +13,10 @@
   {%- set month = var('month', none) -%}
   {%- set start = var('month_start', none) -%}
   {%- set end = var('month_end', none) -%}
+  {%- set names = {'month_start': "var 'month_start' (or 'month')", 'month_end': "var 'month_end' (or 'month')"} -%}
   {%- if month in (none, '') and start in (none, '') and end in (none, '') -%}
     {%- set start, end = (env_start or none), (env_end or none) -%}
+    {%- do names.update({'month_start': 'TAXI_DBT_MONTH_START', 'month_end': 'TAXI_DBT_MONTH_END'}) -%}
   {%- endif -%}
   {%- if month not in (none, '') -%}
     {%- if start not in (none, '') or end not in (none, '') -%}
@@ -26,13 +28,13 @@
   {%- endif -%}
   {%- for name, value in [('month_start', start), ('month_end', end)] -%}
     {%- if not modules.re.fullmatch('[0-9]{4}-[0-9]{2}-01', value | string) -%}
-      {{ exceptions.raise_compiler_error("var '" ~ name ~ "' (or 'month') must look like 2019-01-01, got " ~ value) }}
+      {{ exceptions.raise_compiler_error(names[name] ~ " must look like 2019-01-01, got " ~ (value if value is not none else "nothing")) }}
     {%- endif -%}
   {%- endfor -%}
   {%- set first = (start | string)[:4] | int * 12 + (start | string)[5:7] | int - 1 -%}
   {%- set last = (end | string)[:4] | int * 12 + (end | string)[5:7] | int - 1 -%}
   {%- if last < first -%}
-    {{ exceptions.raise_compiler_error("var 'month_end' " ~ end ~ " is before 'month_start' " ~ start) }}
+    {{ exceptions.raise_compiler_error(names['month_end'] ~ " " ~ end ~ " is before " ~ names['month_start'] ~ " " ~ start) }}
   {%- endif -%}
   {%- set months = [] -%}
   {%- for k in range(first, last + 1) -%}

@@ -28,7 +28,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -90,7 +89,9 @@ def dbt_sources_fingerprint(project: DbtProject) -> str:
     entries = []
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
-        if relative.parts[0] in skip or not path.is_file():
+        # Hidden files (.user.yml, which dbt writes; editors' swap files) and backups do not count.
+        hidden = any(part.startswith(".") for part in relative.parts) or relative.name.endswith("~")
+        if relative.parts[0] in skip or hidden or not path.is_file():
             continue
         stat = path.stat()
         entries.append(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}")
@@ -116,7 +117,7 @@ def write_sources_stamp(project: DbtProject) -> Iterator[None]:
     (Path(project.project_dir) / project.target_path / SOURCES_STAMP).write_text(fingerprint)
 
 
-def reparse_manifest(project: DbtProject) -> None:
+def reparse_manifest(project: DbtProject, force: bool = False) -> None:
     """`dbt parse` into a folder of its own, then the manifest and partial-parse file moved into
     the project's target atomically, one process at a time: under `dagster dev` the code server,
     the daemon and every run worker load the code location, and none may read a half-written
@@ -127,7 +128,7 @@ def reparse_manifest(project: DbtProject) -> None:
     target.mkdir(parents=True, exist_ok=True)
     with open(target / ".parse.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if manifest_is_current(project):  # another process parsed it while this one waited
+        if not force and manifest_is_current(project):  # another process parsed it meanwhile
             return
         scratch = Path(tempfile.mkdtemp(prefix=".parse-", dir=target))
         try:
@@ -206,13 +207,26 @@ DBT_STEP_ENV = {
 }
 
 
-# Connection settings that are secrets, or change per process without changing the connection.
-_NOT_IN_PARSE_KEY = re.compile(r"PASSWORD|TOKEN|KEYFILE")
+# The connection settings that make dbt's parse state differ (profile and sources), none of them a
+# secret: an allowlist, so a secret added to the environment later never ends up hashed in a name.
+PARSE_KEY_SETTINGS = (
+    "TAXI_DBT_TARGET",
+    "TAXI_DBT_PG_HOST",
+    "TAXI_DBT_PG_PORT",
+    "TAXI_DBT_PG_USER",
+    "TAXI_DBT_PG_DBNAME",
+    "TAXI_DBT_SCHEMA",
+    "TAXI_WAREHOUSE_SCHEMA",
+    "TAXI_GCP_PROJECT",
+    "TAXI_GCP_LOCATION",
+    "TAXI_BQ_API_ENDPOINT",
+    "TAXI_DBT_BQ_METHOD",
+)
 
 
 def parse_state_path(project: DbtProject, dbt_env: Mapping[str, str]) -> Path:
     """Where builds against this connection keep dbt's partial-parse state."""
-    public = sorted((k, v) for k, v in dbt_env.items() if not _NOT_IN_PARSE_KEY.search(k))
+    public = sorted((k, dbt_env[k]) for k in PARSE_KEY_SETTINGS if k in dbt_env)
     key = hashlib.sha256(json.dumps(public).encode()).hexdigest()[:16]
     return Path(project.project_dir) / project.target_path / "partial_parse" / f"{key}.msgpack"
 
@@ -242,20 +256,24 @@ def _build(
     months: list[date],
 ) -> Iterator[Any]:
     dbt_env = warehouse.dbt_env()
-    month_env = (
-        {"TAXI_DBT_MONTH_START": f"{months[0]:%Y-%m-%d}", "TAXI_DBT_MONTH_END": f"{months[-1]:%Y-%m-%d}"}
-        if months
-        else {}
-    )
+    # Always set, empty for no month: a value inherited from the worker's environment must not
+    # narrow an unpartitioned build.
+    month_env = {
+        "TAXI_DBT_MONTH_START": f"{months[0]:%Y-%m-%d}" if months else "",
+        "TAXI_DBT_MONTH_END": f"{months[-1]:%Y-%m-%d}" if months else "",
+    }
     # dagster-dbt's default is a new folder under dbt_project/target per invocation (1-2 MB each),
     # never removed; ours is removed when the step ends, however it ends. dagster-dbt copies the
     # prepared partial-parse file in unless one is there already: the connection's own, if kept.
     target = Path(tempfile.mkdtemp(prefix=f"taxi-dbt-{context.run.run_id[:8]}-"))
     kept_state = parse_state_path(project, dbt_env)
     try:
-        if kept_state.exists():
-            shutil.copyfile(kept_state, target / "partial_parse.msgpack")
         with warehouse.dbt_build_lock(), _environ({**dbt_env, **DBT_STEP_ENV, **month_env}):
+            # Inside the lock: a build that waited starts from the state the one before it left.
+            try:
+                shutil.copyfile(kept_state, target / "partial_parse.msgpack")
+            except FileNotFoundError:  # none yet, or pruned meanwhile: dbt parses in full
+                pass
             events = dbt.cli(["build"], context=context, target_path=target).stream()
             yield from events
         if (target / "partial_parse.msgpack").exists():
@@ -315,17 +333,24 @@ def with_model_figures(
 ) -> Iterator[Any]:
     """Each built table's materialization carries its figures. A range run has one
     materialization for all its months, so there each month's figures are also an observation
-    of that month's partition (the UI plots both per partition)."""
+    of that month's partition (the UI plots both per partition). Figures that cannot be read are a
+    warning, never a failed build: the tables were built."""
     for event in events:
         if isinstance(event, dg.Output):
             key = context.asset_key_for_output(event.output_name)
             figures = MODEL_FIGURES.get(key.path[-1])
             if figures is not None:
-                per_month = figures.read(warehouse, key.path[-1], months)
-                if figures.month_column is None or len(months) == 1:
-                    event = event.with_metadata(
-                        {**event.metadata, **per_month[months[0] if months else None]}
-                    )
+                try:
+                    per_month = figures.read(warehouse, key.path[-1], months)
+                except Exception as exc:  # noqa: BLE001 - any warehouse error: reported, build kept
+                    context.log.warning(f"{key.to_user_string()}: its figures could not be read: {exc}")
+                    per_month = None
+                if per_month is None:
+                    pass
+                elif figures.month_column is None:
+                    event = event.with_metadata({**event.metadata, **per_month[None]})
+                elif len(months) == 1:
+                    event = event.with_metadata({**event.metadata, **per_month[months[0]]})
                 else:
                     for partition_key, month in run_months(context):
                         context.log_event(
