@@ -334,7 +334,10 @@ def test_a_range_past_the_last_partition_fails_at_once_naming_the_months(env: En
     result = env.materialize_range(YELLOW, date(2021, 7, 1), date(2021, 9, 1))
     assert not result.success
     message = failure_message(result)
-    assert "the run's months are not all partitions (the source's months are 2019-01..2021-07)" in message
+    assert (
+        "the run's months 2021-07-01 .. 2021-09-01 are not all partitions: 2021-09-01 is not (the source's months are 2019-01..2021-07)"
+        in message
+    )
     assert "2021-09-01" in message
     assert dg.DagsterEventType.STEP_UP_FOR_RETRY not in [e.event_type for e in result.all_events]
     assert result.get_asset_materialization_events() == [] and env.fingerprint(YELLOW) == []

@@ -75,15 +75,15 @@ def final_key(spec: DatasetSpec) -> dg.AssetKey:
 def run_months(context: dg.AssetExecutionContext) -> list[tuple[str, date]]:
     """(partition key, month) of every month the run covers, oldest first. A range reaching past
     the partitions (a run launched with hand-written range tags) fails at once, never retried."""
-    try:
-        keys = context.partition_keys
-    except Exception as exc:  # Dagster's invariant check on the range's ends
+    key_range = context.partition_key_range
+    outside = [k for k in (key_range.start, key_range.end) if not monthly_partitions.has_partition_key(k)]
+    if outside:
         raise dg.Failure(
-            description=f"the run's months are not all partitions (the source's months "
-            f"are {SOURCE.months_text}): {exc}",
+            description=f"the run's months {key_range.start} .. {key_range.end} are not all partitions: "
+            f"{', '.join(outside)} is not (the source's months are {SOURCE.months_text})",
             allow_retries=False,
-        ) from None
-    return sorted(((key, month_of(key)) for key in keys), key=lambda km: km[1])
+        )
+    return sorted(((key, month_of(key)) for key in context.partition_keys), key=lambda km: km[1])
 
 
 def month_error(spec: DatasetSpec, month: date, error: object) -> dg.Failure:
