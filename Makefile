@@ -72,7 +72,9 @@ db-stop: install
 db-psql: install
 	$(BIN)/taxi-platform db psql
 
-# `db remove` also deletes the data directory that, as root, may live outside TAXI_HOME (docs/operations.md).
-clean: install
-	$(BIN)/taxi-platform db remove
+# `db remove` (when the venv is there to run it) stops the server and deletes its data, including the
+# data directory that, as root, may live outside TAXI_HOME (docs/operations.md); then TAXI_HOME is
+# deleted (not when `db remove` failed: make stops at its error, which says why).
+clean:
+	if [ -x $(BIN)/taxi-platform ]; then $(BIN)/taxi-platform db remove; fi
 	rm -rf $(TAXI_HOME)

