@@ -134,15 +134,6 @@ def machine_info(url: str) -> dict:
                 settings[name] = cur.fetchone()[0]
     finally:
         conn.close()
-    try:
-        commit = (
-            subprocess.run(
-                ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
-            ).stdout.strip()
-            or None
-        )
-    except (OSError, subprocess.SubprocessError):
-        commit = None
     return {
         "nproc": os.cpu_count(),
         "cpus_available": len(os.sched_getaffinity(0)),
@@ -152,9 +143,20 @@ def machine_info(url: str) -> dict:
         "python": platform.python_version(),
         "postgres": version,
         "postgres_settings": settings,
-        "git_commit": commit,
+        "git_commit": git_commit(),
         "load_average_start": os.getloadavg(),
     }
+
+
+def git_commit() -> str | None:
+    """The checkout's commit, recorded with every result (None outside a git checkout)."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
 
 
 def dbt_month(

@@ -544,23 +544,16 @@ def stop_database(env: dict[str, str]) -> dict:
 
 
 def machine() -> dict:
-    try:
-        commit = (
-            subprocess.run(
-                ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
-            ).stdout.strip()
-            or None
-        )
-    except (OSError, subprocess.SubprocessError):
-        commit = None
     import dagster
+
+    from bench.run import git_commit
 
     return {
         "nproc": os.cpu_count(),
         "cpus_available": len(os.sched_getaffinity(0)),
         "python": sys.version.split()[0],
         "dagster": dagster.__version__,
-        "git_commit": commit,
+        "git_commit": git_commit(),
         "load_average_start": os.getloadavg(),
     }
 
