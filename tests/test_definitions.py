@@ -96,7 +96,7 @@ def test_resource_config_holds_no_database_url(monkeypatch):
 def test_the_dbt_automation_sensor_targets_every_dbt_asset_by_a_printable_selection():
     defs, _ = _load_defs()
     graph = defs.resolve_asset_graph()
-    sensor = defs.get_sensor_def("taxi_dbt_automation")
+    sensor = defs.resolve_sensor_def("taxi_dbt_automation")
     assert sensor.asset_selection.to_selection_str() == 'key:"dbt/*"'  # the UI shows this text
     dbt_keys = {k for k in graph.get_all_asset_keys() if k.path[0] == "dbt"}
     assert sensor.asset_selection.resolve(graph) == dbt_keys and len(dbt_keys) == 7
