@@ -153,6 +153,10 @@ def run_emulators(root: Path) -> Iterator[Emulators]:
                     **NO_METADATA,
                     "HOME": str(BQ_VENV / "duckdb-home"),
                     "BQEMU_GCS_LOCAL_ROOT": str(gcs_data / ".cloudstorage"),
+                    # Its upload bodies in the test's folder: the default, <tmp>/bqemu_uploads, is one
+                    # folder per machine, owned by whichever user ran the emulator first (then a 500
+                    # on every load job of another user).
+                    "BQEMU_UPLOAD_STAGING_DIR": str(root / "bq-uploads"),
                 },
             )
         procs.append(bq)
