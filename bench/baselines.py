@@ -72,7 +72,7 @@ def _execute(url: str, *statements: str) -> None:
 
 
 def _typed_columns(spec: DatasetSpec) -> str:
-    return ", ".join(f'"{c.name}" {PG_TYPES[c.type]}' for c in spec.columns)
+    return ", ".join(f'"{c.name}" {PG_TYPES[c.type]}' for c in map(spec.column, spec.csv_columns))
 
 
 def floor(url: str, spec: DatasetSpec, path: Path, *, unlogged: bool = False) -> dict:
@@ -95,7 +95,7 @@ def floor(url: str, spec: DatasetSpec, path: Path, *, unlogged: bool = False) ->
 def _reference_columns(spec: DatasetSpec) -> list[tuple[str, str]]:
     """(name, type) in file order, the names unquoted (lower-case) as the Kestra flow writes them."""
     out = []
-    for c in spec.columns:
+    for c in map(spec.column, spec.csv_columns):
         if c.name in _REFERENCE_TEXT:
             type_ = "text"
         elif c.name in _REFERENCE_INTEGER:
@@ -169,7 +169,7 @@ def pandas_to_sql(url: str, spec: DatasetSpec, path: Path, rows: int) -> dict:
     from sqlalchemy import create_engine
 
     dtype = {}
-    for c in spec.columns:
+    for c in map(spec.column, spec.csv_columns):
         if c.type is ColumnType.INTEGER:
             dtype[c.name] = "Int64"
         elif c.type is ColumnType.DECIMAL:

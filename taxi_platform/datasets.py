@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import date
 from enum import Enum
 
+from taxi_platform.eras import FHV_ERAS, FHVHV_ERAS, GREEN_ERAS, YELLOW_ERAS, SchemaEra
+
 
 @dataclass(frozen=True)
 class SourceSpec:
@@ -71,6 +73,8 @@ class ColumnType(str, Enum):
     # Money and distances: exact decimals, so sums match to the cent and ids render canonically.
     DECIMAL = "decimal"
     TEXT = "text"
+    # The 2009-2010 coordinates: measurements, not money; kept as the TLC's doubles.
+    DOUBLE = "double"
 
 
 @dataclass(frozen=True)
@@ -82,8 +86,9 @@ class Column:
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str  # "yellow": also the release tag and the prefix of table names
-    release_tag: str
-    columns: tuple[Column, ...]  # in file order
+    release_tag: str  # the course backup's GitHub release
+    # The warehouse schema: the union of every era's columns (NULL where an era lacks one).
+    columns: tuple[Column, ...]
     pickup_column: str
     dropoff_column: str
     identity_columns: tuple[str, ...]  # the fields hashed into unique_row_id, in this order
@@ -94,6 +99,13 @@ class DatasetSpec:
     description: str
     # Columns that are empty in the tail block of 2020+ files (rows not attributed to a vendor).
     unattributed_columns: tuple[str, ...] = ()
+    # The course's CSV files: their columns in file order (a subset of `columns`); () when the
+    # course backup does not hold the dataset.
+    csv_columns: tuple[str, ...] = ()
+    # The TLC's Parquet releases: the schema eras (eras.py) and the first month published.
+    eras: tuple[SchemaEra, ...] = ()
+    first_month: date = date(2009, 1, 1)
+    file_extension: str = "csv.gz"  # of the source's files: "csv.gz" (course) or "parquet" (TLC)
 
     @property
     def table_name(self) -> str:
@@ -111,8 +123,8 @@ class DatasetSpec:
 
     @property
     def file_name_template(self) -> str:
-        """`yellow_tripdata_{month}.csv.gz`, where {month} is `YYYY-MM`."""
-        return f"{self.release_tag}_tripdata_{{month}}.csv.gz"
+        """`yellow_tripdata_{month}.csv.gz` (or `.parquet`), where {month} is `YYYY-MM`."""
+        return f"{self.release_tag}_tripdata_{{month}}.{self.file_extension}"
 
     def file_name(self, month: date) -> str:
         """`yellow_tripdata_2019-01.csv.gz`: the release asset name for a month."""
@@ -129,6 +141,9 @@ class DatasetSpec:
             self.dropoff_column,
             *self.identity_columns,
             *self.unattributed_columns,
+            *self.csv_columns,
+            *(c.target for era in self.eras for c in era.columns),
+            *(c.raw_column for era in self.eras for c in era.columns if c.raw_column),
         ):
             if required not in names:
                 raise ValueError(f"dataset {self.name!r}: {required!r} is not one of its columns")
@@ -142,6 +157,51 @@ def _cols(*pairs: tuple[str, ColumnType]) -> tuple[Column, ...]:
 
 # Short names for the column tables below.
 INT, TIME, DEC, TEXT = ColumnType.INTEGER, ColumnType.TIMESTAMP, ColumnType.DECIMAL, ColumnType.TEXT
+DOUBLE = ColumnType.DOUBLE
+
+# The columns of the course's CSV files, in file order.
+_YELLOW_CSV = (
+    "VendorID",
+    "tpep_pickup_datetime",
+    "tpep_dropoff_datetime",
+    "passenger_count",
+    "trip_distance",
+    "RatecodeID",
+    "store_and_fwd_flag",
+    "PULocationID",
+    "DOLocationID",
+    "payment_type",
+    "fare_amount",
+    "extra",
+    "mta_tax",
+    "tip_amount",
+    "tolls_amount",
+    "improvement_surcharge",
+    "total_amount",
+    "congestion_surcharge",
+)
+_GREEN_CSV = (
+    "VendorID",
+    "lpep_pickup_datetime",
+    "lpep_dropoff_datetime",
+    "store_and_fwd_flag",
+    "RatecodeID",
+    "PULocationID",
+    "DOLocationID",
+    "passenger_count",
+    "trip_distance",
+    "fare_amount",
+    "extra",
+    "mta_tax",
+    "tip_amount",
+    "tolls_amount",
+    "ehail_fee",
+    "improvement_surcharge",
+    "total_amount",
+    "payment_type",
+    "trip_type",
+    "congestion_surcharge",
+)
 
 YELLOW = DatasetSpec(
     name="yellow",
@@ -165,6 +225,14 @@ YELLOW = DatasetSpec(
         ("improvement_surcharge", DEC),
         ("total_amount", DEC),
         ("congestion_surcharge", DEC),
+        ("airport_fee", DEC),
+        ("cbd_congestion_fee", DEC),
+        # 2009-2010: the vendor's code, and coordinates instead of zones.
+        ("vendor_name", TEXT),
+        ("pickup_longitude", DOUBLE),
+        ("pickup_latitude", DOUBLE),
+        ("dropoff_longitude", DOUBLE),
+        ("dropoff_latitude", DOUBLE),
     ),
     pickup_column="tpep_pickup_datetime",
     dropoff_column="tpep_dropoff_datetime",
@@ -181,6 +249,9 @@ YELLOW = DatasetSpec(
     last_published=date(2021, 7, 1),
     description="Yellow taxi trips (street hails, Manhattan and airports).",
     unattributed_columns=("VendorID", "passenger_count", "RatecodeID", "store_and_fwd_flag", "payment_type"),
+    csv_columns=_YELLOW_CSV,
+    eras=YELLOW_ERAS,
+    first_month=date(2009, 1, 1),
 )
 
 GREEN = DatasetSpec(
@@ -207,6 +278,7 @@ GREEN = DatasetSpec(
         ("payment_type", INT),
         ("trip_type", INT),
         ("congestion_surcharge", DEC),
+        ("cbd_congestion_fee", DEC),
     ),
     pickup_column="lpep_pickup_datetime",
     dropoff_column="lpep_dropoff_datetime",
@@ -230,8 +302,100 @@ GREEN = DatasetSpec(
         "payment_type",
         "trip_type",
     ),
+    csv_columns=_GREEN_CSV,
+    eras=GREEN_ERAS,
+    first_month=date(2014, 1, 1),
 )
 
+# For-hire vehicles (dispatched by bases): no fares. A trip is identified by its base, times and
+# zones (and its affiliated base: two bases may dispatch at the same second between two zones).
+FHV = DatasetSpec(
+    name="fhv",
+    release_tag="fhv",
+    columns=_cols(
+        ("dispatching_base_num", TEXT),
+        ("pickup_datetime", TIME),
+        ("dropoff_datetime", TIME),
+        ("PULocationID", INT),
+        ("DOLocationID", INT),
+        ("SR_Flag", INT),
+        ("Affiliated_base_number", TEXT),
+    ),
+    pickup_column="pickup_datetime",
+    dropoff_column="dropoff_datetime",
+    identity_columns=(
+        "dispatching_base_num",
+        "pickup_datetime",
+        "dropoff_datetime",
+        "PULocationID",
+        "DOLocationID",
+        "Affiliated_base_number",
+    ),
+    first_published=date(2015, 1, 1),
+    last_published=date(2024, 5, 1),
+    description="For-hire vehicle trips (bases other than the high-volume services); no fares.",
+    eras=FHV_ERAS,
+    first_month=date(2015, 1, 1),
+    file_extension="parquet",
+)
+
+# High-volume for-hire services (Uber, Lyft, Via, Juno). A trip is identified by the service, its
+# base, its request, pickup and dropoff times, zones, miles and base fare: the request time
+# separates two riders picked up together, the fare and miles two trips of the same second.
+FHVHV = DatasetSpec(
+    name="fhvhv",
+    release_tag="fhvhv",
+    columns=_cols(
+        ("hvfhs_license_num", TEXT),
+        ("dispatching_base_num", TEXT),
+        ("originating_base_num", TEXT),
+        ("request_datetime", TIME),
+        ("on_scene_datetime", TIME),
+        ("pickup_datetime", TIME),
+        ("dropoff_datetime", TIME),
+        ("PULocationID", INT),
+        ("DOLocationID", INT),
+        ("trip_miles", DEC),
+        ("trip_time", INT),
+        ("base_passenger_fare", DEC),
+        ("tolls", DEC),
+        ("bcf", DEC),
+        ("sales_tax", DEC),
+        ("congestion_surcharge", DEC),
+        ("airport_fee", DEC),
+        ("tips", DEC),
+        ("driver_pay", DEC),
+        ("shared_request_flag", TEXT),
+        ("shared_match_flag", TEXT),
+        ("access_a_ride_flag", TEXT),
+        ("wav_request_flag", TEXT),
+        ("wav_match_flag", TEXT),
+        ("cbd_congestion_fee", DEC),
+    ),
+    pickup_column="pickup_datetime",
+    dropoff_column="dropoff_datetime",
+    identity_columns=(
+        "hvfhs_license_num",
+        "dispatching_base_num",
+        "request_datetime",
+        "pickup_datetime",
+        "dropoff_datetime",
+        "PULocationID",
+        "DOLocationID",
+        "trip_miles",
+        "base_passenger_fare",
+    ),
+    first_published=date(2019, 2, 1),
+    last_published=date(2024, 5, 1),
+    description="High-volume for-hire trips (Uber, Lyft, Via, Juno).",
+    eras=FHVHV_ERAS,
+    first_month=date(2019, 2, 1),
+    file_extension="parquet",
+)
+
+# Every dataset, with the schema of its final table (the TLC's releases hold all four).
+ALL_DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (YELLOW, GREEN, FHV, FHVHV)}
+# The datasets of the course's CSV backup (yellow and green), the source loaded today.
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (YELLOW, GREEN)}
 
 

@@ -71,6 +71,6 @@ def trip_id_from_values(spec: DatasetSpec, values: dict[str, object]) -> str:
 
 def trip_id_from_csv_row(spec: DatasetSpec, row: list[str]) -> str:
     """The id of one raw CSV row (fields in file order)."""
-    index = {name: i for i, name in enumerate(spec.column_names)}
+    index = {name: i for i, name in enumerate(spec.csv_columns)}
     values = {name: parse_field(row[index[name]], spec.column(name).type) for name in spec.identity_columns}
     return trip_id_from_values(spec, values)

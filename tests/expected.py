@@ -85,6 +85,6 @@ def set_value(path: Path, spec: DatasetSpec, line: int, column: str, value: byte
     """Replace the value of `column` on file line `line` (1-based, the header is line 1)."""
     lines = csv_lines(read_gz(path))
     fields = lines[line - 1].split(b",")
-    fields[spec.column_names.index(column)] = value
+    fields[spec.csv_columns.index(column)] = value
     lines[line - 1] = b",".join(fields)
     write_gz(path, b"".join(lines))

@@ -79,7 +79,7 @@ def expected_mart(env: Env, real_zones: bool) -> pd.DataFrame:
             if not path.exists():
                 continue
             rows = list(expected_from_file(spec, path).ids.values())  # distinct trips, first copy
-            df = pd.DataFrame(rows, columns=list(spec.column_names))
+            df = pd.DataFrame(rows, columns=list(spec.csv_columns))
             df = df[df["VendorID"] != ""]
             if "ehail_fee" not in df:
                 df["ehail_fee"] = "0"
@@ -146,7 +146,7 @@ def test_mart_equals_pandas_and_fact_holds_the_distinct_vendor_trips(loaded: Env
 
     expected_ids = set()
     for spec in (YELLOW, GREEN):
-        vendor = spec.column_names.index("VendorID")
+        vendor = spec.csv_columns.index("VendorID")
         for month in MONTHS:
             ids = expected_from_file(spec, env.mirror_path(spec, month)).ids
             expected_ids |= {i for i, row in ids.items() if row[vendor] != ""}
@@ -208,7 +208,7 @@ def test_republished_file_updates_that_month_only(loaded: Env):
     # Yellow February is re-published with every fare raised by 1.
     path = env.mirror_path(YELLOW, MONTHS[1])
     lines = csv_lines(read_gz(path))
-    fare = YELLOW.column_names.index("fare_amount")
+    fare = YELLOW.csv_columns.index("fare_amount")
     out = [lines[0]]
     for line in lines[1:]:
         fields = line.split(b",")
@@ -230,11 +230,11 @@ def test_unknown_payment_type_fails_its_check_with_the_count(loaded: Env):
     env = loaded
     path = env.mirror_path(GREEN, MONTHS[0])
     lines = csv_lines(read_gz(path))
-    payment = GREEN.column_names.index("payment_type")
+    payment = GREEN.csv_columns.index("payment_type")
     broken = 0
     for i in (3, 4, 5):
         fields = lines[i].split(b",")
-        if fields[GREEN.column_names.index("VendorID")]:
+        if fields[GREEN.csv_columns.index("VendorID")]:
             fields[payment] = b"9"
             lines[i] = b",".join(fields)
             broken += 1
@@ -302,8 +302,8 @@ def test_unknown_zone_is_kept_as_unknown(env: Env):
     generate_month(YELLOW, month, path, rows=500, seed=3)
     lines = csv_lines(read_gz(path))
     fields = lines[1].split(b",")
-    fields[YELLOW.column_names.index("PULocationID")] = b"999"
-    fields[YELLOW.column_names.index("VendorID")] = b"1"
+    fields[YELLOW.csv_columns.index("PULocationID")] = b"999"
+    fields[YELLOW.csv_columns.index("VendorID")] = b"1"
     lines[1] = b",".join(fields)
     write_gz(path, b"".join(lines))
     env.run([raw_file_key(YELLOW), staging_key(YELLOW), final_key(YELLOW)], month)

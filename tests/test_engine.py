@@ -24,11 +24,11 @@ from taxi_platform.sample.generator import generate_month
 from taxi_platform.trip_id import trip_id_from_csv_row
 
 JAN = date(2019, 1, 1)
-HEADER = ",".join(YELLOW.column_names).encode()
+HEADER = ",".join(YELLOW.csv_columns).encode()
 
 
 def _blocks(data: bytes, block_bytes: int = 64) -> list:
-    return list(read_blocks(io.BytesIO(gzip.compress(data)), "f.csv.gz", YELLOW.column_names, block_bytes))
+    return list(read_blocks(io.BytesIO(gzip.compress(data)), "f.csv.gz", YELLOW.csv_columns, block_bytes))
 
 
 def _row(i: int, **values) -> list[str]:
@@ -54,7 +54,7 @@ def _row(i: int, **values) -> list[str]:
     ]
     row[1] = f"2019-01-01 00:{i % 60:02d}:{i % 59:02d}"
     for name, value in values.items():
-        row[YELLOW.column_names.index(name)] = value
+        row[YELLOW.csv_columns.index(name)] = value
     return row
 
 
@@ -197,7 +197,7 @@ def test_month_over_many_blocks_keeps_the_first_occurrence_in_file_order(env: En
     path = env.mirror_path(YELLOW, JAN)
     generate_month(YELLOW, JAN, path, rows=20_000, seed=21)
     lines = csv_lines(read_gz(path))
-    tip = YELLOW.column_names.index("tip_amount")
+    tip = YELLOW.csv_columns.index("tip_amount")
     # Row 5 again at the very end (the last block) with another tip: the same trip id. The first
     # occurrence must win.
     again = lines[5].rstrip(b"\n").split(b",")

@@ -49,7 +49,7 @@ def test_month_gives_exactly_the_expected_trips(env: Env):
     assert final["dagster/row_count"] == expected.distinct
     assert final["duplicates_dropped"] == expected.duplicates
     # Values survive typed: the sum of fares equals the file's, to the cent.
-    fare_index = YELLOW.column_names.index("fare_amount")
+    fare_index = YELLOW.csv_columns.index("fare_amount")
     from decimal import Decimal
 
     expected_fares = sum(Decimal(r[fare_index]) for r in expected.ids.values() if r[fare_index])
@@ -178,7 +178,7 @@ def test_corrected_file_replaces_the_months_rows_exactly(env: Env):
     header, body = lines[0], lines[1:]
     # Correction: 100 rows removed, one fare changed.
     changed = body[10].split(b",")
-    changed[YELLOW.column_names.index("fare_amount")] = b"123.45"
+    changed[YELLOW.csv_columns.index("fare_amount")] = b"123.45"
     corrected = [header] + body[:10] + [b",".join(changed)] + body[11:-100]
     write_gz(path, b"".join(corrected))
     expected = expected_from_file(YELLOW, path)

@@ -69,7 +69,7 @@ class IdPrefixedLines:
         self._on_block = on_block
         self.stats = StreamStats()
         self.error: BaseException | None = None  # the producer's, re-raised by read()
-        self._blocks = read_blocks(fh, file_name, spec.column_names, block_bytes)
+        self._blocks = read_blocks(fh, file_name, spec.csv_columns, block_bytes)
         self._ids = TripIdEngine(spec, file_name, month)
         self._thread = threading.Thread(target=self._produce, daemon=True, name="copy-producer")
         try:

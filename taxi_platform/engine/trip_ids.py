@@ -132,7 +132,7 @@ class TripIdEngine:
         bounds = (month, next_month(month)) if month and spec.pickup_column in spec.identity_columns else None
         self.counts_in_month = bounds is not None
         self._sql, self._bad_sql = duckdb_trip_id_sql(spec, month=bounds)
-        names = spec.column_names
+        names = spec.csv_columns
         self._read = pcsv.ReadOptions(column_names=list(names), use_threads=False, block_size=1 << 30)
         self._parse = pcsv.ParseOptions(newlines_in_values=False)
         self._convert = pcsv.ConvertOptions(
@@ -194,7 +194,7 @@ class TripIdEngine:
         )
 
     def _parse_error(self, block: Block, exc: Exception) -> BadCsvError:
-        expected = len(self.spec.column_names)
+        expected = len(self.spec.csv_columns)
         text = block.data.decode("utf-8", "replace")
         for index, row in enumerate(csv.reader(io.StringIO(text, newline=""))):
             if len(row) != expected:

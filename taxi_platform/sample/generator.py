@@ -176,7 +176,7 @@ def generate_month(
             out_of_month += chunk_out_of_month
             yield block
 
-    header = ",".join(spec.column_names).encode() + eol
+    header = ",".join(spec.csv_columns).encode() + eol
     _write_gzip(Path(dest), header, blocks(), compresslevel)
     return GeneratedFile(
         path=Path(dest),
@@ -319,7 +319,7 @@ def _fields(ctx: _Context, days: render.DayTable, *, attributed: bool) -> list[r
     """One renderer per spec column, in file order."""
     spec = ctx.spec
     fields: list[render.Field] = []
-    for column in spec.columns:
+    for column in (spec.column(name) for name in spec.csv_columns):
         field: render.Field | None
         if not attributed and column.name in spec.unattributed_columns:
             field = render.EmptyField()

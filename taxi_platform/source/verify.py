@@ -89,11 +89,11 @@ class CsvInspector:
 
     def _check_header(self, line: bytes) -> None:
         text = line.removeprefix(BOM).rstrip(b"\r")
-        if text != expected_header(self.spec.column_names):
+        if text != expected_header(self.spec.csv_columns):
             raise InvalidReleaseFile(
                 f"{self.file_name} line 1: the header does not match the {self.spec.name} spec "
-                f"({header_mismatch(text, self.spec.column_names)}); expected: "
-                f"{','.join(self.spec.column_names)}"
+                f"({header_mismatch(text, self.spec.csv_columns)}); expected: "
+                f"{','.join(self.spec.csv_columns)}"
             )
 
     def finish(self, local_copy: Path | None = None) -> Inspection:
@@ -111,7 +111,7 @@ class CsvInspector:
             raise InvalidReleaseFile(f"{self.file_name}: the file is empty (no header line)")
         lines = self._newlines + (1 if self._last_byte not in (b"\n", b"") else 0)
         rows = lines - 1
-        if self._quotes or self._commas != lines * (len(self.spec.columns) - 1):
+        if self._quotes or self._commas != lines * (len(self.spec.csv_columns) - 1):
             rows = self._rescan(local_copy)
         if rows == 0:
             raise InvalidReleaseFile(
@@ -127,7 +127,7 @@ class CsvInspector:
     def _rescan(self, local_copy: Path | None) -> int:
         """The data rows of a file whose comma count is off: blank lines skipped, quoted fields
         read as CSV; the first line with another number of fields is named."""
-        expected = len(self.spec.columns)
+        expected = len(self.spec.csv_columns)
         if local_copy is None:
             raise InvalidReleaseFile(f"{self.file_name}: some line does not have {expected} fields")
         rows = 0

@@ -56,6 +56,7 @@ BQ_TYPES = {
     ColumnType.TIMESTAMP: "TIMESTAMP",
     ColumnType.DECIMAL: "NUMERIC",
     ColumnType.TEXT: "STRING",
+    ColumnType.DOUBLE: "FLOAT64",
 }
 # File names reach the replace script as literals (the emulator binds no parameters inside a
 # script): only names of this shape are accepted.
@@ -195,7 +196,7 @@ class BigQueryWarehouse(TripWarehouse):
             staging_ds = self._datasets()[1]
             load_ref = self._ref(client, staging_ds, staging_name + "_load")
             config = bigquery.LoadJobConfig(
-                schema=self._schema(spec.columns),
+                schema=self._schema([spec.column(name) for name in spec.csv_columns]),
                 source_format=bigquery.SourceFormat.CSV,
                 skip_leading_rows=1,
                 write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
@@ -214,7 +215,13 @@ class BigQueryWarehouse(TripWarehouse):
             cost.add(job)
             rows = int(job.output_rows or 0)
             log(f"{file_name}: {rows:,} rows loaded from {lake_file.uri} into {load_ref}")
-            columns = ", ".join(bq_ident(c) for c in spec.column_names)
+            # The file's columns, and NULL for the columns of other eras (one schema per dataset).
+            columns = ", ".join(
+                bq_ident(c.name)
+                if c.name in spec.csv_columns
+                else f"CAST(NULL AS {BQ_TYPES[c.type]}) AS {bq_ident(c.name)}"
+                for c in spec.columns
+            )
             # The id and the file name: computed here, since a load job cannot compute columns.
             self._query(
                 client,

@@ -50,6 +50,7 @@ PG_TYPES = {
     ColumnType.TIMESTAMP: "timestamp",
     ColumnType.DECIMAL: "numeric",
     ColumnType.TEXT: "text",
+    ColumnType.DOUBLE: "double precision",
 }
 COPY_CHUNK = 1 << 20
 
@@ -170,8 +171,9 @@ class PostgresWarehouse(TripWarehouse):
         return f"{self._schemas()[1]}.{spec.table_name}_{month_suffix(month)}"
 
     @staticmethod
-    def _columns(spec: DatasetSpec) -> sql.Composed:
-        return sql.SQL(", ").join(sql.Identifier(c) for c in spec.column_names)
+    def _csv_columns(spec: DatasetSpec) -> sql.Composed:
+        """The columns of the course's CSV files, in file order: the COPY's column list."""
+        return sql.SQL(", ").join(sql.Identifier(c) for c in spec.csv_columns)
 
     @staticmethod
     def _column_defs(spec: DatasetSpec) -> sql.Composed:

@@ -122,7 +122,7 @@ def stage_month(
     )
     copy = (
         sql.SQL("COPY {} (unique_row_id, {}) FROM STDIN WITH (FORMAT csv, FREEZE)")
-        .format(staging, wh._columns(spec))
+        .format(staging, wh._csv_columns(spec))
         .as_string(cur.connection)
     )
     tracker = DuplicateTracker(wh.engine_memory, spill_dir=wh.engine_spill_dir())

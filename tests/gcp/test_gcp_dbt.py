@@ -57,7 +57,7 @@ def check_month(env: GcpEnv) -> None:
     service equal the same sums over the files (first copy of each trip), to the cent."""
     expected_ids, fares, trips = set(), {}, {}
     for spec, service in ((YELLOW, "Yellow"), (GREEN, "Green")):
-        vendor, fare = spec.column_names.index("VendorID"), spec.column_names.index("fare_amount")
+        vendor, fare = spec.csv_columns.index("VendorID"), spec.csv_columns.index("fare_amount")
         rows = [r for r in expected_from_file(spec, env.mirror_path(spec, MONTH)).ids.items() if r[1][vendor]]
         expected_ids |= {i for i, _ in rows}
         fares[service] = sum((Decimal(r[fare]) for _, r in rows if r[fare]), Decimal(0))

@@ -51,7 +51,7 @@ def test_month_gives_exactly_the_expected_trips(gcp_env: GcpEnv):
     # The object in the lake is the verified file, byte for byte.
     blob = gcp_env.gcs_client().bucket(bucket).get_blob("yellow/yellow_tripdata_2019-01.csv.gz")
     assert blob.size == size and blob.download_as_bytes() == generated.path.read_bytes()
-    fare_index = YELLOW.column_names.index("fare_amount")
+    fare_index = YELLOW.csv_columns.index("fare_amount")
     expected_fares = sum(Decimal(r[fare_index]) for r in expected.ids.values() if r[fare_index])
     assert gcp_env.query(f"SELECT SUM(fare_amount) FROM {gcp_env.final(YELLOW)}")[0][0] == expected_fares
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
@@ -141,7 +141,7 @@ def test_corrected_file_replaces_that_month_only(gcp_env: GcpEnv):
     lines = csv_lines(read_gz(path))
     header, body = lines[0], lines[1:]
     changed = body[10].split(b",")
-    changed[YELLOW.column_names.index("fare_amount")] = b"123.45"
+    changed[YELLOW.csv_columns.index("fare_amount")] = b"123.45"
     write_gz(path, b"".join([header] + body[:10] + [b",".join(changed)] + body[11:-100]))
     expected = expected_from_file(YELLOW, path)
 
