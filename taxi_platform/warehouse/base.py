@@ -39,6 +39,9 @@ class StagingResult:
     # Data rows of the file, when staging dropped its in-file duplicates (PostgreSQL); None: all staged.
     rows_read: int | None = None
     sha256: str | None = None  # of the file staged, where the load computes it (PostgreSQL)
+    # Parquet months: the schema era the file matched and the fingerprint of its schema.
+    schema_era: str | None = None
+    schema_fingerprint: str | None = None
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from taxi_platform.warehouse.base import (
 )
 from taxi_platform.warehouse.embedded import EmbeddedPostgres
 from taxi_platform.warehouse.postgres_month import LOCK_NAMESPACE, copy_error_message, stage_month, swap_month
+from taxi_platform.warehouse.postgres_parquet import stage_parquet_month
 
 PG_TYPES = {
     ColumnType.INTEGER: "integer",
@@ -156,6 +157,13 @@ class PostgresWarehouse(TripWarehouse):
     def warehouse_schema_name(self) -> str:
         return self._schemas()[0]
 
+    def staging_schema_name(self) -> str:
+        return self._schemas()[1]
+
+    @staticmethod
+    def pg_type(type_: ColumnType) -> str:
+        return PG_TYPES[type_]
+
     def engine_spill_dir(self) -> str | None:
         """Where the engine spills (TAXI_HOME/engine), or the system's temporary folder."""
         if not self.home:
@@ -204,6 +212,20 @@ class PostgresWarehouse(TripWarehouse):
                 f"{warehouse}.{spec.table_name} exists but is not partitioned by file (not created by "
                 "taxi_platform?): rename it, or set TAXI_WAREHOUSE_SCHEMA to another schema"
             )
+        # A table created by an older version lacks the columns of later eras: added (NULL, no
+        # rewrite: a nullable column without a default is a catalog change).
+        cur.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+            (warehouse, spec.table_name),
+        )
+        present = {name for (name,) in cur.fetchall()}
+        for column in spec.columns:
+            if column.name not in present:
+                cur.execute(
+                    sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                        self._final(spec), sql.Identifier(column.name), sql.SQL(PG_TYPES[column.type])
+                    )
+                )
 
     # --- staging and final -------------------------------------------------------------------
     def load_staging(
@@ -211,10 +233,15 @@ class PostgresWarehouse(TripWarehouse):
     ) -> StagingResult:
         started = time.monotonic()
         file_name = spec.file_name(month)
+        era = {}
         with self.connect(f"staging {file_name}") as conn, conn.cursor() as cur:
             self._setup(cur, spec)
             conn.commit()
-            staged = stage_month(self, cur, spec, month, lake_file, run_id, log)
+            if spec.file_extension == "parquet":
+                staged, q, schema = stage_parquet_month(self, spec, month, lake_file, run_id, log)
+                era = {"schema_era": q.era.name, "schema_fingerprint": schema.fingerprint}
+            else:
+                staged = stage_month(self, cur, spec, month, lake_file, run_id, log)
         log(
             f"{file_name}: {staged.read:,} rows read, {staged.read - staged.rows:,} duplicates dropped, "
             f"{staged.rows:,} rows staged in {self.staging_table(spec, month)}"
@@ -225,6 +252,7 @@ class PostgresWarehouse(TripWarehouse):
             seconds=time.monotonic() - started,
             rows_read=staged.read,
             sha256=staged.sha256,
+            **era,
         )
 
     def replace_month(
