@@ -39,6 +39,7 @@ def child_env(home: Path, mirror: Path, dagster_home: Path) -> dict[str, str]:
     env.update(
         {
             "TAXI_HOME": str(home),  # the embedded PostgreSQL under it: the benchmark's server
+            "TAXI_SOURCE": "course",
             "TAXI_SOURCE_URL": mirror.as_uri(),
             "DAGSTER_HOME": str(dagster_home),
         }

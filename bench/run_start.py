@@ -125,6 +125,7 @@ def make_env(home: Path, mirror: Path) -> dict[str, str]:
         {
             "TAXI_HOME": str(home),
             "DAGSTER_HOME": str(home / "dagster"),
+            "TAXI_SOURCE": "course",
             "TAXI_SOURCE_URL": mirror.as_uri(),
             "TAXI_RELEASES_API_URL": "http://127.0.0.1:9/none",  # offline
         }

@@ -8,18 +8,20 @@ that month's partition. The blocking ones stop downstream assets (dbt) on failur
 
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
 
 import dagster as dg
 
 from taxi_platform.datasets import DatasetSpec
-from taxi_platform.partitions import monthly_partitions
 from taxi_platform.warehouse.base import IdProfile, PickupProfile, TripWarehouse
 
 UNIQUE_IDS = "unique_row_id_is_unique"
 HAS_ROWS = "has_rows"
 PICKUPS_IN_MONTH = "pickups_in_month"
-BLOCKING = {UNIQUE_IDS: True, HAS_ROWS: True, PICKUPS_IN_MONTH: False}  # check name -> blocking
+ROWS_MATCH_FILE = "rows_match_file"
+# check name -> blocking
+BLOCKING = {UNIQUE_IDS: True, HAS_ROWS: True, PICKUPS_IN_MONTH: False, ROWS_MATCH_FILE: True}
 # Partitioned checks are "preview" in Dagster 1.13 and the only way to give each month its own
 # result; the warning would be printed at every load of the code location, so it is silenced, for
 # it alone.
@@ -28,32 +30,77 @@ warnings.filterwarnings(
 )
 
 
-def trip_check_specs(asset_key: dg.AssetKey, min_in_month_share: float) -> list[dg.AssetCheckSpec]:
+def trip_check_specs(
+    asset_key: dg.AssetKey, min_in_month_share: float, partitions_def: dg.PartitionsDefinition
+) -> list[dg.AssetCheckSpec]:
     """Partitioned like the asset: each month's result is that month's, in the UI too."""
     return [
         dg.AssetCheckSpec(
             UNIQUE_IDS,
             asset=asset_key,
             blocking=BLOCKING[UNIQUE_IDS],
-            partitions_def=monthly_partitions,
+            partitions_def=partitions_def,
             description="No unique_row_id appears twice in the month.",
         ),
         dg.AssetCheckSpec(
             HAS_ROWS,
             asset=asset_key,
             blocking=BLOCKING[HAS_ROWS],
-            partitions_def=monthly_partitions,
+            partitions_def=partitions_def,
             description="The month holds at least one trip.",
         ),
         dg.AssetCheckSpec(
             PICKUPS_IN_MONTH,
             asset=asset_key,
             blocking=BLOCKING[PICKUPS_IN_MONTH],
-            partitions_def=monthly_partitions,
+            partitions_def=partitions_def,
             description=f"At least {min_in_month_share:.0%} of the month's trips were picked up in "
             "that month (every file holds a few late-reported trips of earlier months).",
         ),
+        dg.AssetCheckSpec(
+            ROWS_MATCH_FILE,
+            asset=asset_key,
+            blocking=BLOCKING[ROWS_MATCH_FILE],
+            partitions_def=partitions_def,
+            description="Reconciliation: the rows read from the month's file equal the file's own count "
+            "(its Parquet footer, or its CSV data lines, counted while it downloaded), and the month's "
+            "trips equal those rows minus the duplicates dropped.",
+        ),
     ]
+
+
+@dataclass(frozen=True)
+class RowCounts:
+    """What the reconciliation compares: the file's own count (the download's inspection), the rows
+    the load read from it, the duplicates it dropped, and the trips the table holds."""
+
+    file_rows: int | None  # None: no record of the month's download
+    rows_read: int
+    duplicates_dropped: int
+
+
+def reconciliation(month: date, counts: RowCounts | None, table_rows: int) -> dg.AssetCheckResult:
+    if counts is None or counts.file_rows is None:
+        return dg.AssetCheckResult(
+            check_name=ROWS_MATCH_FILE,
+            passed=False,
+            description="no record of this month's file and load to reconcile: materialize the month",
+            metadata={"month": f"{month:%Y-%m}", "rows": table_rows},
+        )
+    passed = (
+        counts.rows_read == counts.file_rows and table_rows == counts.rows_read - counts.duplicates_dropped
+    )
+    return dg.AssetCheckResult(
+        check_name=ROWS_MATCH_FILE,
+        passed=passed,
+        metadata={
+            "month": f"{month:%Y-%m}",
+            "file_rows": counts.file_rows,
+            "rows_read": counts.rows_read,
+            "duplicates_dropped": counts.duplicates_dropped,
+            "rows": table_rows,
+        },
+    )
 
 
 def evaluate_trip_checks(
@@ -63,9 +110,11 @@ def evaluate_trip_checks(
     min_in_month_share: float,
     ids: IdProfile | None = None,
     pickups: PickupProfile | None = None,
+    counts: RowCounts | None = None,
 ) -> list[dg.AssetCheckResult]:
     """`ids`, `pickups`: the profiles the load established from the rows it wrote, if it did
-    (saves scanning millions of rows again); otherwise the table is queried."""
+    (saves scanning millions of rows again); otherwise the table is queried. `counts`: the file's
+    rows and the load's, for the reconciliation."""
     ids = ids or warehouse.id_profile(spec, month)
     pickups = pickups or warehouse.pickup_profile(spec, month)
     return [
@@ -90,6 +139,7 @@ def evaluate_trip_checks(
                 "threshold": min_in_month_share,
             },
         ),
+        reconciliation(month, counts, ids.rows),
     ]
 
 

@@ -14,22 +14,24 @@ setting).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import re
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
-from taxi_platform.datasets import DATASETS, SOURCE, get_dataset
-from taxi_platform.partitions import next_month, outside_partitions
+from taxi_platform.datasets import (
+    ALL_DATASETS,
+    expected_published_month,
+    source_datasets,
+)
+from taxi_platform.partitions import next_month
 from taxi_platform.settings import Settings, SettingsError
-from taxi_platform.warehouse.embedded import EmbeddedPostgres, bin_dir
+from taxi_platform.warehouse.embedded import bin_dir, embedded_server
 
 DEMO_ROWS = 20_000
+COURSE_DEFAULT_LAST = date(2019, 3, 1)  # the course source's default months: 2019-01..2019-03
 
 
 def _month(text: str) -> date:
@@ -41,7 +43,7 @@ def _month(text: str) -> date:
 
 
 def _months(text: str) -> list[date]:
-    """`2019-01..2019-03` or `2019-01,2019-05`: months of the source (the partitions)."""
+    """`2019-01..2019-03` or `2019-01,2019-05` (checked against the source's months in `main`)."""
     if ".." in text:
         first, last = (_month(p) for p in text.split(".."))
         months, m = [], first
@@ -52,11 +54,39 @@ def _months(text: str) -> list[date]:
             raise argparse.ArgumentTypeError(f"{text!r}: the first month is after the last")
     else:
         months = [_month(p) for p in text.split(",")]
-    for m in months:  # no partition, no file in the source: refused here, not deep in a run
-        why_not = outside_partitions(m)
-        if why_not is not None:
-            raise argparse.ArgumentTypeError(f"{text!r}: {m:%Y-%m} is {why_not}")
     return months
+
+
+def _source_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings) -> None:
+    """--months and --datasets as the chosen source (TAXI_SOURCE) has them: a month outside its
+    months (no partition, no file) or a dataset it does not hold is a usage error, here rather than
+    deep in a run. Defaults: the source's datasets and its three latest months (the TLC's: those
+    published by now; the course's: 2019-01..2019-03)."""
+    if not hasattr(args, "months_text"):
+        return
+    source = settings.source_spec
+    specs = source_datasets(source)
+    if args.months_text is None:
+        last = COURSE_DEFAULT_LAST if source.last_month else expected_published_month(date.today())
+        index = last.year * 12 + last.month - 1
+        args.months = [date((index - k) // 12, (index - k) % 12 + 1, 1) for k in (2, 1, 0)]
+    else:
+        try:
+            args.months = _months(args.months_text)
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"argument --months: {exc}")
+    for m in args.months:
+        why_not = source.why_not(m)
+        if why_not is not None:
+            parser.error(f"argument --months: {args.months_text!r}: {m:%Y-%m} is {why_not}")
+    names = args.datasets or list(specs)
+    unknown = [n for n in names if n not in specs]
+    if unknown:
+        parser.error(
+            f"argument --datasets: the {source.name} source has no {', '.join(unknown)} "
+            f"(it has {', '.join(specs)}; TAXI_SOURCE)"
+        )
+    args.datasets = [specs[n] for n in names]
 
 
 def _row_count(text: str) -> int:
@@ -79,15 +109,12 @@ def _port(text: str) -> int:
     return port
 
 
-def _datasets(text: str) -> list:
-    try:
-        return [get_dataset(n.strip()) for n in text.split(",")]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _embedded(settings: Settings) -> EmbeddedPostgres:
-    return EmbeddedPostgres(settings.embedded_pg_dir, port=settings.embedded_port)
+def _datasets(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",")]
+    unknown = [n for n in names if n not in ALL_DATASETS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown dataset {unknown[0]!r}; known: {', '.join(ALL_DATASETS)}")
+    return names
 
 
 class CliError(Exception):
@@ -133,226 +160,40 @@ def _is_platform_error(exc: BaseException) -> bool:
 
 # --- demo ------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    import dagster as dg
+    from taxi_platform.demo import run_demo
 
-    from taxi_platform.assets.dbt import DBT_REFERENCE_KEYS
-    from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
-    from taxi_platform.assets.zones import reference_file_key, reference_table_key
-    from taxi_platform.datasets import ZONES
-    from taxi_platform.definitions import build_definitions
-    from taxi_platform.resources import build_resources
-    from taxi_platform.sample.generator import full_size_rows
-    from taxi_platform.sample.mirror import MirrorServer, write_mirror
-    from taxi_platform.sample.zones import write_mirror_zones
-
-    mirror_root = settings.home / "mirror"
-    rows = full_size_rows if args.full else args.rows
-    print(f"Writing generated release files to {mirror_root} ...", flush=True)
-    write_mirror(mirror_root, args.datasets, args.months, rows=rows, seed=args.seed)
-    write_mirror_zones(mirror_root)
-
-    embedded_was_running = settings.postgres_url is None and _embedded(settings).is_running()
-    os.environ.setdefault("DAGSTER_HOME", str(settings.home / "dagster"))
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
-    dagster_yaml = Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml"
-    if not dagster_yaml.exists() or dagster_yaml.stat().st_size == 0:
-        # The local instance of `make dev` too (queued runs, the warehouse pool's limit).
-        dagster_yaml.write_text((Path(__file__).parent / "instance" / "dagster.yaml").read_text())
-
-    table: list[tuple] = []
-    dbt_seconds: list[float] = []
-    all_datasets = set(DATASETS) <= {spec.name for spec in args.datasets}  # the dbt models join them
-    try:
-        with MirrorServer(mirror_root) as mirror:
-            # Served over HTTP on 127.0.0.1, so the demo exercises the same download path as GitHub.
-            demo_settings = replace(settings, source_url=mirror.base_url)
-            warehouse = (
-                "TAXI_POSTGRES_URL"
-                if settings.postgres_url
-                else f"embedded PostgreSQL under {settings.embedded_pg_dir}"
-            )
-            print(f"Serving the mirror at {mirror.base_url}; warehouse: {warehouse}", flush=True)
-            defs = build_definitions(demo_settings)
-            job = defs.resolve_implicit_global_asset_job_def()
-            # Dagster's console log (and dbt's, through it) only with --verbose: the demo prints its
-            # own progress, and a failure's root cause in one line. Every event stays in the instance.
-            quiet = {
-                "loggers": {"console": {"config": {"log_level": "DEBUG" if args.verbose else "CRITICAL"}}}
-            }
-            # dagster-dbt re-emits dbt's log on stdout (for compute-log capture): into a file, unless
-            # --verbose, and without colour codes either way.
-            os.environ.setdefault("DBT_USE_COLORS", "false")
-            dbt_log = settings.home / "demo-dbt.log"
-
-            def run_quietly(**kwargs):
-                if args.verbose:
-                    return job.execute_in_process(**kwargs)
-                with open(dbt_log, "a") as log, contextlib.redirect_stdout(log):
-                    return job.execute_in_process(**kwargs)
-
-            with dg.DagsterInstance.get() as instance:
-                # Zones and the unpartitioned dbt models first: the monthly dbt models join them.
-                reference = [reference_file_key(ZONES), reference_table_key(ZONES), *DBT_REFERENCE_KEYS]
-                if not _succeeded(
-                    run_quietly(
-                        instance=instance, asset_selection=reference, raise_on_error=False, run_config=quiet
-                    )
-                ):
-                    return 1
-                for month in args.months:
-                    for spec in args.datasets:
-                        started = time.monotonic()
-                        result = run_quietly(
-                            instance=instance,
-                            partition_key=f"{month:%Y-%m-01}",
-                            raise_on_error=False,
-                            asset_selection=[raw_file_key(spec), staging_key(spec), final_key(spec)],
-                            tags={"taxi": spec.name, "file": spec.file_name(month)},
-                            run_config=quiet,
-                        )
-                        seconds = time.monotonic() - started
-                        if not _succeeded(result):
-                            return 1
-                        meta = _metadata(result)
-                        raw, final = meta.get(raw_file_key(spec), {}), meta.get(final_key(spec), {})
-                        table.append(
-                            (
-                                spec.name,
-                                f"{month:%Y-%m}",
-                                raw.get("rows"),
-                                final.get("duplicates_dropped"),
-                                final.get("dagster/row_count"),
-                                seconds,
-                            )
-                        )
-                        print(
-                            f"{spec.name} {month:%Y-%m}: {raw.get('rows', 0):,} rows read, "
-                            f"{final.get('dagster/row_count', 0):,} trips in the final table "
-                            f"({seconds:.1f} s)",
-                            flush=True,
-                        )
-                    if not all_datasets:
-                        continue
-                    monthly_dbt = [
-                        k
-                        for k in job.asset_layer.asset_graph.get_all_asset_keys()
-                        if k.path[0] == "dbt" and k not in reference
-                    ]
-                    started = time.monotonic()
-                    if not _succeeded(
-                        run_quietly(
-                            instance=instance,
-                            asset_selection=monthly_dbt,
-                            partition_key=f"{month:%Y-%m-01}",
-                            raise_on_error=False,
-                            run_config=quiet,
-                        )
-                    ):
-                        return 1
-                    dbt_seconds.append(time.monotonic() - started)
-                    print(f"dbt models built for {month:%Y-%m} in {dbt_seconds[-1]:.1f} s", flush=True)
-
-            _print_table(table)
-            if not all_datasets:
-                print(f"dbt: not built (its models join {' and '.join(DATASETS)}: load every dataset)")
-            else:
-                print(
-                    f"dbt: {len(dbt_seconds)} month(s) built in {sum(dbt_seconds):.1f} s"
-                    + ("" if args.verbose else f" (dbt's log: {dbt_log})")
-                )
-                _print_top_zones(
-                    build_resources(demo_settings)["warehouse"], settings.dbt_schema, args.months
-                )
-    finally:  # also after a failure: the demo leaves the server as it found it
-        if settings.postgres_url is None and not embedded_was_running and not args.keep_running:
-            _embedded(settings).stop()
-            print("Stopped the embedded PostgreSQL (it was not running before; --keep-running keeps it).")
-    return 0
-
-
-def _succeeded(result) -> bool:
-    """Whether the run succeeded; if not, each failed step's root cause, one line each, the first
-    repeated last (the line a person reads)."""
-    if result.success:
-        return True
-    causes = []
-    for event in result.all_events:
-        if event.is_step_failure:
-            error = event.step_failure_data.error
-            while error.cause is not None:  # Dagster's wrappers first, the real error last
-                error = error.cause
-            causes.append(f"{event.step_key}: {_root_cause_line(error.message, error.cls_name)}")
-    print(f"\nrun {result.run_id} failed (all its events: `make dev`, then Runs):", file=sys.stderr)
-    for cause in causes:
-        print(f"  {cause}", file=sys.stderr)
-    print(f"demo failed: {causes[0] if causes else 'the run failed before any step ran'}", file=sys.stderr)
-    return False
-
-
-def _root_cause_line(message: str, cls_name: str | None) -> str:
-    """The one line of an error a person needs: dbt's own error (`Database Error in model m:
-    relation ... does not exist`) rather than dagster-dbt's "The dbt CLI process with command";
-    otherwise the first line, without the exception's class path."""
-    lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
-    for i, line in enumerate(lines):
-        if re.match(r"(Database|Compilation|Runtime) Error in ", line) and i + 1 < len(lines):
-            return f"dbt: {line}: {lines[i + 1]}"
-    line = lines[0] if lines else ""
-    kind, sep, text = line.partition(": ")  # "package.module.SomeError: the message"
-    return text if sep and cls_name and kind.split(".")[-1] == cls_name else line
-
-
-def _print_top_zones(warehouse, dbt_schema: str, months: list[date], top: int = 10) -> None:
-    from psycopg2 import sql
-
-    query = sql.SQL(
-        "SELECT revenue_zone, revenue_borough, service_type, sum(revenue_monthly_total_amount), "
-        "sum(total_monthly_trips) FROM {} WHERE revenue_month = ANY(%s) "
-        "GROUP BY 1, 2, 3 ORDER BY 4 DESC LIMIT %s"
-    ).format(sql.Identifier(dbt_schema, "dm_monthly_zone_revenue"))
-    with _resolved(warehouse).connect("demo report") as conn, conn.cursor() as cur:
-        cur.execute(query, (list(months), top))
-        rows = cur.fetchall()
-    print(
-        f"\nTop {top} pickup zones by revenue, {months[0]:%Y-%m} .. {months[-1]:%Y-%m} "
-        f"(dbt model {dbt_schema}.dm_monthly_zone_revenue):"
-    )
-    width = max(len(f"{z} ({b})") for z, b, *_ in rows) if rows else 10
-    for zone, borough, service, revenue, trips in rows:
-        print(f"  {f'{zone} ({borough})':<{width}}  {service:<6}  {revenue:>14,.2f}  {trips:>9,} trips")
-
-
-def _metadata(result) -> dict:
-    out = {}
-    for event in result.get_asset_materialization_events():
-        m = event.event_specific_data.materialization
-        out[m.asset_key] = {k: v.value for k, v in m.metadata.items()}
-    return out
-
-
-def _print_table(rows: list[tuple]) -> None:
-    header = ("dataset", "month", "rows read", "duplicates dropped", "rows in final table", "seconds")
-    cells = [header] + [(d, m, f"{r:,}", f"{dup:,}", f"{f:,}", f"{s:.1f}") for d, m, r, dup, f, s in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-
-    def fmt(row):  # text columns left-aligned, numbers right-aligned
-        return " | ".join(c.ljust(w) if j < 2 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths)))
-
-    print("\n" + fmt(header))
-    print("-+-".join("-" * w for w in widths))
-    for row in cells[1:]:
-        print(fmt(row))
-    print(f"\n{len(rows)} dataset-months loaded in {sum(r[-1] for r in rows):.1f} s")
+    return run_demo(args, settings)
 
 
 # --- sample & mirror ---------------------------------------------------------------------------
 def cmd_sample(args: argparse.Namespace, settings: Settings) -> int:
-    from taxi_platform.sample.generator import full_size_rows, generate_month
-
-    spec = get_dataset(args.dataset)
-    rows = full_size_rows(spec, args.month) if args.rows is None else args.rows
+    """One generated month of the source's format: the TLC's Parquet (the era of the month), or
+    the course's gzipped CSV."""
+    specs = source_datasets(settings.source_spec)
+    if args.dataset not in specs:
+        raise CliError(f"the {settings.source_spec.name} source has no {args.dataset} dataset (TAXI_SOURCE)")
+    spec = specs[args.dataset]
     started = time.monotonic()
     try:
+        if spec.file_extension == "parquet":
+            from taxi_platform.sample.parquet_generator import generate_parquet_month
+
+            made = generate_parquet_month(
+                spec,
+                args.month,
+                Path(args.out),
+                rows="real" if args.rows is None else args.rows,
+                seed=args.seed,
+            )
+            print(
+                f"{made.path}: {made.rows:,} rows ({made.duplicate_rows:,} exact duplicates, "
+                f"{made.out_of_month_rows:,} out of month), era {made.era}, "
+                f"in {time.monotonic() - started:.1f} s"
+            )
+            return 0
+        from taxi_platform.sample.generator import full_size_rows, generate_month
+
+        rows = full_size_rows(spec, args.month) if args.rows is None else args.rows
         out = generate_month(
             spec,
             args.month,
@@ -372,31 +213,39 @@ def cmd_sample(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_mirror(args: argparse.Namespace, settings: Settings) -> int:
-    from taxi_platform.sample.generator import full_size_rows
-    from taxi_platform.sample.mirror import MirrorServer, write_mirror
+    """Write (or serve) generated months as the source publishes them: the TLC's CloudFront
+    layout, or the course's GitHub releases (with a releases API for its sensor)."""
+    from taxi_platform.demo import DEMO_MIRRORS
 
-    root = Path(args.root) if args.root else settings.home / "mirror"
+    mirror = DEMO_MIRRORS[settings.source]
+    root = Path(args.root) if args.root else settings.home / "mirror" / settings.source
+    setting = "TAXI_TLC_URL" if settings.source == "tlc" else "TAXI_SOURCE_URL"
     if args.action == "write":
-        files = write_mirror(
-            root, args.datasets, args.months, rows=full_size_rows if args.full else args.rows, seed=args.seed
-        )
-        print(f"{len(files)} files under {root}; use TAXI_SOURCE_URL={root.resolve().as_uri()}")
+        mirror.write(root, args)
+        print(f"files written under {root}; use {setting}={root.resolve().as_uri()}")
         return 0
-    from taxi_platform.sample.releases_api import register_releases_api
+    if settings.source == "tlc":
+        from taxi_platform.sample.tlc_mirror import serve_tlc_mirror
 
-    server = MirrorServer(root, port=args.port)
-    api = register_releases_api(server)  # a GitHub-compatible releases API for the release sensor
-    with server as mirror:
-        print(
-            f"Serving {root} at {mirror.base_url} (TAXI_SOURCE_URL={mirror.base_url}, "
-            f"TAXI_RELEASES_API_URL={mirror.base_url}{api}); Ctrl-C stops.",
-            flush=True,
-        )
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            return 0
+        server, note = serve_tlc_mirror(root, port=args.port), ""
+        base = server.url
+    else:
+        from taxi_platform.sample.mirror import MirrorServer
+        from taxi_platform.sample.releases_api import register_releases_api
+
+        server = MirrorServer(root, port=args.port)
+        api = register_releases_api(server)  # a GitHub-compatible releases API for the release sensor
+        server.__enter__()
+        base = server.base_url
+        note = f", TAXI_RELEASES_API_URL={base}{api}"
+    try:
+        print(f"Serving {root} at {base} ({setting}={base}{note}); Ctrl-C stops.", flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.__exit__(None, None, None)
 
 
 # --- dbt ---------------------------------------------------------------------------------------
@@ -428,19 +277,17 @@ def cmd_dbt_prepare(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_dbt(args: argparse.Namespace, settings: Settings) -> int:
     """Any dbt command against the platform's warehouse (`taxi-platform dbt build -s fact_trips`)."""
-    from taxi_platform.resources import build_resources
+    from taxi_platform.resources import build_resources, resolved
 
     warehouse = build_resources(settings)["warehouse"]
     # The months of a Dagster step never leak into a command typed by hand (a `--full-refresh`
     # would rebuild only them); by hand, months are `--vars '{month: 2019-01-01}'`.
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("TAXI_DBT_MONTH_")}
-    env = {**inherited, **_resolved(warehouse).dbt_env()}
+    warehouse = resolved(warehouse)
+    if {"build", "run", "test"} & set(args.dbt_args[:1]):  # the models read all four trip tables
+        warehouse.ensure_trip_tables(list(ALL_DATASETS.values()))
+    env = {**inherited, **warehouse.dbt_env()}
     return subprocess.call(_dbt_command(settings, args.dbt_args), env=env)
-
-
-def _resolved(resource):
-    """A resource whose EnvVar fields are read from the environment, for use outside a run."""
-    return resource.process_config_and_initialize()
 
 
 # --- db ------------------------------------------------------------------------------------------
@@ -450,7 +297,7 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     if args.action not in ("status", "env", "remove"):  # they only read (or delete); the others
         _ensure_home(settings)  # create the server's folders
-    server = _embedded(settings)
+    server = embedded_server(settings)
     if args.action == "start":
         server.ensure_running()
         print(
@@ -551,16 +398,14 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="generate release files, serve them, load them, print a table")
     demo.add_argument(
         "--months",
-        type=_months,
-        default=_months("2019-01..2019-03"),
-        help=f"months to load, within {SOURCE.months_text}: 2019-01, or a range "
-        "2019-01..2019-03 (the default)",
+        dest="months_text",
+        help="months to load, within the source's: 2024-01, or a range 2024-01..2024-03 (default: "
+        "the three latest months published; the course source's: 2019-01..2019-03)",
     )
     demo.add_argument(
         "--datasets",
         type=_datasets,
-        default=list(DATASETS.values()),
-        help=f"comma-separated datasets (default: {','.join(DATASETS)})",
+        help="comma-separated datasets (default: all the source's: yellow,green,fhv,fhvhv for the TLC's)",
     )
     demo.add_argument(
         "--verbose",
@@ -578,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(func=cmd_demo)
 
     sample = sub.add_parser("sample", help="write one generated monthly release file")
-    sample.add_argument("dataset", choices=list(DATASETS))
+    sample.add_argument("dataset", choices=list(ALL_DATASETS))
     sample.add_argument("month", type=_month)
     sample.add_argument("out")
     sample.add_argument("--rows", type=_row_count, default=None, help="default: the real month's size")
@@ -590,12 +435,9 @@ def main(argv: list[str] | None = None) -> int:
     mirror.add_argument("action", choices=["write", "serve"])
     mirror.add_argument("--root", default=None, help="default: $TAXI_HOME/mirror")
     mirror.add_argument(
-        "--months",
-        type=_months,
-        default=_months("2019-01..2019-03"),
-        help=f"months to write, within {SOURCE.months_text} (default 2019-01..2019-03)",
+        "--months", dest="months_text", help="months to write, within the source's (default: as the demo's)"
     )
-    mirror.add_argument("--datasets", type=_datasets, default=list(DATASETS.values()))
+    mirror.add_argument("--datasets", type=_datasets)
     mirror.add_argument("--rows", type=_row_count, default=DEMO_ROWS)
     mirror.add_argument("--full", action="store_true")
     mirror.add_argument("--seed", type=int, default=0)
@@ -622,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = None
     try:
         settings = Settings.from_env()
+        _source_arguments(parser, args, settings)
         return args.func(args, settings)
     except SettingsError as exc:  # its message names the setting (and never echoes a secret)
         _error(str(exc))

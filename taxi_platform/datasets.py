@@ -1,13 +1,14 @@
 """The dataset spec table: the single source of truth for every trip dataset.
 
-Every asset, table, check and sample file is derived from these entries; adding a dataset (FHV) is
-one more `DatasetSpec` plus its tests. The source spec (`SOURCE`) says which months the files cover:
-the monthly partitions are its months.
+Every asset, table, check and sample file is derived from these entries. A source spec (`SOURCES`:
+the TLC's Parquet releases, the course's CSV backup) says which datasets and months its files
+cover; `source_datasets()` gives the specs as that source serves them (file format, the months
+known to be published), and the monthly partitions of each dataset are its months there.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from enum import Enum
 
@@ -16,14 +17,21 @@ from taxi_platform.eras import FHV_ERAS, FHVHV_ERAS, GREEN_ERAS, YELLOW_ERAS, Sc
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """Where the monthly files come from, and which months it holds: the monthly partitions of
-    every trip asset and dbt model run from `first_month` to `last_month` (both included, first
-    days of months). `last_month=None` describes a live publisher: up to the last complete month."""
+    """Where the monthly files come from, and which months it holds: the monthly partitions of a
+    dataset run from its first month there (`first_month`, or the dataset's own if later) to
+    `last_month` (both included, first days of months). `last_month=None` describes a live
+    publisher: up to the last complete month."""
 
-    name: str
+    key: str  # the value of TAXI_SOURCE
+    name: str  # in messages: "the course-csv source"
     description: str
     first_month: date
     last_month: date | None
+    file_extension: str  # of its trip files: "csv.gz" or "parquet"
+    dataset_names: tuple[str, ...]
+    # The last month known to be published; None: a live publisher, whose month M is expected by
+    # the PUBLISHED_BY_DAY of M+2 (`expected_published_month`).
+    last_published: date | None = None
 
     def __post_init__(self) -> None:
         for bound in (self.first_month, self.last_month):
@@ -49,20 +57,14 @@ class SourceSpec:
         return None
 
 
-# The course's CSV backup (GitHub releases of DataTalksClub/nyc-tlc-data): frozen, no month is
-# added after 2021-07. A later source (the TLC's own Parquet files) brings its own range.
-COURSE_CSV = SourceSpec(
-    name="course-csv",
-    description=(
-        "The course's CSV backup of the TLC trip records (DataTalksClub/nyc-tlc-data "
-        "releases): yellow and green 2019-01..2021-07, frozen."
-    ),
-    first_month=date(2019, 1, 1),
-    last_month=date(2021, 7, 1),
-)
+# The TLC publishes month M about seven weeks after it ends, around the 18th-23rd of M+2.
+PUBLISHED_BY_DAY = 25
 
-# The source the platform loads: its months are the monthly partitions (see partitions.py).
-SOURCE = COURSE_CSV
+
+def expected_published_month(today: date) -> date:
+    """The latest month the TLC has normally published by `today` (M once the 25th of M+2 passed)."""
+    index = today.year * 12 + today.month - 1 - 2 - (0 if today.day >= PUBLISHED_BY_DAY else 1)
+    return date(index // 12, index % 12 + 1, 1)
 
 
 class ColumnType(str, Enum):
@@ -106,6 +108,10 @@ class DatasetSpec:
     eras: tuple[SchemaEra, ...] = ()
     first_month: date = date(2009, 1, 1)
     file_extension: str = "csv.gz"  # of the source's files: "csv.gz" (course) or "parquet" (TLC)
+    # The last partition month at the source the spec is served from (None: the last complete
+    # month); the first is `first_published`.
+    last_month: date | None = date(2021, 7, 1)
+    source_name: str = "course-csv"  # in messages: "... of yellow in the course-csv source"
 
     @property
     def table_name(self) -> str:
@@ -395,8 +401,57 @@ FHVHV = DatasetSpec(
 
 # Every dataset, with the schema of its final table (the TLC's releases hold all four).
 ALL_DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (YELLOW, GREEN, FHV, FHVHV)}
-# The datasets of the course's CSV backup (yellow and green), the source loaded today.
+# The datasets of the course's CSV backup (yellow and green), as it serves them.
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (YELLOW, GREEN)}
+
+# The TLC's own Parquet releases: four datasets, 2009 to the last complete month (the default).
+TLC_PARQUET = SourceSpec(
+    key="tlc",
+    name="tlc-parquet",
+    description=(
+        "The TLC's own monthly Parquet releases (d37ci6vzurychx.cloudfront.net/trip-data): yellow "
+        "from 2009-01, green 2014-01, fhv 2015-01, fhvhv 2019-02, to the latest month published."
+    ),
+    first_month=date(2009, 1, 1),
+    last_month=None,
+    file_extension="parquet",
+    dataset_names=("yellow", "green", "fhv", "fhvhv"),
+)
+# The course's CSV backup (GitHub releases of DataTalksClub/nyc-tlc-data): frozen, no month is
+# added after 2021-07; kept for the course's homework figures.
+COURSE_CSV = SourceSpec(
+    key="course",
+    name="course-csv",
+    description=(
+        "The course's CSV backup of the TLC trip records (DataTalksClub/nyc-tlc-data "
+        "releases): yellow and green 2019-01..2021-07, frozen."
+    ),
+    first_month=date(2019, 1, 1),
+    last_month=date(2021, 7, 1),
+    file_extension="csv.gz",
+    dataset_names=("yellow", "green"),
+    last_published=date(2021, 7, 1),
+)
+SOURCES: dict[str, SourceSpec] = {source.key: source for source in (TLC_PARQUET, COURSE_CSV)}
+
+
+def source_datasets(source: SourceSpec, today: date | None = None) -> dict[str, DatasetSpec]:
+    """The source's datasets as it serves them: its file format, and the months known to be
+    published there (the first month of the dataset at that source; the last: the source's, or
+    for a live publisher the month expected by `today`)."""
+    last = source.last_published or expected_published_month(today or date.today())
+    specs = {}
+    for name in source.dataset_names:
+        spec = ALL_DATASETS[name]
+        specs[name] = replace(
+            spec,
+            file_extension=source.file_extension,
+            first_published=max(source.first_month, spec.first_month),
+            last_published=last,
+            last_month=source.last_month,
+            source_name=source.name,
+        )
+    return specs
 
 
 @dataclass(frozen=True)

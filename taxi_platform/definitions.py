@@ -8,19 +8,23 @@ from taxi_platform.assets.dbt import build_dbt_assets, load_dbt_project
 from taxi_platform.assets.trips import build_trip_assets
 from taxi_platform.assets.zones import build_reference_assets
 from taxi_platform.automation import build_automation
-from taxi_platform.datasets import DATASETS, ZONES
+from taxi_platform.datasets import ZONES, source_datasets
+from taxi_platform.partitions import source_partitions
 from taxi_platform.resources import build_resources, kinds
 from taxi_platform.settings import Settings
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
+    specs = source_datasets(settings.source_spec)  # the datasets as the chosen source serves them
     assets = []
-    for spec in DATASETS.values():
+    for spec in specs.values():
         assets += build_trip_assets(spec, **kinds(settings), min_in_month_share=settings.min_in_month_share)
     assets += build_reference_assets(ZONES, **kinds(settings))
-    assets += build_dbt_assets(load_dbt_project(settings.dbt_project_dir))
-    automation = build_automation(settings, DATASETS)  # jobs, schedules, sensors per dataset
+    assets += build_dbt_assets(
+        load_dbt_project(settings.dbt_project_dir), source_partitions(settings.source_spec)
+    )
+    automation = build_automation(settings, specs)  # jobs, schedules, sensors per dataset
     return dg.Definitions(
         assets=assets,
         resources=build_resources(settings),

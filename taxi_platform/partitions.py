@@ -1,9 +1,10 @@
-"""Monthly partitions shared by every trip asset and the dbt monthly models: the months of the
-source the platform loads (`datasets.SOURCE`), from its first month to its last, both included.
+"""Monthly partitions: a dataset's are its months at the source the platform loads, from its first
+month there to the source's last, both included; the dbt monthly models' are every month of the
+source (each dataset's partitions are a tail of them).
 
 The course's CSV backup is frozen at 2021-07, so its partitions are 2019-01..2021-07 whatever the
-date (the UI counts, backfills and plots only months that can load). A source without a last month
-(a live publisher) would end at the last complete month, as Dagster's monthly partitions do.
+date (the UI counts, backfills and plots only months that can load). The TLC's releases have no
+last month: the partitions end at the last complete month, as Dagster's monthly partitions do.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 
-from taxi_platform.datasets import SOURCE, SourceSpec
+from taxi_platform.datasets import DatasetSpec, SourceSpec
 
 
 def month_of(partition_key: str) -> date:
@@ -30,24 +31,43 @@ def next_month(month: date) -> date:
     return date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
-def build_monthly_partitions(source: SourceSpec) -> dg.MonthlyPartitionsDefinition:
-    """The source's months as partitions (Dagster's end date is exclusive: the month after the last)."""
-    end = None if source.last_month is None else f"{next_month(source.last_month):%Y-%m-%d}"
-    return dg.MonthlyPartitionsDefinition(start_date=f"{source.first_month:%Y-%m-%d}", end_date=end)
+def _partitions(first: date, last: date | None) -> dg.MonthlyPartitionsDefinition:
+    """Months first..last as partitions (Dagster's end date is exclusive: the month after the last;
+    no last: up to the last complete month)."""
+    end = None if last is None else f"{next_month(last):%Y-%m-%d}"
+    return dg.MonthlyPartitionsDefinition(start_date=f"{first:%Y-%m-%d}", end_date=end)
 
 
-monthly_partitions = build_monthly_partitions(SOURCE)
+def dataset_partitions(spec: DatasetSpec) -> dg.MonthlyPartitionsDefinition:
+    """A dataset's months at its source: its first month there to the source's last."""
+    return _partitions(spec.first_published, spec.last_month)
 
 
-def outside_partitions(month: date, source: SourceSpec = SOURCE) -> str | None:
-    """Why `month` is never a partition, to follow "<month> is" ("after the last month of the
-    course-csv source (2019-01..2021-07)"); None when it is one, or will be once complete."""
-    return source.why_not(month)
+def source_partitions(source: SourceSpec) -> dg.MonthlyPartitionsDefinition:
+    """Every month of the source (the dbt models' partitions: its datasets start at or after it)."""
+    return _partitions(source.first_month, source.last_month)
 
 
-def is_partition_month(month: date, now: datetime, source: SourceSpec = SOURCE) -> bool:
-    """Whether `month` is one of the monthly partitions at `now`: one of the source's months, and
-    complete (a month becomes a partition when it ends, at midnight UTC)."""
+def months_text(spec: DatasetSpec) -> str:
+    """`2019-01..2021-07`: the dataset's months at its source."""
+    last = "the last complete month" if spec.last_month is None else f"{spec.last_month:%Y-%m}"
+    return f"{spec.first_published:%Y-%m}..{last}"
+
+
+def outside_partitions(spec: DatasetSpec, month: date) -> str | None:
+    """Why `month` is never a partition of the dataset, to follow "<month> is" ("after the last
+    month of yellow in the course-csv source (2019-01..2021-07)"); None when it is one, or will be once
+    complete."""
+    if month < spec.first_published:
+        return f"before the first month of {spec.name} in the {spec.source_name} source ({months_text(spec)})"
+    if spec.last_month is not None and month > spec.last_month:
+        return f"after the last month of {spec.name} in the {spec.source_name} source ({months_text(spec)})"
+    return None
+
+
+def is_partition_month(spec: DatasetSpec, month: date, now: datetime) -> bool:
+    """Whether `month` is one of the dataset's partitions at `now`: one of its months at the
+    source, and complete (a month becomes a partition when it ends, at midnight UTC)."""
     if now.tzinfo is not None:
         now = now.astimezone(UTC)
-    return outside_partitions(month, source) is None and next_month(month) <= now.date()
+    return outside_partitions(spec, month) is None and next_month(month) <= now.date()

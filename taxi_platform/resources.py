@@ -11,12 +11,18 @@ from dagster_dbt import DbtCliResource
 from taxi_platform.lake.local import LocalLakeIOManager
 from taxi_platform.settings import Settings
 from taxi_platform.source.resource import ReleaseSource
+from taxi_platform.source.tlc import TlcSource
 from taxi_platform.warehouse.postgres import PostgresWarehouse
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
-    source = ReleaseSource(
-        base_url=settings.source_url,
+    # The source: the TLC's Parquet releases or the course's CSV backup (TAXI_SOURCE).
+    source_class, base_url = {
+        "tlc": (TlcSource, settings.tlc_url),
+        "course": (ReleaseSource, settings.source_url),
+    }[settings.source]
+    source = source_class(
+        base_url=base_url,
         scratch_dir=str(settings.home / "downloads"),
         attempts=settings.download_attempts,
         timeout_seconds=settings.download_timeout_seconds,
@@ -92,3 +98,8 @@ def kinds(settings: Settings) -> dict[str, str]:
     if settings.target == "gcp":
         return {"warehouse_kind": "bigquery", "lake_kind": "gcs"}
     return {"warehouse_kind": "postgres", "lake_kind": "file"}
+
+
+def resolved(resource):
+    """A resource whose EnvVar fields are read from the environment, for use outside a run."""
+    return resource.process_config_and_initialize()

@@ -10,9 +10,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from taxi_platform.datasets import SOURCES, SourceSpec
 from taxi_platform.redact import mask_url
 
 DEFAULT_SOURCE_URL = "https://github.com/DataTalksClub/nyc-tlc-data/releases/download"
+# The TLC's own releases: `<base>/trip-data/<dataset>_tripdata_<YYYY-MM>.parquet`.
+DEFAULT_TLC_URL = "https://d37ci6vzurychx.cloudfront.net"
 # The GitHub REST API of the same repository: the release sensor polls `<this>/releases`.
 DEFAULT_RELEASES_API_URL = "https://api.github.com/repos/DataTalksClub/nyc-tlc-data"
 # What the release sensor does on its first tick (no cursor yet); see automation/sensors.py.
@@ -78,7 +81,9 @@ def _float(name: str, default: float, lo: float, hi: float) -> float:
 class Settings:
     target: str = "local"
     home: Path = field(default_factory=default_home)
-    source_url: str = DEFAULT_SOURCE_URL
+    source: str = "tlc"  # TAXI_SOURCE: a key of datasets.SOURCES
+    tlc_url: str = DEFAULT_TLC_URL
+    source_url: str = DEFAULT_SOURCE_URL  # the course source's base URL
     postgres_url: str | None = field(default=None, repr=False)  # secret: never printed
     warehouse_schema: str = "taxi"
     staging_schema: str = "taxi_staging"
@@ -115,6 +120,12 @@ class Settings:
         validate_identifier(self.dbt_schema, "TAXI_DBT_SCHEMA")
         if len({self.warehouse_schema, self.staging_schema, self.dbt_schema}) < 3:
             raise SettingsError("TAXI_WAREHOUSE_SCHEMA, TAXI_STAGING_SCHEMA and TAXI_DBT_SCHEMA must differ")
+        if self.source not in SOURCES:
+            raise SettingsError(f"TAXI_SOURCE={self.source!r}: choose one of {', '.join(SOURCES)}")
+        if not re.match(r"^(https?|file)://", self.tlc_url):
+            raise SettingsError(
+                f"TAXI_TLC_URL={mask_url(self.tlc_url)!r} must start with http://, https:// or file://"
+            )
         if not re.match(r"^(https?|file)://", self.source_url):
             raise SettingsError(
                 f"TAXI_SOURCE_URL={mask_url(self.source_url)!r} must start with http://, https:// or file://"
@@ -142,6 +153,10 @@ class Settings:
             )
 
     @property
+    def source_spec(self) -> SourceSpec:
+        return SOURCES[self.source]
+
+    @property
     def lake_dir(self) -> Path:
         return self.home / "lake"
 
@@ -155,6 +170,8 @@ class Settings:
         return cls(
             target=(_env("TAXI_TARGET", "local") or "local").lower(),
             home=Path(home).expanduser().resolve() if home else default_home(),
+            source=(_env("TAXI_SOURCE", "tlc") or "").lower(),
+            tlc_url=(_env("TAXI_TLC_URL", DEFAULT_TLC_URL) or "").rstrip("/"),
             source_url=(_env("TAXI_SOURCE_URL", DEFAULT_SOURCE_URL) or "").rstrip("/"),
             postgres_url=_env("TAXI_POSTGRES_URL"),
             warehouse_schema=_env("TAXI_WAREHOUSE_SCHEMA", "taxi") or "",

@@ -130,6 +130,7 @@ class Env:
         return {
             **os.environ,
             "TAXI_HOME": str(s.home),
+            "TAXI_SOURCE": s.source,
             "TAXI_SOURCE_URL": s.source_url,
             "TAXI_POSTGRES_URL": s.postgres_url or "",
             "TAXI_WAREHOUSE_SCHEMA": s.warehouse_schema,
@@ -282,6 +283,7 @@ def env(session_root: Path, pg_url: str, monkeypatch) -> Iterator[Env]:
     mirror.mkdir()
     monkeypatch.setenv("TAXI_POSTGRES_URL", pg_url)
     settings = Settings(
+        source="course",
         home=home,
         source_url=mirror.as_uri(),
         postgres_url=pg_url,

@@ -11,6 +11,7 @@ import pytest
 from conftest import ZONES_CSV, Env
 from expected import csv_lines, expected_from_file, read_gz, write_gz
 
+from taxi_platform.assets.dbt import DBT_REFERENCE_KEYS
 from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
 from taxi_platform.assets.zones import reference_file_key, reference_table_key
 from taxi_platform.datasets import GREEN, YELLOW, ZONES
@@ -23,7 +24,7 @@ DBT_MONTHLY = [
     for n in ("stg_yellow_tripdata", "stg_green_tripdata", "fact_trips", "dm_monthly_zone_revenue")
 ]
 ZONE_SEED = dg.AssetKey(["dbt", "taxi_zone_lookup"])
-DBT_REFERENCE = [dg.AssetKey(["dbt", "dim_zones"]), dg.AssetKey(["dbt", "payment_type_lookup"]), ZONE_SEED]
+DBT_REFERENCE = DBT_REFERENCE_KEYS
 ZONES_MATCH = "zones_match_public_zone_table"  # dim_zones' check against the seed (severity warn)
 MONEY = [
     "fare_amount",

@@ -67,11 +67,12 @@ def test_dbt_steps_leave_no_invocation_folder_and_keep_dbt_errors_in_the_run(env
     assert {e.asset_key for e in built.get_asset_materialization_events()} == {DIM_ZONES, PAYMENT_TYPES}
     assert invocation_folders(env, built.run_id, private_tmp) == []
 
-    # A dbt step that fails (no month of trips loaded: the staging views' sources do not exist).
+    # A dbt step that fails (a model the monthly models join is gone).
+    env.query(f'DROP TABLE "{env.settings.dbt_schema}".dim_zones')
     failed = env.run(DBT_MONTHLY, MONTH, raise_on_error=False)
     assert not failed.success
     message = failure_message(failed)
-    assert "yellow_tripdata" in message and "does not exist" in message  # dbt's error, in the run
+    assert "dim_zones" in message and "does not exist" in message  # dbt's error, in the run
     assert "dbt debug log" not in message  # no pointer to a file that is gone
     assert invocation_folders(env, failed.run_id, private_tmp) == []
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import importlib
 import sys
 import warnings
+from datetime import UTC, date, datetime
 
 import dagster as dg
 
-from taxi_platform.datasets import DATASETS
+from taxi_platform.datasets import ALL_DATASETS as DATASETS
 
 
 def _load_defs():
@@ -43,6 +44,8 @@ def test_asset_keys_groups_kinds_descriptions_and_partitions():
     defs, _ = _load_defs()
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    today = datetime.now(UTC).date()
+    last_complete = date(today.year - (today.month == 1), (today.month - 2) % 12 + 1, 1)
     for name in DATASETS:
         assert {
             f"lake/{name}_tripdata_file",
@@ -68,13 +71,15 @@ def test_asset_keys_groups_kinds_descriptions_and_partitions():
             assert node.group_name in DATASETS, key
         if key.path[0] != "dbt" or key.path[-1] in ("fact_trips", "dm_monthly_zone_revenue"):
             if node.group_name != "reference":
-                assert node.partitions_def.get_first_partition_key() == "2019-01-01", key
-                # The source's last month (the course's CSV backup ends at 2021-07), whatever the date.
-                assert node.partitions_def.get_last_partition_key() == "2021-07-01", key
+                # The default source is the TLC's releases: each dataset from its first month
+                # (the dbt models from the first of all), to the last complete month.
+                first = DATASETS[node.group_name].first_month if key.path[0] != "dbt" else date(2009, 1, 1)
+                assert node.partitions_def.get_first_partition_key() == f"{first:%Y-%m-%d}", key
+                assert node.partitions_def.get_last_partition_key() == f"{last_complete:%Y-%m-%d}", key
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert ("warehouse/yellow_tripdata", "unique_row_id_is_unique") in checks
     ingest_checks = {c for c in checks if c[0].startswith("warehouse/")}
-    assert len(ingest_checks) == 3 * len(DATASETS)
+    assert len(ingest_checks) == 4 * len(DATASETS)
     assert ("dbt/fact_trips", "fact_trips_trip_id_unique") in checks
     # The first-load list of unpartitioned dbt assets (demo, bench, tests) is every one of them.
     from taxi_platform.assets.dbt import DBT_REFERENCE_KEYS
@@ -99,4 +104,4 @@ def test_the_dbt_automation_sensor_targets_every_dbt_asset_by_a_printable_select
     sensor = defs.resolve_sensor_def("taxi_dbt_automation")
     assert sensor.asset_selection.to_selection_str() == 'key:"dbt/*"'  # the UI shows this text
     dbt_keys = {k for k in graph.get_all_asset_keys() if k.path[0] == "dbt"}
-    assert sensor.asset_selection.resolve(graph) == dbt_keys and len(dbt_keys) == 7
+    assert sensor.asset_selection.resolve(graph) == dbt_keys and len(dbt_keys) == 13

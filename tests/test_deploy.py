@@ -568,7 +568,9 @@ def test_deploy_instance_stores_a_materialization_in_postgres(
     generate_month(GREEN, month, mirror / GREEN.release_tag / GREEN.file_name(month), rows=2_000, seed=5)
     monkeypatch.setenv("TAXI_POSTGRES_URL", dbs.taxi_url)  # the resource reads it via EnvVar
     # The compose defaults: the platform's default schemas, in the warehouse's own database.
-    settings = Settings(home=tmp_path / "taxi_home", source_url=mirror.as_uri(), postgres_url=dbs.taxi_url)
+    settings = Settings(
+        source="course", home=tmp_path / "taxi_home", source_url=mirror.as_uri(), postgres_url=dbs.taxi_url
+    )
 
     with dg.DagsterInstance.get() as instance:
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
@@ -673,6 +675,7 @@ def test_compose_commands_run_a_queued_materialization(
         "DAGSTER_PG_DB": dbs.dagster_db,
         "DAGSTER_PG_USERNAME": dbs.dagster_user,
         "DAGSTER_PG_PASSWORD": dbs.dagster_password,
+        "TAXI_SOURCE": "course",
         "TAXI_SOURCE_URL": mirror.as_uri(),
     }
     network = {"@postgres:5432/": f"@{dbs.host}:{dbs.port}/"}

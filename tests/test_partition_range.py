@@ -16,13 +16,21 @@ from expected import expected_from_file, set_value
 from taxi_platform.assets.dbt import DBT_REFERENCE_KEYS
 from taxi_platform.assets.trips import NOT_PUBLISHED, final_key, raw_file_key, staging_key
 from taxi_platform.assets.zones import reference_file_key, reference_table_key
-from taxi_platform.datasets import DATASETS, GREEN, SOURCE, YELLOW, ZONES, SourceSpec
+from taxi_platform.datasets import (
+    COURSE_CSV,
+    GREEN,
+    TLC_PARQUET,
+    YELLOW,
+    ZONES,
+    expected_published_month,
+    source_datasets,
+)
 from taxi_platform.partitions import (
-    build_monthly_partitions,
+    dataset_partitions,
     is_partition_month,
-    monthly_partitions,
     next_month,
     outside_partitions,
+    source_partitions,
 )
 from taxi_platform.sample.generator import generate_month
 from taxi_platform.sample.zones import write_mirror_zones
@@ -43,39 +51,65 @@ def key(month: date) -> str:
 # --- the partitions: the source's months ---------------------------------------------------------
 
 FAR_FUTURE = datetime(2026, 12, 2, tzinfo=UTC)
+COURSE = source_datasets(COURSE_CSV)
+monthly_partitions = dataset_partitions(COURSE["yellow"])
 
 
 @pytest.mark.parametrize(
     "now", [datetime(2021, 8, 1, tzinfo=UTC), FAR_FUTURE, datetime(2099, 1, 1, tzinfo=UTC)]
 )
 def test_the_partitions_are_the_course_sources_months_whatever_the_date(now):
-    keys = monthly_partitions.get_partition_keys(current_time=now)
-    assert len(keys) == 31 and keys[0] == "2019-01-01" and keys[-1] == "2021-07-01"
-    with dg.partition_loading_context(effective_dt=now):
-        assert monthly_partitions.get_first_partition_key() == "2019-01-01"
-        assert monthly_partitions.get_last_partition_key() == "2021-07-01"
-    assert monthly_partitions.get_last_partition_key() == "2021-07-01"  # the real clock
+    for spec in COURSE.values():
+        partitions = dataset_partitions(spec)
+        keys = partitions.get_partition_keys(current_time=now)
+        assert len(keys) == 31 and keys[0] == "2019-01-01" and keys[-1] == "2021-07-01"
+        with dg.partition_loading_context(effective_dt=now):
+            assert partitions.get_first_partition_key() == "2019-01-01"
+            assert partitions.get_last_partition_key() == "2021-07-01"
+        assert partitions.get_last_partition_key() == "2021-07-01"  # the real clock
+    assert source_partitions(COURSE_CSV) == monthly_partitions
 
 
 def test_the_range_is_the_sources_data():
-    assert (SOURCE.first_month, SOURCE.last_month) == (date(2019, 1, 1), date(2021, 7, 1))
-    assert SOURCE.months_text == "2019-01..2021-07"
+    assert (COURSE_CSV.first_month, COURSE_CSV.last_month) == (date(2019, 1, 1), date(2021, 7, 1))
+    assert COURSE_CSV.months_text == "2019-01..2021-07"
     # Every dataset's published months lie within the source's.
-    for spec in DATASETS.values():
-        assert SOURCE.first_month <= spec.first_published <= spec.last_published <= SOURCE.last_month
-    # Another source brings its own range: a live one (no last month) ends at the last complete
-    # month, and starts where it says.
-    live = SourceSpec(
-        name="live", description="a live publisher", first_month=date(2023, 1, 1), last_month=None
+    for spec in COURSE.values():
+        assert COURSE_CSV.first_month <= spec.first_published <= spec.last_published <= COURSE_CSV.last_month
+        assert spec.file_name(date(2019, 1, 1)) == f"{spec.name}_tripdata_2019-01.csv.gz"
+    # The TLC's releases: a live source (no last month) ends at the last complete month, and each
+    # dataset starts at its own first month.
+    tlc = source_datasets(TLC_PARQUET, today=FAR_FUTURE.date())
+    firsts = {name: spec.first_published for name, spec in tlc.items()}
+    assert firsts == {
+        "yellow": date(2009, 1, 1),
+        "green": date(2014, 1, 1),
+        "fhv": date(2015, 1, 1),
+        "fhvhv": date(2019, 2, 1),
+    }
+    assert {spec.last_published for spec in tlc.values()} == {date(2026, 9, 1)}  # due by 2026-11-25
+    keys = dataset_partitions(tlc["fhvhv"]).get_partition_keys(current_time=FAR_FUTURE)
+    assert (keys[0], keys[-1], len(keys)) == ("2019-02-01", "2026-11-01", 94)
+    assert tlc["green"].file_name(date(2024, 3, 1)) == "green_tripdata_2024-03.parquet"
+    assert outside_partitions(tlc["green"], date(2030, 1, 1)) is None
+    assert outside_partitions(tlc["green"], date(2013, 12, 1)) == (
+        "before the first month of green in the tlc-parquet source (2014-01..the last complete month)"
     )
-    keys = build_monthly_partitions(live).get_partition_keys(current_time=FAR_FUTURE)
-    assert (keys[0], keys[-1], len(keys)) == ("2023-01-01", "2026-11-01", 47)
-    assert outside_partitions(date(2030, 1, 1), live) is None
-    assert outside_partitions(date(2022, 12, 1), live) == (
-        "before the first month of the live source (2023-01..the last complete month)"
-    )
+    assert source_partitions(TLC_PARQUET).get_first_partition_key() == "2009-01-01"
     with pytest.raises(ValueError, match="not the first day of a month"):
-        SourceSpec(name="bad", description="", first_month=date(2019, 1, 2), last_month=None)
+        replace(TLC_PARQUET, first_month=date(2019, 1, 2))
+
+
+@pytest.mark.parametrize(
+    "today, expected",
+    [
+        (date(2026, 12, 2), date(2026, 9, 1)),
+        (date(2026, 11, 25), date(2026, 9, 1)),
+        (date(2026, 11, 24), date(2026, 8, 1)),
+    ],
+)
+def test_a_month_is_expected_by_the_25th_two_months_later(today, expected):
+    assert expected_published_month(today) == expected
 
 
 @pytest.mark.parametrize(
@@ -91,7 +125,7 @@ def test_is_partition_month_agrees_with_dagster(now):
     keys = set(monthly_partitions.get_partition_keys(current_time=now))
     month = date(2018, 6, 1)
     while month < date(2022, 6, 1):
-        assert is_partition_month(month, now) == (key(month) in keys), (month, now)
+        assert is_partition_month(COURSE["yellow"], month, now) == (key(month) in keys), (month, now)
         month = next_month(month)
 
 
@@ -335,7 +369,7 @@ def test_a_range_past_the_last_partition_fails_at_once_naming_the_months(env: En
     assert not result.success
     message = failure_message(result)
     assert (
-        "the run's months 2021-07-01 .. 2021-09-01 are not all partitions: 2021-09-01 is not (the source's months are 2019-01..2021-07)"
+        "the run's months 2021-07-01 .. 2021-09-01 are not all partitions: 2021-09-01 is not (the months are 2019-01..2021-07)"
         in message
     )
     assert "2021-09-01" in message

@@ -16,7 +16,7 @@ from taxi_platform.settings import Settings
 
 @pytest.fixture(scope="module")
 def defs(tmp_path_factory) -> dg.Definitions:
-    return build_definitions(Settings(home=tmp_path_factory.mktemp("home")))
+    return build_definitions(Settings(source="course", home=tmp_path_factory.mktemp("home")))
 
 
 def schedule(defs: dg.Definitions, spec) -> dg.ScheduleDefinition:
@@ -89,7 +89,9 @@ def test_a_tick_requests_exactly_the_month_two_months_back(defs, instance, spec,
 def test_ticks_before_the_first_partition_are_skipped(defs, instance):
     for instant in (datetime(2019, 1, 1, 9, tzinfo=UTC), datetime(2019, 2, 1, 9, tzinfo=UTC)):
         skipped = evaluate(defs, GREEN, instant, instance)
-        assert isinstance(skipped, str) and "before the first month of the course-csv source" in skipped
+        assert (
+            isinstance(skipped, str) and "before the first month of green in the course-csv source" in skipped
+        )
         assert "(2019-01..2021-07)" in skipped
 
 
@@ -108,7 +110,7 @@ def test_ticks_after_the_last_partition_request_nothing(defs, instance, spec, in
     skipped = evaluate(defs, spec, instant, instance)
     month = data_month(instant)
     assert skipped == (
-        f"{spec.name} {month:%Y-%m} is after the last month of the course-csv "
+        f"{spec.name} {month:%Y-%m} is after the last month of {spec.name} in the course-csv "
         "source (2019-01..2021-07): nothing to load"
     )
 

@@ -157,6 +157,7 @@ class Harness:
     ) -> None:
         self.clock = Clock(NOW)
         settings = Settings(
+            source="course",
             releases_api_url=github.api_url,
             release_sensor_first_tick=first_tick,
             releases_api_max_pages=max_pages,
@@ -345,7 +346,7 @@ def test_unrelated_assets_and_releases_are_ignored(github: FakeGitHub, instance)
     assert h.state.files == before
 
 
-COURSE_RANGE = "the course-csv source (2019-01..2021-07)"
+COURSE_RANGE = "yellow in the course-csv source (2019-01..2021-07)"
 
 
 def test_months_outside_the_partitions_are_ignored_with_the_reason(github: FakeGitHub, instance, capfd):
@@ -929,7 +930,7 @@ def test_a_final_table_update_requests_that_months_dbt_partition(tmp_path: Path)
     a final table (both colours present) requests exactly that month of the dbt models."""
     from taxi_platform.definitions import build_definitions
 
-    defs = build_definitions(Settings(home=tmp_path))
+    defs = build_definitions(Settings(source="course", home=tmp_path))
     graph = defs.resolve_asset_graph()
     monthly = [k for k in graph.get_all_asset_keys() if k.path[0] == "dbt" and graph.get(k).partitions_def]
     assert monthly, "no monthly dbt assets"

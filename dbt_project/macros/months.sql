@@ -43,12 +43,20 @@
   {{ return(months) }}
 {%- endmacro %}
 
-{#- `where filename in ('yellow_tripdata_2019-01.csv.gz', ...)`: prunes the source's monthly partitions
-    (a predicate on the derived source_month would read every month's rows). -#}
+{#- `where filename in ('yellow_tripdata_2019-01.csv.gz', 'yellow_tripdata_2019-01.parquet', ...)`:
+    prunes the source's monthly partitions (a predicate on the derived source_month would read every
+    month's rows). A month's file is the course's CSV or the TLC's Parquet, whichever source loaded
+    it (datasets.py, file_name_template): both names are listed, the absent one matches nothing. -#}
 {% macro where_source_file(service) -%}
   {%- set months = selected_months() -%}
   {%- if months is not none -%}
-    where filename in ({% for m in months %}'{{ service }}_tripdata_{{ m[:7] }}.csv.gz'{{ ', ' if not loop.last }}{% endfor %})
+    {%- set names = [] -%}
+    {%- for m in months -%}
+      {%- for extension in ('csv.gz', 'parquet') -%}
+        {%- do names.append("'" ~ service ~ "_tripdata_" ~ m[:7] ~ "." ~ extension ~ "'") -%}
+      {%- endfor -%}
+    {%- endfor -%}
+    where filename in ({{ names | join(', ') }})
   {%- endif -%}
 {%- endmacro %}
 
@@ -94,15 +102,19 @@
   {{ return(adapter.dispatch('source_month')(filename)) }}
 {%- endmacro %}
 
-{#- Every release file name ends in `YYYY-MM.csv.gz` (datasets.py, file_name_template). Slicing it
-    costs a tenth of a regular expression per row (2.5 s instead of 29 s for 7.7 M rows, measured). -#}
+{#- Every release file name is `<service>_tripdata_YYYY-MM.<extension>` (datasets.py,
+    file_name_template), the extension `csv.gz` (the course's backup) or `parquet` (the TLC's): the
+    month is the 7 characters after `_tripdata_`, whatever the service and the extension. Slicing
+    costs a tenth of a regular expression per row (2.5 s instead of 29 s for 7.7 M rows, measured
+    at a fixed offset from the end; finding `_tripdata_` first costs about as much, measured). -#}
 {% macro default__source_month(filename) -%}
-  cast(left(right({{ filename }}, 14), 7) || '-01' as date)
+  cast(substr({{ filename }}, strpos({{ filename }}, '_tripdata_') + 10, 7) || '-01' as date)
 {%- endmacro %}
 
-{#- No capture group: the BigQuery emulator's REGEXP_EXTRACT returns the whole match. -#}
+{#- No capture group: the BigQuery emulator's REGEXP_EXTRACT returns the whole match
+    (`_tripdata_2019-01`, whose month starts at its 11th character). -#}
 {% macro bigquery__source_month(filename) -%}
-  parse_date('%Y-%m', substr(regexp_extract({{ filename }}, r'[0-9]{4}-[0-9]{2}\.csv'), 1, 7))
+  parse_date('%Y-%m', substr(regexp_extract({{ filename }}, r'_tripdata_[0-9]{4}-[0-9]{2}'), 11, 7))
 {%- endmacro %}
 
 {% macro duration_minutes(start, finish) -%}

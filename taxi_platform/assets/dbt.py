@@ -1,7 +1,8 @@
 """The dbt project as Dagster assets (dagster-dbt); dbt tests become asset checks.
 
-Monthly models (`tag:monthly`: staging views, fact_trips, dm_monthly_zone_revenue) share the trip
-assets' monthly partitions: a partition run is one `dbt build` with TAXI_DBT_MONTH_START and
+Monthly models (`tag:monthly`: staging views, fact_trips, fact_fhv_trips, dm_monthly_zone_revenue,
+dm_monthly_zone_trips) are partitioned by every month of the source (the trip assets' partitions
+are tails of them): a partition run is one `dbt build` with TAXI_DBT_MONTH_START and
 TAXI_DBT_MONTH_END set to its month, which rebuilds exactly that source month; a range run (one run
 per range: `BackfillPolicy.single_run()`) sets the range's first and last months. (The months travel
 in the environment, not as `--vars`: dbt re-parses the whole project when a var changes, and only
@@ -47,7 +48,7 @@ from dagster_dbt import (
 )
 
 from taxi_platform.assets.trips import RANGE_POLICY, WAREHOUSE_POOL, run_months
-from taxi_platform.partitions import monthly_partitions
+from taxi_platform.datasets import ALL_DATASETS
 from taxi_platform.resources import dbt_executable
 from taxi_platform.warehouse.base import TripWarehouse
 
@@ -56,7 +57,14 @@ DBT_GROUP = "transform"
 # The unpartitioned dbt assets (everything not tagged monthly): the monthly models join them, so a
 # first load builds them before any month (the demo, the bench, the tests).
 DBT_REFERENCE_KEYS = [
-    dg.AssetKey(["dbt", name]) for name in ("dim_zones", "payment_type_lookup", "taxi_zone_lookup")
+    dg.AssetKey(["dbt", name])
+    for name in (
+        "dim_zones",
+        "payment_type_lookup",
+        "taxi_zone_lookup",
+        "vendor_lookup",
+        "hvfhs_license_lookup",
+    )
 ]
 
 
@@ -154,6 +162,13 @@ class TaxiDbtTranslator(DagsterDbtTranslator):
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return DBT_GROUP
+
+    def get_partition_mapping(
+        self, dbt_resource_props: Mapping[str, Any], dbt_parent_resource_props: Mapping[str, Any]
+    ) -> dg.PartitionMapping | None:
+        """Month to month; a dataset published later than the source's first month (green from
+        2014) has no partition for the earlier months, which then depend on the others only."""
+        return dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True)
 
     def get_automation_condition(
         self, dbt_resource_props: Mapping[str, Any]
@@ -256,6 +271,8 @@ def _build(
     months: list[date],
 ) -> Iterator[Any]:
     dbt_env = warehouse.dbt_env()
+    # The models read every dataset's final table, whichever datasets the source holds.
+    warehouse.ensure_trip_tables(list(ALL_DATASETS.values()))
     # Always set, empty for no month: a value inherited from the worker's environment must not
     # narrow an unpartitioned build.
     month_env = {
@@ -322,9 +339,15 @@ MODEL_FIGURES = {
         trips_column="total_monthly_trips",
         revenue_column="revenue_monthly_total_amount",
     ),
+    "fact_fhv_trips": ModelFigures(month_column="source_month", revenue_column="passenger_total_amount"),
+    "dm_monthly_zone_trips": ModelFigures(
+        month_column="source_month", trips_column="trips", revenue_column="revenue"
+    ),
     "dim_zones": ModelFigures(),
     "payment_type_lookup": ModelFigures(),
     "taxi_zone_lookup": ModelFigures(),
+    "vendor_lookup": ModelFigures(),
+    "hvfhs_license_lookup": ModelFigures(),
 }
 
 
@@ -361,7 +384,11 @@ def with_model_figures(
         yield event
 
 
-def build_dbt_assets(project: DbtProject) -> list[dg.AssetsDefinition]:
+def build_dbt_assets(
+    project: DbtProject, partitions_def: dg.PartitionsDefinition
+) -> list[dg.AssetsDefinition]:
+    """The monthly models partitioned by `partitions_def` (every month of the source), the
+    reference models unpartitioned."""
     translator = TaxiDbtTranslator()
     # No `project=` to @dbt_assets: it only adds the DbtProject object to every asset's metadata,
     # which the UI shows as "(unserializable)".
@@ -369,7 +396,7 @@ def build_dbt_assets(project: DbtProject) -> list[dg.AssetsDefinition]:
     @dbt_assets(
         manifest=project.manifest_path,
         select=MONTHLY,
-        partitions_def=monthly_partitions,
+        partitions_def=partitions_def,
         backfill_policy=RANGE_POLICY,
         dagster_dbt_translator=translator,
         name="dbt_monthly_models",

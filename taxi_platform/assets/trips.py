@@ -26,10 +26,16 @@ from datetime import date
 
 import dagster as dg
 
-from taxi_platform.checks import blocking_failures, check_evaluation, evaluate_trip_checks, trip_check_specs
-from taxi_platform.datasets import SOURCE, DatasetSpec
+from taxi_platform.checks import (
+    RowCounts,
+    blocking_failures,
+    check_evaluation,
+    evaluate_trip_checks,
+    trip_check_specs,
+)
+from taxi_platform.datasets import DatasetSpec
 from taxi_platform.lake.base import LAKE_KEY_METADATA, LakeFile, VerifiedDownload, lake_key
-from taxi_platform.partitions import month_of, monthly_partitions
+from taxi_platform.partitions import dataset_partitions, month_of
 from taxi_platform.redact import mask_url
 from taxi_platform.source.download import DownloadResult, PermanentDownloadError, ReleaseFileNotFound
 from taxi_platform.source.resource import ReleaseSource
@@ -76,11 +82,13 @@ def run_months(context: dg.AssetExecutionContext) -> list[tuple[str, date]]:
     """(partition key, month) of every month the run covers, oldest first. A range reaching past
     the partitions (a run launched with hand-written range tags) fails at once, never retried."""
     key_range = context.partition_key_range
-    outside = [k for k in (key_range.start, key_range.end) if not monthly_partitions.has_partition_key(k)]
+    partitions = context.assets_def.partitions_def
+    outside = [k for k in (key_range.start, key_range.end) if not partitions.has_partition_key(k)]
     if outside:
+        first, last = partitions.get_first_partition_key(), partitions.get_last_partition_key()
         raise dg.Failure(
             description=f"the run's months {key_range.start} .. {key_range.end} are not all partitions: "
-            f"{', '.join(outside)} is not (the source's months are {SOURCE.months_text})",
+            f"{', '.join(outside)} is not (the months are {first[:7]}..{(last or '?')[:7]})",
             allow_retries=False,
         )
     return sorted(((key, month_of(key)) for key in context.partition_keys), key=lambda km: km[1])
@@ -111,6 +119,7 @@ def build_trip_assets(
     spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str, min_in_month_share: float
 ) -> list[dg.AssetsDefinition]:
     """The three assets of one dataset; `*_kind` only label the UI (e.g. postgres / bigquery)."""
+    partitions = dataset_partitions(spec)
 
     def fetch_month(
         context: dg.AssetExecutionContext, source: ReleaseSource, month: date
@@ -122,8 +131,8 @@ def build_trip_assets(
             if month > spec.last_published:
                 context.log.warning(
                     f"{spec.name} {month:%Y-%m} is not published yet: {mask_url(exc.url)} answered "
-                    f"404, so there is nothing to load (the latest month known to be published is "
-                    f"{spec.last_published:%Y-%m}); the month loads once its file appears."
+                    f"{exc.status}, so there is nothing to load (the latest month known to be "
+                    f"published is {spec.last_published:%Y-%m}); the month loads once its file appears."
                 )
                 return None
             raise dg.Failure(description=str(exc), allow_retries=False) from None
@@ -137,8 +146,8 @@ def build_trip_assets(
         key=raw_file_key(spec),
         description=f"{spec.description} The month's release file, streamed and verified into the lake.",
         group_name=spec.name,
-        kinds={"csv", lake_kind},
-        partitions_def=monthly_partitions,
+        kinds={spec.file_extension.split(".")[0], lake_kind},
+        partitions_def=partitions,
         backfill_policy=RANGE_POLICY,
         io_manager_key=LAKE_IO_MANAGER_KEY,
         output_required=False,
@@ -184,7 +193,7 @@ def build_trip_assets(
         ),
         group_name=spec.name,
         kinds={warehouse_kind},
-        partitions_def=monthly_partitions,
+        partitions_def=partitions,
         backfill_policy=RANGE_POLICY,
         ins={"raw_file": dg.AssetIn(key=raw_file_key(spec))},
         pool=WAREHOUSE_POOL,
@@ -210,6 +219,9 @@ def build_trip_assets(
             )
             if result.sha256:
                 read[STAGED_SHA256] = result.sha256
+            if result.schema_era:  # Parquet: the era the file matched, and its schema's fingerprint
+                read["schema_era"] = dg.MetadataValue.text(result.schema_era)
+                read["schema_fingerprint"] = dg.MetadataValue.text(result.schema_fingerprint or "")
             return {
                 TABLE_NAME: result.table,
                 "dagster/row_count": dg.MetadataValue.int(result.rows),
@@ -236,10 +248,10 @@ def build_trip_assets(
                 metadata={COLUMN_SCHEMA: trip_table_schema(spec)},
             )
         ],
-        partitions_def=monthly_partitions,
+        partitions_def=partitions,
         backfill_policy=RANGE_POLICY,
         pool=WAREHOUSE_POOL,
-        check_specs=trip_check_specs(final_key(spec), min_in_month_share),
+        check_specs=trip_check_specs(final_key(spec), min_in_month_share, partitions),
         can_subset=True,
     )
     def final(
@@ -289,10 +301,21 @@ def build_trip_assets(
                 **({"staged_by_run": result.staged_by_run} if result.staged_by_run else {}),
                 **cost_metadata(result),
             }
+            counts = RowCounts(
+                file_rows=file_rows(context, spec, partition_key),
+                rows_read=result.staged_rows,
+                duplicates_dropped=result.duplicates_dropped,
+            )
             file_checks(
                 partition_key,
                 evaluate_trip_checks(
-                    spec, month, warehouse, min_in_month_share, ids=result.ids, pickups=result.pickups
+                    spec,
+                    month,
+                    warehouse,
+                    min_in_month_share,
+                    ids=result.ids,
+                    pickups=result.pickups,
+                    counts=counts,
                 ),
             )
             return done[partition_key]
@@ -303,7 +326,11 @@ def build_trip_assets(
             yield from month_by_month(context, spec, final_key(spec), replace)
         else:  # the checks alone (the UI's "Execute" on a check): the months as they are, no swap
             for partition_key, month in run_months(context):
-                file_checks(partition_key, evaluate_trip_checks(spec, month, warehouse, min_in_month_share))
+                counts = recorded_counts(context, spec, partition_key)
+                file_checks(
+                    partition_key,
+                    evaluate_trip_checks(spec, month, warehouse, min_in_month_share, counts=counts),
+                )
         results = next(iter(checks.values()), [])
         if one_month:  # Dagster files the results under the run's partition
             if materializing:
@@ -348,13 +375,24 @@ def source_url_metadata(url: str) -> dg.MetadataValue:
 # `previous_rows` (what the month held before, 0 on a first load) and the download's attempts are
 # text; the attempts are in the run's log too.
 def download_metadata(result: DownloadResult) -> dict:
+    """`rows` is the file's own count: the Parquet footer's, or the CSV's data lines."""
+    if result.file_format == "parquet":
+        shape = {
+            "schema_fingerprint": dg.MetadataValue.text(result.schema_fingerprint or ""),
+            "row_groups": dg.MetadataValue.text(str(result.row_groups)),
+        }
+    else:
+        shape = {
+            "uncompressed_bytes": dg.MetadataValue.int(result.decompressed_bytes),
+            "line_ending": "CRLF" if result.line_ending == "\r\n" else "LF",
+        }
     return {
         "source_url": source_url_metadata(result.url),
+        "file_format": dg.MetadataValue.text(result.file_format),
         "bytes": dg.MetadataValue.int(result.bytes),
         "sha256": result.sha256,
         "rows": dg.MetadataValue.int(result.rows),
-        "uncompressed_bytes": dg.MetadataValue.int(result.decompressed_bytes),
-        "line_ending": "CRLF" if result.line_ending == "\r\n" else "LF",
+        **shape,
         "download_attempts": dg.MetadataValue.text(str(result.attempts)),
         "duration_seconds": round(result.seconds, 2),
     }
@@ -437,3 +475,31 @@ def skipped_upstream(context: dg.AssetExecutionContext, upstream: dg.AssetKey, p
     if skipped:
         context.log.warning(f"{partition_key[:7]} is not published yet: nothing to replace")
     return skipped
+
+
+def _latest_metadata(context: dg.AssetExecutionContext, key: dg.AssetKey, partition_key: str) -> dict:
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition_key]), limit=1
+    ).records
+    return dict(records[0].asset_materialization.metadata) if records else {}
+
+
+def file_rows(context: dg.AssetExecutionContext, spec: DatasetSpec, partition_key: str) -> int | None:
+    """The month's file's own row count, as its download's inspection recorded it (the Parquet
+    footer, or the CSV data lines); None when no download of it is recorded."""
+    rows = _latest_metadata(context, raw_file_key(spec), partition_key).get("rows")
+    return None if rows is None else int(rows.value)
+
+
+def recorded_counts(
+    context: dg.AssetExecutionContext, spec: DatasetSpec, partition_key: str
+) -> RowCounts | None:
+    """The reconciliation's figures of the month's last load, from the event log (a check run alone)."""
+    final = _latest_metadata(context, final_key(spec), partition_key)
+    if "staged_rows" not in final or "duplicates_dropped" not in final:
+        return None
+    return RowCounts(
+        file_rows=file_rows(context, spec, partition_key),
+        rows_read=int(final["staged_rows"].value),
+        duplicates_dropped=int(final["duplicates_dropped"].value),
+    )

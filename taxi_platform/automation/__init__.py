@@ -18,7 +18,7 @@ from taxi_platform.automation.jobs import build_trip_job
 from taxi_platform.automation.notify import build_failure_sensor, notifier_from_settings
 from taxi_platform.automation.schedules import build_trip_schedule
 from taxi_platform.automation.sensors import build_dbt_automation_sensor, build_release_sensor
-from taxi_platform.datasets import DatasetSpec
+from taxi_platform.datasets import PUBLISHED_BY_DAY, DatasetSpec
 from taxi_platform.settings import Settings
 
 
@@ -31,11 +31,16 @@ class Automation:
 
 def build_automation(settings: Settings, specs: Mapping[str, DatasetSpec]) -> Automation:
     jobs = {name: build_trip_job(spec) for name, spec in specs.items()}
+    # The course's backup is watched through its GitHub releases; the TLC's month M is due by the
+    # 25th of M+2, so its schedules run on the 26th (a sensor on its files is the next step).
+    course = settings.source == "course"
+    release_sensors = [build_release_sensor(settings, specs, list(jobs.values()))] if course else []
+    day = 1 if course else PUBLISHED_BY_DAY + 1
     return Automation(
         jobs=list(jobs.values()),
-        schedules=[build_trip_schedule(spec, jobs[name]) for name, spec in specs.items()],
+        schedules=[build_trip_schedule(spec, jobs[name], day=day) for name, spec in specs.items()],
         sensors=[
-            build_release_sensor(settings, specs, list(jobs.values())),
+            *release_sensors,
             build_dbt_automation_sensor(),
             build_failure_sensor(notifier_from_settings(settings)),
         ],

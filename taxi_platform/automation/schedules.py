@@ -20,8 +20,8 @@ from datetime import UTC, date, datetime
 import dagster as dg
 
 from taxi_platform.automation.jobs import partition_key, run_tags
-from taxi_platform.datasets import SOURCE, DatasetSpec
-from taxi_platform.partitions import outside_partitions
+from taxi_platform.datasets import DatasetSpec
+from taxi_platform.partitions import months_text, outside_partitions
 
 SCHEDULE_HOURS_UTC = {"green": 9, "yellow": 10}  # the course's crons
 OTHER_DATASETS_HOUR_UTC = 11
@@ -32,8 +32,8 @@ def schedule_name(spec: DatasetSpec) -> str:
     return f"{spec.table_name}_monthly"
 
 
-def cron_schedule(spec: DatasetSpec) -> str:
-    return f"0 {SCHEDULE_HOURS_UTC.get(spec.name, OTHER_DATASETS_HOUR_UTC)} 1 * *"
+def cron_schedule(spec: DatasetSpec, day: int = 1) -> str:
+    return f"0 {SCHEDULE_HOURS_UTC.get(spec.name, OTHER_DATASETS_HOUR_UTC)} {day} * *"
 
 
 def data_month(run_time: datetime) -> date:
@@ -46,23 +46,27 @@ def build_trip_schedule(
     spec: DatasetSpec,
     job: dg.UnresolvedAssetJobDefinition,
     default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.RUNNING,
+    day: int = 1,
 ) -> dg.ScheduleDefinition:
+    """`day`: of the month the schedule runs on (1: the course's; the TLC's month M-2 is
+    published by the 25th, so its schedule runs on the 26th)."""
+
     @dg.schedule(
         name=schedule_name(spec),
-        cron_schedule=cron_schedule(spec),
+        cron_schedule=cron_schedule(spec, day),
         execution_timezone="UTC",
         job=job,
         default_status=default_status,
         description=(
-            f"On the 1st at {cron_schedule(spec).split()[1]}:00 UTC, load the {spec.name} "
-            f"month published by then: the month {PUBLICATION_LAG_MONTHS} months before "
-            f"(a month outside the source's {SOURCE.months_text} is skipped)."
+            f"On day {day} of each month at {cron_schedule(spec).split()[1]}:00 UTC, load the "
+            f"{spec.name} month published by then: the month {PUBLICATION_LAG_MONTHS} months before "
+            f"(a month outside {months_text(spec)} is skipped)."
         ),
     )
     def _schedule(context: dg.ScheduleEvaluationContext):
         run_time = context.scheduled_execution_time or datetime.now(UTC)
         month = data_month(run_time)
-        why_not = outside_partitions(month)
+        why_not = outside_partitions(spec, month)
         if why_not is not None:  # the frozen course backup: every tick from 2021-10 on
             return dg.SkipReason(f"{spec.name} {month:%Y-%m} is {why_not}: nothing to load")
         return dg.RunRequest(

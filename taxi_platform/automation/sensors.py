@@ -212,13 +212,13 @@ def evaluate_releases(
         if target is None:
             ignored += count
             return
-        why_not = outside_partitions(target[1])
+        why_not = outside_partitions(target[0], target[1])
         if why_not is not None:  # also a pending file an older version kept
             state.pending.pop(key, None)
             outside[asset.name] = f"{target[1]:%Y-%m} is {why_not}"
             ignored += count
             return
-        if not is_partition_month(target[1], now):  # published early: wait for the partition
+        if not is_partition_month(target[0], target[1], now):  # published early: wait for the partition
             state.pending[key] = asset.version
             ignored += count
             return

@@ -4,6 +4,10 @@
   later: 429, 5xx, connection errors and read timeouts. A 404 fails at once naming the URL and the
   month; other answers (403, 400, a redirect loop, an invalid URL) and local errors (disk full, a
   folder that cannot be written) fail at once as PermanentDownloadError, naming the URL or path.
+- A 403 is permanent unless the caller says otherwise (`on_forbidden`): the TLC's CloudFront answers
+  403 both when it throttles and for a file it does not hold, so its source retries a 403 for a
+  month that should exist and takes it as "not published" for a month that should not.
+- A body shorter than its Content-Length is retried, then named: "<file>: cut short: N of M bytes".
 - Each read waits at most `timeout` seconds; the whole download (every attempt and the waits
   between them) at most `deadline` seconds, so a server dribbling bytes cannot hold a run forever.
 - The bytes are stored as sent: a server that labels a .csv.gz with `Content-Encoding: gzip` does
@@ -16,13 +20,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 import requests
@@ -41,11 +46,15 @@ STALE_PART_SECONDS = 900.0  # a live download writes its .part file far more oft
 
 
 class ReleaseFileNotFound(FileNotFoundError):
-    """The release has no such file (HTTP 404 / missing local file)."""
+    """The release has no such file (HTTP 404 / missing local file, or a 403 taken as missing)."""
 
-    def __init__(self, url: str, what: str) -> None:
+    def __init__(self, url: str, what: str, status: int = 404) -> None:
         self.url = url
-        super().__init__(f"{what}: {mask_url(url)} was not found (404): no release file for it")
+        self.status = status
+        why = "(404): no release file for it"
+        if status != 404:
+            why = f"(HTTP {status}, which the server answers for a file it does not hold): not published yet"
+        super().__init__(f"{what}: {mask_url(url)} was not found {why}")
 
 
 class DownloadFailed(RuntimeError):
@@ -57,7 +66,7 @@ class PermanentDownloadError(DownloadFailed):
     that cannot be written, the deadline passed); the message names the URL or path."""
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class DownloadResult:
     url: str
     path: Path
@@ -68,6 +77,15 @@ class DownloadResult:
     line_ending: str
     attempts: int
     seconds: float
+    # What the inspector found beyond rows (see verify.Inspection); Parquet files fill them.
+    file_format: str = "csv.gz"
+    schema_fingerprint: str | None = None
+    row_groups: int | None = None
+    columns: tuple[tuple[str, str], ...] = ()
+
+
+# What a 403 means: "fail" (permanent: access denied), "missing" (like a 404), "retry" (like a 429).
+Forbidden = Literal["fail", "missing", "retry"]
 
 
 class _RetryableError(Exception):
@@ -111,10 +129,12 @@ def download_file(
     backoff_base: float = 1.0,
     log: Callable[[str], None] = lambda _m: None,
     sleep: Callable[[float], None] = time.sleep,
+    on_forbidden: Forbidden = "fail",
 ) -> DownloadResult:
     """Stream `url` into `dest`, verifying it on the way; `dest` only exists if it is valid.
 
-    `what` names the file in messages (`yellow 2019-01`); `new_inspector` verifies one attempt.
+    `what` names the file in messages (`yellow 2019-01`); `new_inspector` verifies one attempt;
+    `on_forbidden` says what an HTTP 403 means (see Forbidden).
     """
     shown = mask_url(url)
     part = dest.with_name(dest.name + ".part")
@@ -128,7 +148,9 @@ def download_file(
     last_error = ""
     for attempt in range(1, attempts + 1):
         try:
-            result = _attempt(url, part, what, new_inspector(), timeout, give_up_at, deadline, log)
+            result = _attempt(
+                url, part, what, new_inspector(), timeout, give_up_at, deadline, log, on_forbidden
+            )
         except _RetryableError as exc:
             last_error = str(exc)
             part.unlink(missing_ok=True)
@@ -195,12 +217,13 @@ def _attempt(
     give_up_at: float,
     deadline: float,
     log: Callable[[str], None],
+    on_forbidden: Forbidden,
 ) -> dict:
     sha = hashlib.sha256()
     written = 0
     last_report = time.monotonic()
     with open(part, "wb") as out:
-        for chunk, total in _stream(url, what, timeout):
+        for chunk, total in _stream(url, what, timeout, on_forbidden):
             out.write(chunk)
             sha.update(chunk)
             inspector.feed(chunk)
@@ -216,16 +239,16 @@ def _attempt(
                 log(f"{what}: {written:,}{of} bytes downloaded")
                 last_report = now
     inspection = inspector.finish(local_copy=part)
-    return dict(
-        bytes=written,
-        sha256=sha.hexdigest(),
-        rows=inspection.rows,
-        decompressed_bytes=inspection.decompressed_bytes,
-        line_ending=inspection.line_ending,
-    )
+    # The inspection's fields (rows, schema, ...) are DownloadResult's, by the same names.
+    return dict(bytes=written, sha256=sha.hexdigest(), **dataclasses.asdict(inspection))
 
 
-def _stream(url: str, what: str, timeout: float):
+def _cut_short(url: str, received: int, total: int) -> str:
+    name = PurePosixPath(unquote(urlsplit(url).path)).name or mask_url(url)
+    return f"{name}: cut short: {received:,} of {total:,} bytes (Content-Length)"
+
+
+def _stream(url: str, what: str, timeout: float, on_forbidden: Forbidden = "fail"):
     scheme = urlsplit(url).scheme
     if scheme == "file":
         path = Path(unquote(urlsplit(url).path))
@@ -256,8 +279,13 @@ def _stream(url: str, what: str, timeout: float):
     except requests.RequestException as exc:
         raise _RetryableError(f"connection error: {type(exc).__name__}") from None
     with response:
-        if response.status_code == 404:
-            raise ReleaseFileNotFound(url, what)
+        if response.status_code == 404 or (response.status_code == 403 and on_forbidden == "missing"):
+            raise ReleaseFileNotFound(url, what, response.status_code)
+        if response.status_code == 403 and on_forbidden == "retry":
+            raise _RetryableError(
+                "HTTP 403 (the server answers it when throttling, or for a file it does not hold)",
+                _retry_after(response),
+            )
         if response.status_code in RETRY_STATUSES:
             raise _RetryableError(f"HTTP {response.status_code}", _retry_after(response))
         if response.status_code != 200:
@@ -267,12 +295,18 @@ def _stream(url: str, what: str, timeout: float):
             )
         total = int(response.headers.get("Content-Length") or 0)
         raw = response.raw
+        received = 0
         try:
             # read1: whatever has arrived (up to CHUNK), so the deadline is checked between reads
             # even when a server sends a byte at a time.
             while chunk := raw.read1(CHUNK, decode_content=False):
+                received += len(chunk)
                 yield chunk, total
         except urllib3.exceptions.ReadTimeoutError:
             raise _RetryableError(f"timed out: no data for {timeout:.0f} s mid-download") from None
         except (urllib3.exceptions.HTTPError, requests.RequestException, ConnectionError) as exc:
-            raise _RetryableError(f"connection lost mid-download: {type(exc).__name__}") from None
+            short = f"{_cut_short(url, received, total)}; " if received < total else ""
+            raise _RetryableError(f"{short}connection lost mid-download: {type(exc).__name__}") from None
+        # urllib3 already refuses a short body; this holds should a transport not enforce it.
+        if total and received < total:
+            raise _RetryableError(_cut_short(url, received, total))

@@ -22,9 +22,15 @@ class InvalidReleaseFile(ValueError):
 
 @dataclass(frozen=True)
 class Inspection:
-    rows: int  # data rows, header excluded
-    decompressed_bytes: int
-    line_ending: str
+    rows: int  # data rows, header excluded (Parquet: the footer's row count)
+    decompressed_bytes: int  # Parquet: the row groups' uncompressed size
+    line_ending: str  # "" for a Parquet file
+    file_format: str = "csv.gz"  # "csv.gz", "csv" (reference files) or "parquet"
+    # Parquet only: a short hash of the column names and physical types (parquet_verify.py), the
+    # number of row groups, and the (name, Arrow type) of each column in file order.
+    schema_fingerprint: str | None = None
+    row_groups: int | None = None
+    columns: tuple[tuple[str, str], ...] = ()
 
 
 class Inspector(Protocol):
@@ -211,4 +217,5 @@ class PlainCsvInspector:
             rows=len(rows) - 1,
             decompressed_bytes=len(self._data),
             line_ending="\r\n" if b"\r\n" in self._data[:4096] else "\n",
+            file_format="csv",
         )

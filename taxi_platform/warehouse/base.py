@@ -145,6 +145,11 @@ class TripWarehouse(dg.ConfigurableResource, ABC):
         of `months` present in it, or for the whole table (key None) without a `month_column`.
         For the metadata the UI plots per partition. Identifiers are validated."""
 
+    @abstractmethod
+    def ensure_trip_tables(self, specs: Sequence[DatasetSpec]) -> None:
+        """Create the final tables that do not exist yet, empty (the dbt models read all four,
+        whichever datasets the source holds)."""
+
     def dbt_build_lock(self) -> AbstractContextManager:
         """Held around a dbt build: two builds must not race to create an incremental model's
         table (one month's rows would be lost). No lock where the warehouse has none."""

@@ -137,6 +137,12 @@ class BigQueryWarehouse(TripWarehouse):
 
         return [bigquery.SchemaField(c.name, BQ_TYPES[c.type]) for c in columns]
 
+    def ensure_trip_tables(self, specs: Sequence[DatasetSpec]) -> None:
+        with self.client("create the trip tables") as client:
+            self._ensure_datasets(client)
+            for spec in specs:
+                self._ensure_final(client, spec)
+
     def _ensure_final(self, client: Any, spec: DatasetSpec) -> str:
         """The final table, partitioned by pickup day and clustered by file (idempotent)."""
         from google.cloud import bigquery

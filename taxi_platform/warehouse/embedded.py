@@ -847,3 +847,8 @@ class EmbeddedPostgres:
             else:
                 shutil.rmtree(self.root)
         return True
+
+
+def embedded_server(settings) -> EmbeddedPostgres:
+    """The embedded PostgreSQL of TAXI_HOME's settings (whether or not TAXI_POSTGRES_URL is set)."""
+    return EmbeddedPostgres(settings.embedded_pg_dir, port=settings.embedded_port)

@@ -227,6 +227,11 @@ class PostgresWarehouse(TripWarehouse):
                     )
                 )
 
+    def ensure_trip_tables(self, specs: Sequence[DatasetSpec]) -> None:
+        with self.connect("create the trip tables") as conn, conn.cursor() as cur:
+            for spec in specs:
+                self._setup(cur, spec)
+
     # --- staging and final -------------------------------------------------------------------
     def load_staging(
         self, spec: DatasetSpec, month: date, lake_file: LakeFile, log: Log, run_id: str = ""

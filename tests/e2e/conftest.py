@@ -184,6 +184,7 @@ def dagster_stack(session_root: Path, pg_url: str) -> Iterator[Stack]:
         "PATH": f"{BIN}:{os.environ['PATH']}",
         "DAGSTER_HOME": str(home),
         "TAXI_HOME": str(root / "taxi_home"),
+        "TAXI_SOURCE": "course",
         "TAXI_SOURCE_URL": mirror.as_uri(),
         "TAXI_POSTGRES_URL": pg_url,
         "TAXI_WAREHOUSE_SCHEMA": stack.warehouse_schema,

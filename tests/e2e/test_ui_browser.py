@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from taxi_platform.partitions import monthly_partitions
+from taxi_platform.datasets import YELLOW
+from taxi_platform.partitions import dataset_partitions
 
 from .conftest import ARTIFACTS, MONTHS, Backfill, Stack, mart_trips_per_partition
+
+monthly_partitions = dataset_partitions(YELLOW)
 
 pytestmark = pytest.mark.slow
 

@@ -51,6 +51,7 @@ def gcp_env(session_root: Path, emulators: Emulators, monkeypatch) -> Iterator[G
     mirror.mkdir()
     home = session_root / f"gcp_home_{name}"
     settings = Settings(
+        source="course",
         target="gcp",
         home=home,
         source_url=mirror.as_uri(),

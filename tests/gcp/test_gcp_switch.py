@@ -161,9 +161,12 @@ def test_no_application_default_credentials_gives_a_clear_error(monkeypatch, tmp
 def test_same_definitions_on_both_targets(tmp_path):
     from taxi_platform.definitions import build_definitions
 
-    local = Settings(home=tmp_path)
+    local = Settings(source="course", home=tmp_path)
     gcp = Settings(
-        target="gcp", home=tmp_path, gcp=GcpSettings(project="my-project-42", gcs_bucket="taxi-lake")
+        source="course",
+        target="gcp",
+        home=tmp_path,
+        gcp=GcpSettings(project="my-project-42", gcs_bucket="taxi-lake"),
     )
 
     def shape(settings):

@@ -1,5 +1,6 @@
--- Yellow and green trips with zones, payment type and duration. Incremental by source month: a
--- monthly run deletes and re-inserts exactly that month, in one transaction (see delete_rebuilt_month).
+-- Yellow and green trips with zones, payment type and duration, from the course's CSV files or the
+-- TLC's Parquet files. Incremental by source month: a monthly run deletes and re-inserts exactly that
+-- month, in one transaction (see delete_rebuilt_month).
 {{ config(
     materialized='incremental',
     incremental_strategy=month_incremental_strategy(),
@@ -46,6 +47,8 @@ select
     trips.improvement_surcharge,
     trips.total_amount,
     trips.congestion_surcharge,
+    trips.airport_fee,
+    trips.cbd_congestion_fee,
     trips.payment_type,
     coalesce(payment_types.description, 'Unknown') as payment_type_description
 from trips
