@@ -67,6 +67,7 @@ def test_bench_runs_end_to_end_and_writes_every_measurement(tmp_path):
                 "unique_row_id_is_unique": True,
                 "has_rows": True,
                 "pickups_in_month": True,
+                "rows_match_file": True,
             }
         assert size["ours_reload"]["previous_rows"] == size["ours_reload"]["final_rows"]
         assert set(size["reference"]["phases"]) == {"create_truncate", "copy", "update_md5", "merge"}
@@ -95,6 +96,7 @@ def test_bench_runs_end_to_end_and_writes_every_measurement(tmp_path):
         "unique_row_id_is_unique": True,
         "has_rows": True,
         "pickups_in_month": True,
+        "rows_match_file": True,
     }
     # The dbt tests of the month ran as asset checks, and all passed.
     for build in ("first_build", "dbt"):

@@ -56,7 +56,12 @@ def test_month_gives_exactly_the_expected_trips(env: Env):
     (fares,) = env.query(f"SELECT sum(fare_amount) FROM {env.final(YELLOW)}")[0]
     assert fares == expected_fares
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks == {"unique_row_id_is_unique": True, "has_rows": True, "pickups_in_month": True}
+    assert checks == {
+        "unique_row_id_is_unique": True,
+        "has_rows": True,
+        "pickups_in_month": True,
+        "rows_match_file": True,
+    }
 
 
 def test_green_month_and_filename_column(env: Env):

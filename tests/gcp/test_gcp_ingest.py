@@ -55,7 +55,12 @@ def test_month_gives_exactly_the_expected_trips(gcp_env: GcpEnv):
     expected_fares = sum(Decimal(r[fare_index]) for r in expected.ids.values() if r[fare_index])
     assert gcp_env.query(f"SELECT SUM(fare_amount) FROM {gcp_env.final(YELLOW)}")[0][0] == expected_fares
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks == {"unique_row_id_is_unique": True, "has_rows": True, "pickups_in_month": True}
+    assert checks == {
+        "unique_row_id_is_unique": True,
+        "has_rows": True,
+        "pickups_in_month": True,
+        "rows_match_file": True,
+    }
 
 
 # --- parity with PostgreSQL --------------------------------------------------------------------
