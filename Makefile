@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(TAXI_HOME)/dagster
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: install dbt-prepare demo demo-full lint test bench bench-run-start dev db-start db-stop db-psql clean
+.PHONY: install dbt-prepare demo demo-full lint test bench bench-parquet bench-run-start dev db-start db-stop db-psql clean
 
 # The dbt manifest is prepared here (dbt parse), not when the definitions are imported.
 DBT_MANIFEST := dbt_project/target/manifest.json
@@ -53,6 +53,10 @@ test: install lint
 ## starts itself (~10 min; results in bench/results/latest.json and bench/RESULTS.md).
 bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## Parquet months (yellow 3.5 M rows, fhvhv 20 M) against DuckDB's plain load: target <= 1.2x.
+bench-parquet: install
+	$(BIN)/python -m bench.parquet $(BENCH_ARGS)
 
 ## Run start under `make dev`: dequeue -> first step of runs launched as the UI does (target <= 5 s),
 ## against a fresh import of the code location (~4 min; bench/results/run_start.json).
