@@ -350,3 +350,34 @@ def test_an_unknown_payment_code_is_refused(env, tmp_path: Path) -> None:
         "yellow_tripdata_2009-01.parquet row 1, column Payment_Type: Bitcoin is not one of"
     )
     assert env.fingerprint(spec) == []
+
+
+# ---------------------------------------------------------------- every era of every dataset
+
+
+def era_months(spec: DatasetSpec) -> list[date]:
+    """A month of each era, and of each change of physical types within an era."""
+    months = {era.first_month for era in spec.eras}
+    months |= {since for era in spec.eras for since, _ in era.type_changes}
+    return sorted(months)
+
+
+@pytest.mark.parametrize("name", ["yellow", "green", "fhv", "fhvhv"])
+def test_generated_months_of_every_era_land_in_one_table(env, tmp_path: Path, name: str) -> None:
+    from taxi_platform.sample.parquet_generator import generate_parquet_month
+
+    spec = parquet_spec(name)
+    expected: dict[str, int] = {}
+    for month in era_months(spec):
+        made = generate_parquet_month(
+            spec, month, tmp_path / spec.file_name(month), rows=400, seed=month.month
+        )
+        staged, replaced = load(env, spec, month, made.path)
+        assert staged.schema_era == made.era and replaced.final_rows == made.distinct_rows
+        expected[spec.file_name(month)] = made.distinct_rows
+    got = dict(env.query(f"SELECT filename, count(*) FROM {env.final(spec)} GROUP BY filename"))
+    assert got == expected and len(expected) == len(era_months(spec))
+    # Every era's ids are distinct in the one table (no era collapses another's trips).
+    assert env.query(f"SELECT count(DISTINCT unique_row_id) FROM {env.final(spec)}")[0][0] == sum(
+        expected.values()
+    )
