@@ -189,6 +189,11 @@ class BigQueryWarehouse(TripWarehouse):
         from google.cloud import bigquery
 
         started = time.monotonic()
+        if spec.file_extension == "parquet":
+            raise WarehouseError(
+                f"{spec.file_name(month)}: BigQuery does not load the TLC's Parquet months yet; with "
+                "TAXI_TARGET=gcp set TAXI_SOURCE=course (the course's CSV backup), or load into PostgreSQL"
+            )
         file_name = _checked_file_name(spec.file_name(month))
         if not lake_file.uri.startswith("gs://"):
             raise WarehouseError(
