@@ -36,9 +36,18 @@ def error_lines(done: subprocess.CompletedProcess) -> list[str]:
         (["sample", "yellow", "2019-13", "out.csv.gz"], ["argument month", "'2019-13'"]),
         (["demo", "--rows", "-1"], ["argument --rows", "'-1'"]),
         (["demo", "--months", "2019-03..2019-01"], ["argument --months", "'2019-03..2019-01'"]),
-        # Months outside the source's (the partitions): the course's CSV backup ends at 2021-07.
+        # Months outside the source's (the partitions): the course's CSV backup ends at 2021-07,
+        # the TLC's releases begin at 2009-01; a dataset the source does not hold.
         (
-            ["demo", "--months", "2021-06..2021-09"],
+            ["demo", "--months", "2008-11..2009-01"],
+            ["argument --months", "2008-11 is before the first month of the tlc-parquet source", "2009-01.."],
+        ),
+        (
+            ["TAXI_SOURCE=course", "demo", "--datasets", "fhv"],
+            ["argument --datasets", "the course-csv source has no fhv", "TAXI_SOURCE"],
+        ),
+        (
+            ["TAXI_SOURCE=course", "demo", "--months", "2021-06..2021-09"],
             [
                 "argument --months",
                 "'2021-06..2021-09'",
@@ -47,11 +56,11 @@ def error_lines(done: subprocess.CompletedProcess) -> list[str]:
             ],
         ),
         (
-            ["demo", "--months", "2019-01,2024-05"],
+            ["TAXI_SOURCE=course", "demo", "--months", "2019-01,2024-05"],
             ["argument --months", "2024-05 is after the last month", "2019-01..2021-07"],
         ),
         (
-            ["mirror", "write", "--months", "2018-12"],
+            ["TAXI_SOURCE=course", "mirror", "write", "--months", "2018-12"],
             ["argument --months", "2018-12 is before the first month", "2019-01..2021-07"],
         ),
         (["mirror", "write", "--rows", "-2"], ["argument --rows", "'-2'"]),
@@ -59,7 +68,8 @@ def error_lines(done: subprocess.CompletedProcess) -> list[str]:
     ],
 )
 def test_a_bad_argument_is_a_usage_error_naming_it(tmp_path, args, names):
-    done = run_cli(tmp_path, *args)
+    env = dict(a.split("=", 1) for a in args if a.startswith("TAXI_"))  # settings before the command
+    done = run_cli(tmp_path, *(a for a in args if not a.startswith("TAXI_")), **env)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr.startswith("usage: taxi-platform")
