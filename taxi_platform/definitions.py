@@ -8,7 +8,7 @@ from taxi_platform.assets.dbt import build_dbt_assets, load_dbt_project
 from taxi_platform.assets.trips import build_trip_assets
 from taxi_platform.assets.zones import build_reference_assets
 from taxi_platform.automation import build_automation
-from taxi_platform.datasets import ZONES, source_datasets
+from taxi_platform.datasets import ALL_DATASETS, ZONES, source_datasets
 from taxi_platform.partitions import source_partitions
 from taxi_platform.resources import build_resources, kinds
 from taxi_platform.settings import Settings
@@ -21,8 +21,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     for spec in specs.values():
         assets += build_trip_assets(spec, **kinds(settings), min_in_month_share=settings.min_in_month_share)
     assets += build_reference_assets(ZONES, **kinds(settings))
+    absent = [spec.table_name for name, spec in ALL_DATASETS.items() if name not in specs]
     assets += build_dbt_assets(
-        load_dbt_project(settings.dbt_project_dir), source_partitions(settings.source_spec)
+        load_dbt_project(settings.dbt_project_dir), source_partitions(settings.source_spec), absent
     )
     automation = build_automation(settings, specs)  # jobs, schedules, sensors per dataset
     return dg.Definitions(

@@ -83,6 +83,7 @@ def _gcp_resources(settings: Settings) -> dict[str, object]:
             dataset=gcp.bq_dataset,
             staging_dataset=settings.staging_schema,
             dbt_dataset=settings.dbt_schema,
+            engine_memory=f"{settings.engine_memory_mb}MB",
         ),
     }
 

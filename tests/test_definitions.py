@@ -105,3 +105,20 @@ def test_the_dbt_automation_sensor_targets_every_dbt_asset_by_a_printable_select
     assert sensor.asset_selection.to_selection_str() == 'key:"dbt/*"'  # the UI shows this text
     dbt_keys = {k for k in graph.get_all_asset_keys() if k.path[0] == "dbt"}
     assert sensor.asset_selection.resolve(graph) == dbt_keys and len(dbt_keys) == 13
+
+
+def test_the_course_source_leaves_out_the_dbt_models_fed_by_datasets_it_lacks(tmp_path):
+    """The course's backup has no fhv or fhvhv: their models (and the all-services mart built on
+    them) would wait forever for data, so that code location does not show them."""
+    from taxi_platform.definitions import build_definitions
+    from taxi_platform.settings import Settings
+
+    def dbt_models(source):
+        graph = build_definitions(Settings(source=source, home=tmp_path)).resolve_asset_graph()
+        return {k.path[1] for k in graph.get_all_asset_keys() if k.path[0] == "dbt"}
+
+    fed_by_fhv = {"stg_fhv_tripdata", "stg_fhvhv_tripdata", "fact_fhv_trips", "dm_monthly_zone_trips"}
+    tlc, course = dbt_models("tlc"), dbt_models("course")
+    assert fed_by_fhv <= tlc and len(tlc) == 13
+    assert course == tlc - fed_by_fhv
+    assert {"fact_trips", "dm_monthly_zone_revenue", "dim_zones", "hvfhs_license_lookup"} <= course

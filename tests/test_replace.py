@@ -19,7 +19,7 @@ from taxi_platform.datasets import YELLOW
 from taxi_platform.sample.generator import generate_month
 from taxi_platform.warehouse.base import WarehouseError
 from taxi_platform.warehouse.postgres import PostgresWarehouse
-from taxi_platform.warehouse.postgres_month import StagedMonth
+from taxi_platform.warehouse.staged_month import StagedMonth
 
 JAN, FEB = date(2019, 1, 1), date(2019, 2, 1)
 

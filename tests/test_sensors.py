@@ -934,8 +934,13 @@ def test_a_final_table_update_requests_that_months_dbt_partition(tmp_path: Path)
     graph = defs.resolve_asset_graph()
     monthly = [k for k in graph.get_all_asset_keys() if k.path[0] == "dbt" and graph.get(k).partitions_def]
     assert monthly, "no monthly dbt assets"
+    # dim_zones and the seeds; not the final tables of datasets the course source lacks (fhv,
+    # fhvhv): they are external there, and nothing ever materializes them.
     upstream_unpartitioned = {
-        p for k in monthly for p in graph.get(k).parent_keys if graph.get(p).partitions_def is None
+        p
+        for k in monthly
+        for p in graph.get(k).parent_keys
+        if graph.get(p).partitions_def is None and graph.get(p).is_materializable
     }
     with dg.instance_for_test() as instance:
         selection = dg.AssetSelection.assets(*monthly)

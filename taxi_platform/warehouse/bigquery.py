@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from dagster_gcp import BigQueryResource
@@ -48,8 +49,10 @@ from taxi_platform.warehouse.base import (
     WarehouseError,
     refuse_wrong_month,
 )
+from taxi_platform.warehouse.bigquery_parquet import load_staging_parquet, scratch_dir, staging_parquet
 from taxi_platform.warehouse.bigquery_trip_id import bigquery_trip_id_sql
 from taxi_platform.warehouse.sql import bq_ident
+from taxi_platform.warehouse.staged_month import StagedMonth
 
 BQ_TYPES = {
     ColumnType.INTEGER: "INT64",
@@ -60,7 +63,7 @@ BQ_TYPES = {
 }
 # File names reach the replace script as literals (the emulator binds no parameters inside a
 # script): only names of this shape are accepted.
-_SAFE_FILE_NAME = re.compile(r"^[a-z0-9_]+_tripdata_[0-9]{4}-[0-9]{2}\.csv\.gz$")
+_SAFE_FILE_NAME = re.compile(r"^[a-z0-9_]+_tripdata_[0-9]{4}-[0-9]{2}\.(csv\.gz|parquet)$")
 
 
 def month_suffix(month: date) -> str:
@@ -89,6 +92,8 @@ class BigQueryWarehouse(TripWarehouse):
     dataset: str = "taxi"
     staging_dataset: str = "taxi_staging"
     dbt_dataset: str = "taxi_dbt"
+    # DuckDB's memory for a Parquet month's passes (it spills beyond; TAXI_ENGINE_MEMORY_MB).
+    engine_memory: str = "128MB"
 
     # --- clients and names ---------------------------------------------------------------------
     @contextmanager
@@ -190,10 +195,7 @@ class BigQueryWarehouse(TripWarehouse):
 
         started = time.monotonic()
         if spec.file_extension == "parquet":
-            raise WarehouseError(
-                f"{spec.file_name(month)}: BigQuery does not load the TLC's Parquet months yet; with "
-                "TAXI_TARGET=gcp set TAXI_SOURCE=course (the course's CSV backup), or load into PostgreSQL"
-            )
+            return self._load_staging_parquet(spec, month, lake_file, log, started, run_id)
         file_name = _checked_file_name(spec.file_name(month))
         if not lake_file.uri.startswith("gs://"):
             raise WarehouseError(
@@ -253,6 +255,76 @@ class BigQueryWarehouse(TripWarehouse):
             bytes_billed=cost.billed,
         )
 
+    def _staging_schema(self, spec: DatasetSpec) -> list:
+        from google.cloud import bigquery
+
+        return [
+            bigquery.SchemaField("unique_row_id", "STRING"),
+            bigquery.SchemaField("filename", "STRING"),
+            *self._schema(spec.columns),
+        ]
+
+    def _load_staging_parquet(
+        self, spec: DatasetSpec, month: date, lake_file: LakeFile, log: Log, started: float, run_id: str
+    ) -> StagingResult:
+        """A TLC Parquet month: typed and deduplicated by DuckDB here, then one load job
+        (bigquery_parquet.py)."""
+        file_name = _checked_file_name(spec.file_name(month))
+        cost = JobCost()
+        with scratch_dir() as scratch:
+            path, found = staging_parquet(
+                spec,
+                month,
+                lake_file,
+                Path(scratch),
+                memory_limit=self.engine_memory,
+                redact=lambda message: message,  # DuckDB sees no credential on this path
+                log=log,
+            )
+            with self.client(f"staging {file_name}") as client:
+                self._ensure_datasets(client)
+                ref = self._ref(client, self._datasets()[1], f"{spec.table_name}_{month_suffix(month)}")
+                job = load_staging_parquet(
+                    client,
+                    ref,
+                    self._staging_schema(spec),
+                    path,
+                    lambda exc, job: f"{file_name}: {_job_message(exc, job)}",
+                )
+                cost.add(job)
+                rows = int(job.output_rows or 0)
+                if rows != found.kept:
+                    raise WarehouseError(
+                        f"{file_name}: the load job wrote {rows:,} rows of the {found.kept:,} sent"
+                    )
+                # What the replace reports (rows read, duplicates dropped) travels with the table,
+                # in the same words as PostgreSQL's staging comment.
+                table = client.get_table(ref)
+                table.description = StagedMonth(
+                    rows=rows,
+                    distinct=rows,
+                    read=found.read,
+                    in_month=found.in_month,
+                    run_id=run_id,
+                    sha256=found.sha256,
+                ).comment(file_name)
+                client.update_table(table, ["description"])
+        log(
+            f"{file_name}: {found.read:,} rows read, {found.dropped:,} duplicates dropped, "
+            f"{rows:,} rows staged in {self.staging_table(spec, month)} by a load job"
+        )
+        return StagingResult(
+            table=self.staging_table(spec, month),
+            rows=rows,
+            seconds=time.monotonic() - started,
+            bytes_processed=cost.processed,
+            bytes_billed=cost.billed,
+            rows_read=found.read,
+            sha256=found.sha256,
+            schema_era=found.q.era.name,
+            schema_fingerprint=found.schema.fingerprint,
+        )
+
     # --- final --------------------------------------------------------------------------------
     def replace_month(
         self, spec: DatasetSpec, month: date, log: Log, run_id: str = "", staged_sha256: str | None = None
@@ -270,7 +342,9 @@ class BigQueryWarehouse(TripWarehouse):
             dataset, staging_ds = self._datasets()
             staging_name = f"{spec.table_name}_{month_suffix(month)}"
             try:
-                client.get_table(self._ref(client, staging_ds, staging_name))
+                staged_month = StagedMonth.parse(
+                    client.get_table(self._ref(client, staging_ds, staging_name)).description
+                )
             except gexc.NotFound:
                 raise WarehouseError(
                     f"no staging table {self.staging_table(spec, month)}: materialize the "
@@ -333,7 +407,8 @@ class BigQueryWarehouse(TripWarehouse):
         )
         return ReplaceResult(
             table=self.final_table(spec),
-            staged_rows=staged,
+            # A Parquet month's staging kept each trip's first row already: the file's rows read.
+            staged_rows=staged_month.read if staged_month else staged,
             final_rows=final_rows,
             previous_rows=previous,
             seconds=time.monotonic() - started,

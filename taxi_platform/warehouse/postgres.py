@@ -243,8 +243,8 @@ class PostgresWarehouse(TripWarehouse):
             self._setup(cur, spec)
             conn.commit()
             if spec.file_extension == "parquet":
-                staged, q, schema = stage_parquet_month(self, spec, month, lake_file, run_id, log)
-                era = {"schema_era": q.era.name, "schema_fingerprint": schema.fingerprint}
+                staged, found = stage_parquet_month(self, spec, month, lake_file, run_id, log)
+                era = {"schema_era": found.q.era.name, "schema_fingerprint": found.schema.fingerprint}
             else:
                 staged = stage_month(self, cur, spec, month, lake_file, run_id, log)
         log(

@@ -48,13 +48,10 @@ from taxi_platform.engine.duplicates import DuplicateTracker
 from taxi_platform.lake.base import LakeFile
 from taxi_platform.partitions import next_month
 from taxi_platform.warehouse.base import BadInputError, Log, WarehouseError, refuse_wrong_month
+from taxi_platform.warehouse.staged_month import StagedMonth
 
 PROGRESS_EVERY_SECONDS = 10.0
 LOCK_NAMESPACE = 0x7A11  # first key of every advisory lock we take
-_COMMENT = re.compile(
-    r"rows=(\d+) distinct=(\d+) read=(\d+) in_month=(\d+|-) (?:sha256=([0-9a-f]{64}) )?"
-    r"run=(\S*) "
-)
 LOCK_TIMEOUT = "2s"  # per swap attempt; the readers it would block wait no longer than this
 SWAP_ATTEMPTS = 30
 SWAP_RETRY_SECONDS = 2.0
@@ -62,41 +59,6 @@ SWAP_RETRY_SECONDS = 2.0
 
 class SupersededLoad(WarehouseError):
     """The month was staged again from another file by another run before this run's swap."""
-
-
-@dataclass(frozen=True)
-class StagedMonth:
-    """What a staging table holds, from its comment (written in the transaction that filled it)."""
-
-    rows: int  # rows in the table (the server's count: COPY minus the duplicates deleted)
-    distinct: int  # distinct ids the engine found in the file
-    read: int  # data rows of the file
-    in_month: int | None  # rows kept whose pickup lies in the month (the engine's count; None: not counted)
-    run_id: str  # the run that staged it
-    sha256: str | None = None  # of the file it read (None: staged by an older version)
-
-    def comment(self, file_name: str) -> str:
-        in_month = "-" if self.in_month is None else self.in_month
-        sha = f"sha256={self.sha256} " if self.sha256 else ""
-        return (
-            f"rows={self.rows} distinct={self.distinct} read={self.read} in_month={in_month} "
-            f"{sha}run={self.run_id} ({file_name}, staged by taxi_platform)"
-        )
-
-    @classmethod
-    def parse(cls, comment: str | None) -> StagedMonth | None:
-        match = _COMMENT.match(comment or "")
-        if not match:
-            return None
-        in_month = None if match.group(4) == "-" else int(match.group(4))
-        return cls(
-            int(match.group(1)),
-            int(match.group(2)),
-            int(match.group(3)),
-            in_month,
-            match.group(6),
-            match.group(5),
-        )
 
 
 def stage_month(
