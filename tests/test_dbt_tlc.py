@@ -62,12 +62,20 @@ def distinct_rows(path: Path) -> pa.Table:
     return table.group_by(table.column_names).aggregate([])
 
 
-def real_green_trips(path: Path) -> tuple[set[str], Decimal]:
+def real_green_trips(path: Path, month: date = MONTH) -> tuple[set[str], Decimal]:
     """The file's distinct trip ids and the sum of total_amount over the first row of each."""
+    by_zone = real_green_by_zone(path, month)
+    ids = set().union(*(zone_ids for zone_ids, _ in by_zone.values()))
+    return ids, sum((total for _, total in by_zone.values()), Decimal(0))
+
+
+def real_green_by_zone(path: Path, month: date) -> dict[int | None, tuple[set[str], Decimal]]:
+    """Per pickup zone: the distinct trip ids and the sum of total_amount over the first row of
+    each (file order), from pyarrow's values and the reference id."""
     spec = parquet_spec("green")
-    era = era_of_month(spec.eras, MONTH)
+    era = era_of_month(spec.eras, month)
     ids: set[str] = set()
-    total = Decimal(0)
+    zones: dict[int | None, tuple[set[str], Decimal]] = {}
     for row in pq.read_table(path).to_pylist():
         values = {}
         for col in era.columns:
@@ -80,9 +88,12 @@ def real_green_trips(path: Path) -> tuple[set[str], Decimal]:
         trip = trip_id_from_values(spec, {name: values.get(name) for name in spec.identity_columns})
         if trip not in ids:
             ids.add(trip)
+            zone_ids, total = zones.get(row["PULocationID"], (set(), Decimal(0)))
+            zone_ids.add(trip)
             if row["total_amount"] is not None:
                 total += Decimal(str(round(row["total_amount"], 6)))
-    return ids, total
+            zones[row["PULocationID"]] = (zone_ids, total)
+    return zones
 
 
 def set_flex_fare(path: Path, rows: int) -> None:
@@ -270,3 +281,32 @@ def test_dbt_builds_the_four_tlc_datasets_for_a_month_then_a_range(loaded, tmp_p
         f"SELECT pickup_borough, trips FROM {mart} WHERE source_month = %s AND service_type = 'Yellow'",
         (LEGACY,),
     ) == [("Unknown", legacy.distinct_rows)]
+
+
+def test_the_mart_of_every_real_green_month_equals_an_independent_sum(env: Env, tmp_path: Path):
+    """The seven real green months (three eras) loaded and built in one range: per month and
+    pickup zone, the mart's trips and revenue are the file's distinct trips and their total_amount."""
+    env.warehouse().load_reference(ZONES, lake_file(ZONES_CSV), lambda _m: None)
+    spec = parquet_spec("green")
+    files = sorted(REAL_PARQUET.glob("green_tripdata_*.parquet"))
+    months = {path: date(int(path.stem[15:19]), int(path.stem[20:22]), 1) for path in files}
+    assert len(files) == 7
+    for path, month in months.items():
+        load(env, spec, month, path)
+    # As the platform does before dbt (assets/dbt.py): the other datasets' tables exist, empty.
+    env.warehouse().ensure_trip_tables([parquet_spec(name) for name in ALL_DATASETS])
+    statuses = dbt_build(env, min(months.values()), max(months.values()), tmp_path / "dbt")
+    assert set(statuses.values()) == {"success", "pass"}
+    mart = table(env, "dm_monthly_zone_trips")
+    for path, month in months.items():
+        expected = {zone: (len(ids), total) for zone, (ids, total) in real_green_by_zone(path, month).items()}
+        found = {
+            zone: (trips, revenue)
+            for zone, trips, revenue in env.query(
+                f"SELECT pickup_location_id, trips, revenue FROM {mart} "
+                "WHERE service_type = 'Green' AND source_month = %s",
+                (month,),
+            )
+        }
+        assert found == expected, path.name
+        assert sum(trips for trips, _ in found.values()) > 10_000
