@@ -31,11 +31,12 @@ $(DBT_MANIFEST): $(VENV)/.installed $(DBT_SOURCES)
 dbt-prepare: $(VENV)/.installed
 	$(BIN)/taxi-platform dbt-prepare
 
-## Generate 2019-01..03 yellow + green, load them into the embedded PostgreSQL, print the table.
+## Generate the 3 latest months of the 4 datasets (TLC layout, served on 127.0.0.1), load them into the
+## embedded PostgreSQL, build the dbt models, print a table per month (TAXI_SOURCE=course: the CSV backup).
 demo: install
 	$(BIN)/taxi-platform demo $(DEMO_ARGS)
 
-## The same with full-size months (yellow 2019-01: 7.7 M rows).
+## The same with full-size months (real sizes: fhvhv ~20 M rows a month).
 demo-full: install
 	$(BIN)/taxi-platform demo --full $(DEMO_ARGS)
 
