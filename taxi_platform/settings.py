@@ -103,6 +103,9 @@ class Settings:
     release_sensor_first_tick: str = "baseline"
     release_sensor_interval_seconds: int = 300
     releases_api_max_pages: int = 3
+    # tlc_release_sensor: HEAD requests per tick, and the recent months it watches for publications.
+    tlc_sensor_requests: int = 32
+    tlc_sensor_recent_months: int = 6
     failure_log: Path | None = None  # JSON lines of run-failure summaries, if set
 
     def __post_init__(self) -> None:
@@ -190,6 +193,8 @@ class Settings:
             release_sensor_first_tick=(_env("TAXI_RELEASE_SENSOR_FIRST_TICK", "baseline") or "").lower(),
             release_sensor_interval_seconds=_int("TAXI_RELEASE_SENSOR_INTERVAL", 300, minimum=30),
             releases_api_max_pages=_int("TAXI_RELEASES_API_MAX_PAGES", 3, minimum=1),
+            tlc_sensor_requests=_int("TAXI_TLC_SENSOR_REQUESTS", 32, minimum=1),
+            tlc_sensor_recent_months=_int("TAXI_TLC_SENSOR_RECENT_MONTHS", 6, minimum=1),
             failure_log=Path(_env("TAXI_FAILURE_LOG")).expanduser().resolve()
             if _env("TAXI_FAILURE_LOG")
             else None,

@@ -59,6 +59,9 @@ RANGE_POLICY = dg.BackfillPolicy.single_run()
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 # Per-partition metadata of a month a range run skipped because its file is not published yet.
 NOT_PUBLISHED = "not_published"
+# Tags of the runs tlc_release_sensor requests: "new" or "republished", and the file's version.
+RELEASE_CHANGE_TAG = "taxi/release_change"
+FILE_VERSION_TAG = "taxi/file_version"
 # The sha256 of the file whose rows a staging / final partition holds.
 STAGED_SHA256 = "source_sha256"
 # Dagster's standard metadata keys: the UI shows the table's name and its columns.
@@ -172,6 +175,8 @@ def build_trip_assets(
                     context.add_asset_metadata(
                         not_published_metadata(spec, month), partition_key=partition_key
                     )
+                    continue
+                if identical_reupload(context, spec, partition_key, result):
                     continue
                 key = lake_key(spec.release_tag, spec.file_name(month))
                 downloads[partition_key] = VerifiedDownload(lake_key=key, local_path=result.path)
@@ -422,6 +427,38 @@ def month_by_month(
             continue
         context.add_asset_metadata(metadata, partition_key=partition_key)
         done[partition_key] = metadata
+
+
+def identical_reupload(
+    context: dg.AssetExecutionContext, spec: DatasetSpec, partition_key: str, result: DownloadResult
+) -> bool:
+    """In a run for a re-uploaded file (tlc_release_sensor): True when its bytes equal those the
+    lake holds (the sha256 recorded when they entered it). Then nothing is stored or reloaded: the
+    observation says so in the UI, and the run's staging and final steps are skipped."""
+    if context.run.tags.get(RELEASE_CHANGE_TAG) != "republished":
+        return False
+    previous = _latest_metadata(context, raw_file_key(spec), partition_key).get("sha256")
+    if previous is None or str(previous.value) != result.sha256:
+        return False
+    result.path.unlink(missing_ok=True)
+    version = context.run.tags.get(FILE_VERSION_TAG, "")
+    context.log.info(
+        f"{spec.file_name(month_of(partition_key))} was re-uploaded ({version}) with the "
+        f"same bytes as the lake's copy (sha256 {result.sha256[:12]}…): nothing is reloaded"
+    )
+    context.log_event(
+        dg.AssetObservation(
+            asset_key=raw_file_key(spec),
+            partition=partition_key,
+            metadata={
+                "identical_reupload": True,
+                "sha256": result.sha256,
+                "file_version": version,
+                "note": "re-uploaded with identical bytes: not reloaded, no dbt rebuild",
+            },
+        )
+    )
+    return True
 
 
 def missing_from_lake(

@@ -3,6 +3,7 @@ dataset, the release sensor, the dbt automation sensor and run-failure notificat
 
     schedules.py   monthly schedules (which month a run loads)
     sensors.py     the GitHub release sensor; the declarative-automation sensor of the dbt assets
+    tlc_sensor.py  tlc_release_sensor: the TLC's files by conditional HEAD requests
     notify.py      the run-failure sensor and its pluggable notifiers
     jobs.py        the per-dataset asset jobs and their run tags
 """
@@ -18,6 +19,7 @@ from taxi_platform.automation.jobs import build_trip_job
 from taxi_platform.automation.notify import build_failure_sensor, notifier_from_settings
 from taxi_platform.automation.schedules import build_trip_schedule
 from taxi_platform.automation.sensors import build_dbt_automation_sensor, build_release_sensor
+from taxi_platform.automation.tlc_sensor import build_tlc_release_sensor
 from taxi_platform.datasets import PUBLISHED_BY_DAY, DatasetSpec
 from taxi_platform.settings import Settings
 
@@ -31,14 +33,19 @@ class Automation:
 
 def build_automation(settings: Settings, specs: Mapping[str, DatasetSpec]) -> Automation:
     jobs = {name: build_trip_job(spec) for name, spec in specs.items()}
-    # The course's backup is watched through its GitHub releases; the TLC's month M is due by the
-    # 25th of M+2, so its schedules run on the 26th (a sensor on its files is the next step).
+    # The course's backup is watched through its GitHub releases, the TLC's files by conditional
+    # HEAD requests. The TLC's month M is due by the 25th of M+2: its schedules run on the 26th, a
+    # safety net behind the sensor (a month the sensor loaded is simply loaded again then).
     course = settings.source == "course"
-    release_sensors = [build_release_sensor(settings, specs, list(jobs.values()))] if course else []
+    release_sensor = build_release_sensor if course else build_tlc_release_sensor
+    release_sensors = [release_sensor(settings, specs, list(jobs.values()))]
     day = 1 if course else PUBLISHED_BY_DAY + 1
     return Automation(
         jobs=list(jobs.values()),
-        schedules=[build_trip_schedule(spec, jobs[name], day=day) for name, spec in specs.items()],
+        schedules=[
+            build_trip_schedule(spec, jobs[name], day=day, skip_loaded=not course)
+            for name, spec in specs.items()
+        ],
         sensors=[
             *release_sensors,
             build_dbt_automation_sensor(),

@@ -7,6 +7,10 @@ on the 1st of month M loads month M-2: the schedule on 2021-03-01 loads 2021-01.
 spec's `last_published` whose file answers 404 are skipped cleanly by the raw-file asset (the run
 succeeds, the log says the month is not published yet); they load once the file appears.
 
+The TLC's schedules run on the 26th, after the month is due (the 25th of M+2): a safety net behind
+`tlc_release_sensor`, which loads the month when its file appears; a month already loaded is
+skipped with that reason, so nothing loads twice.
+
 A tick whose month is not a partition requests nothing and says why: before the source's first
 month, or after its last. The course's CSV backup ends at 2021-07 and is frozen, so from the tick
 of 2021-10-01 on these schedules are a no-op (every tick skipped, "after the last month of the
@@ -19,6 +23,7 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 
+from taxi_platform.assets.trips import final_key
 from taxi_platform.automation.jobs import partition_key, run_tags
 from taxi_platform.datasets import DatasetSpec
 from taxi_platform.partitions import months_text, outside_partitions
@@ -47,9 +52,11 @@ def build_trip_schedule(
     job: dg.UnresolvedAssetJobDefinition,
     default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.RUNNING,
     day: int = 1,
+    skip_loaded: bool = False,
 ) -> dg.ScheduleDefinition:
     """`day`: of the month the schedule runs on (1: the course's; the TLC's month M-2 is
-    published by the 25th, so its schedule runs on the 26th)."""
+    published by the 25th, so its schedule runs on the 26th). `skip_loaded`: a month whose final
+    table is loaded already is skipped (the schedule is a safety net behind a sensor)."""
 
     @dg.schedule(
         name=schedule_name(spec),
@@ -69,6 +76,11 @@ def build_trip_schedule(
         why_not = outside_partitions(spec, month)
         if why_not is not None:  # the frozen course backup: every tick from 2021-10 on
             return dg.SkipReason(f"{spec.name} {month:%Y-%m} is {why_not}: nothing to load")
+        if skip_loaded and partition_key(month) in context.instance.get_materialized_partitions(
+            final_key(spec)
+        ):
+            # The safety net behind tlc_release_sensor: a month it loaded is not loaded again.
+            return dg.SkipReason(f"{spec.name} {month:%Y-%m} is loaded already (tlc_release_sensor)")
         return dg.RunRequest(
             run_key=f"{spec.name}:{month:%Y-%m}",
             partition_key=partition_key(month),

@@ -43,6 +43,7 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 
+from taxi_platform.assets.trips import RELEASE_CHANGE_TAG
 from taxi_platform.automation.jobs import partition_key, run_tags, trip_job_name
 from taxi_platform.datasets import DatasetSpec
 from taxi_platform.partitions import is_partition_month, outside_partitions
@@ -272,7 +273,7 @@ def evaluate_releases(
                 partition_key=partition_key(month),
                 tags={
                     **run_tags(spec, month),
-                    "taxi/release_change": change,
+                    RELEASE_CHANGE_TAG: change,
                     "taxi/release_updated_at": asset.updated_at,
                 },
             )

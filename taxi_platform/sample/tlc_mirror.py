@@ -5,7 +5,8 @@ and `/misc/...`, answering as CloudFront does: HEAD and GET with Content-Length,
 quoted ETag (the md5 of the bytes); ranged GETs (206, or 416 past the end); conditional requests
 (If-None-Match, If-Modified-Since: 304); and **403** with S3's AccessDenied XML for an object that
 does not exist. Tests script failures ahead of the real answer (`TlcMirror.inject`, `fault_hook`)
-and move Last-Modified (`TlcMirror.last_modified`), e.g. to imitate a re-upload.
+and move Last-Modified (`TlcMirror.last_modified`) or the ETag (`TlcMirror.etags`), e.g. to imitate
+a re-upload.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ class TlcMirror:
         self.faults: dict[str, deque[Fault | int]] = defaultdict(deque)
         self.fault_hook: FaultHook | None = None  # asked before the queues; None: no fault
         self.last_modified: dict[str, datetime] = {}  # path -> Last-Modified instead of the mtime
+        # path -> ETag instead of the md5: S3 gives a multipart upload of the same bytes another one.
+        self.etags: dict[str, str] = {}
         self.requests: list[Request] = []
         self._etags: dict[tuple[Path, int, int], str] = {}
         self._lock = threading.Lock()
@@ -174,7 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
         stat = path.stat()
         modified = self.mirror.last_modified.get(request.path)
         modified = _utc(modified) if modified else datetime.fromtimestamp(int(stat.st_mtime), UTC)
-        etag = self.mirror.etag(path, stat.st_size, stat.st_mtime_ns)
+        etag = self.mirror.etags.get(request.path) or self.mirror.etag(path, stat.st_size, stat.st_mtime_ns)
         headers = {"ETag": etag, "Last-Modified": format_datetime(modified, usegmt=True)}
         headers["Accept-Ranges"] = "bytes"
         if self._not_modified(etag, modified):
