@@ -28,6 +28,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     automation = build_automation(settings, specs)  # jobs, schedules, sensors per dataset
     return dg.Definitions(
         assets=assets,
+        asset_checks=automation.checks,
         resources=build_resources(settings),
         jobs=automation.jobs,
         schedules=automation.schedules,

@@ -79,7 +79,11 @@ def test_asset_keys_groups_kinds_descriptions_and_partitions():
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert ("warehouse/yellow_tripdata", "unique_row_id_is_unique") in checks
     ingest_checks = {c for c in checks if c[0].startswith("warehouse/")}
-    assert len(ingest_checks) == 4 * len(DATASETS)
+    # Per dataset: the four checks of each load, and whether the month due by today is loaded.
+    assert len(ingest_checks) == 5 * len(DATASETS)
+    assert {c for c in ingest_checks if c[1] == "month_loaded_when_due"} == {
+        (f"warehouse/{name}_tripdata", "month_loaded_when_due") for name in DATASETS
+    }
     assert ("dbt/fact_trips", "fact_trips_trip_id_unique") in checks
     # The first-load list of unpartitioned dbt assets (demo, bench, tests) is every one of them.
     from taxi_platform.assets.dbt import DBT_REFERENCE_KEYS

@@ -128,3 +128,25 @@ def test_data_month_lags_two_months():
     assert data_month(datetime(2021, 3, 1, tzinfo=UTC)).isoformat() == "2021-01-01"
     assert data_month(datetime(2021, 1, 31, 23, 59, tzinfo=UTC)).isoformat() == "2020-11-01"
     assert data_month(datetime(2021, 2, 1, tzinfo=UTC)).isoformat() == "2020-12-01"
+
+
+def test_the_tlc_schedules_are_a_safety_net_that_skips_months_already_loaded(tmp_path):
+    """TLC source: on the 26th (month M-2 was due the day before), a month the sensor loaded is
+    not loaded again; a month still missing is requested."""
+    from taxi_platform.assets.trips import final_key
+    from taxi_platform.datasets import TLC_PARQUET, source_datasets
+
+    defs = build_definitions(Settings(home=tmp_path))
+    yellow = source_datasets(TLC_PARQUET)["yellow"]
+    assert schedule(defs, yellow).cron_schedule == "0 10 26 * *"
+    instant = datetime(2024, 5, 26, 10, tzinfo=UTC)
+    with dg.instance_for_test() as instance:
+        (request,) = evaluate(defs, yellow, instant, instance)
+        assert request.partition_key == "2024-03-01"
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=final_key(yellow), partition="2024-03-01")
+        )
+        assert (
+            evaluate(defs, yellow, instant, instance)
+            == "yellow 2024-03 is loaded already (tlc_release_sensor)"
+        )

@@ -4,6 +4,7 @@ dataset, the release sensor, the dbt automation sensor and run-failure notificat
     schedules.py   monthly schedules (which month a run loads)
     sensors.py     the GitHub release sensor; the declarative-automation sensor of the dbt assets
     tlc_sensor.py  tlc_release_sensor: the TLC's files by conditional HEAD requests
+    freshness.py   month_loaded_when_due checks and tlc_freshness_sensor (overdue months)
     notify.py      the run-failure sensor and its pluggable notifiers
     jobs.py        the per-dataset asset jobs and their run tags
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from taxi_platform.automation.freshness import build_freshness_checks, build_freshness_sensor
 from taxi_platform.automation.jobs import build_trip_job
 from taxi_platform.automation.notify import build_failure_sensor, notifier_from_settings
 from taxi_platform.automation.schedules import build_trip_schedule
@@ -29,6 +31,7 @@ class Automation:
     jobs: list[dg.UnresolvedAssetJobDefinition]
     schedules: list[dg.ScheduleDefinition]
     sensors: list[dg.SensorDefinition]
+    checks: list[dg.AssetChecksDefinition]
 
 
 def build_automation(settings: Settings, specs: Mapping[str, DatasetSpec]) -> Automation:
@@ -40,16 +43,21 @@ def build_automation(settings: Settings, specs: Mapping[str, DatasetSpec]) -> Au
     release_sensor = build_release_sensor if course else build_tlc_release_sensor
     release_sensors = [release_sensor(settings, specs, list(jobs.values()))]
     day = 1 if course else PUBLISHED_BY_DAY + 1
+    notifier = notifier_from_settings(settings)
+    # The TLC's months are due by a date: overdue ones show as a failed check and are reported.
+    freshness = [] if course else [build_freshness_sensor(specs, notifier)]
     return Automation(
         jobs=list(jobs.values()),
+        checks=[] if course else build_freshness_checks(specs),
         schedules=[
             build_trip_schedule(spec, jobs[name], day=day, skip_loaded=not course)
             for name, spec in specs.items()
         ],
         sensors=[
             *release_sensors,
+            *freshness,
             build_dbt_automation_sensor(),
-            build_failure_sensor(notifier_from_settings(settings)),
+            build_failure_sensor(notifier),
         ],
     )
 

@@ -41,6 +41,7 @@ class FailureSummary:
     file: str | None  # the `file` tag
     failed_steps: tuple[StepFailure, ...] = field(default_factory=tuple)
     message: str = ""
+    kind: str = "run_failure"  # or "overdue": a month not loaded when due (automation/freshness.py)
 
     def text(self) -> str:
         what = ", ".join(
@@ -52,6 +53,8 @@ class FailureSummary:
             )
             if x
         )
+        if self.kind == "overdue":
+            return f"OVERDUE ({what})\n  {self.message}"
         lines = [f"run {self.run_id} FAILED ({what})"]
         lines += [f"  step {s.step}: {s.error}" for s in self.failed_steps]
         if not self.failed_steps and self.message:
