@@ -84,6 +84,7 @@ def _gcp_resources(settings: Settings) -> dict[str, object]:
             staging_dataset=settings.staging_schema,
             dbt_dataset=settings.dbt_schema,
             engine_memory=f"{settings.engine_memory_mb}MB",
+            max_bytes_billed=gcp.max_bytes_billed,
         ),
     }
 

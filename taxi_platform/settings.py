@@ -273,6 +273,8 @@ class GcpSettings:
     anonymous: bool = False
     bq_api_endpoint: str | None = None
     gcs_api_endpoint: str | None = None
+    # Every query job's maximum_bytes_billed (BigQuery bills at least 10 MB a query).
+    max_bytes_billed: int = 100 * 10**9
 
     def __post_init__(self) -> None:
         if not self.project or not _GCP_PROJECT.fullmatch(self.project):
@@ -326,6 +328,7 @@ class GcpSettings:
             project=_env("TAXI_GCP_PROJECT") or "",
             gcs_bucket=_env("TAXI_GCS_BUCKET") or "",
             bq_dataset=_env("TAXI_BQ_DATASET", "taxi") or "",
+            max_bytes_billed=_int("TAXI_BQ_MAX_BYTES_BILLED", 100 * 10**9, minimum=10 * 2**20),
             location=_env("TAXI_GCP_LOCATION", "US") or "",
             credentials_file=_env("TAXI_GCP_CREDENTIALS_FILE"),
             credentials_b64=_env("TAXI_GCP_CREDENTIALS_B64"),

@@ -54,6 +54,8 @@ class ReplaceResult:
     # BigQuery: bytes processed / billed by the operation's jobs (None where not reported).
     bytes_processed: int | None = None
     bytes_billed: int | None = None
+    # BigQuery: the dry run's estimate of the bytes the replace's DML processes (None elsewhere).
+    bytes_estimated: int | None = None
     # The new rows' id profile when the replace established it in its own transaction (PostgreSQL);
     # None: the checks query the table (`id_profile`).
     ids: IdProfile | None = None
@@ -180,6 +182,7 @@ def cost_metadata(result: StagingResult | ReplaceResult | ReferenceResult) -> di
         for name, value in (
             ("bytes_processed", result.bytes_processed),
             ("bytes_billed", result.bytes_billed),
+            ("bytes_estimated", getattr(result, "bytes_estimated", None)),
         )
         if value is not None
     }

@@ -92,6 +92,8 @@ class BigQueryWarehouse(TripWarehouse):
     dataset: str = "taxi"
     staging_dataset: str = "taxi_staging"
     dbt_dataset: str = "taxi_dbt"
+    # Every query job's maximum_bytes_billed (TAXI_BQ_MAX_BYTES_BILLED); the dbt profile's too.
+    max_bytes_billed: int = 100 * 10**9
     # DuckDB's memory for a Parquet month's passes (it spills beyond; TAXI_ENGINE_MEMORY_MB).
     engine_memory: str = "128MB"
 
@@ -176,15 +178,30 @@ class BigQueryWarehouse(TripWarehouse):
         return ref
 
     def _query(self, client: Any, sql: str, cost: JobCost, params: list | None = None) -> list:
+        from google.api_core import exceptions as gexc
         from google.cloud import bigquery
 
-        config = bigquery.QueryJobConfig(query_parameters=params or [])
+        config = bigquery.QueryJobConfig(
+            query_parameters=params or [], maximum_bytes_billed=self.max_bytes_billed
+        )
         job = client.query(sql, job_config=config)
         try:
             rows = list(job.result())
+        except gexc.GoogleAPICallError as exc:
+            raise_if_over_budget(exc, job, self.max_bytes_billed)
+            raise
         finally:
             cost.add(job)
         return rows
+
+    def _estimate(self, client: Any, sql: str, params: list | None = None) -> int | None:
+        """The bytes a statement would process, from a dry run (free); None when not reported."""
+        from google.cloud import bigquery
+
+        config = bigquery.QueryJobConfig(query_parameters=params or [], dry_run=True, use_query_cache=False)
+        job = client.query(sql, job_config=config)
+        value = getattr(job, "total_bytes_processed", None)
+        return None if value is None else int(value)
 
     # --- staging ------------------------------------------------------------------------------
     def load_staging(
@@ -378,6 +395,12 @@ class BigQueryWarehouse(TripWarehouse):
                 )
             refuse_wrong_month(file_name, month, staged, in_month)
             cols = ", ".join(bq_ident(c) for c in spec.column_names)
+            insert = (
+                f"INSERT INTO {final_q} (unique_row_id, filename, {cols})\n"
+                f"SELECT unique_row_id, filename, {cols} FROM {staging}\n"
+                f"QUALIFY ROW_NUMBER() OVER (PARTITION BY unique_row_id ORDER BY {cols}) = 1"
+            )
+            estimated = self._estimate(client, insert)
             # One transaction: a failure anywhere rolls back to the month's previous rows. Among
             # rows sharing an id the smallest by all columns is kept (load jobs keep no file order).
             self._query(
@@ -385,9 +408,7 @@ class BigQueryWarehouse(TripWarehouse):
                 (
                     "BEGIN TRANSACTION;\n"
                     f"DELETE FROM {final_q} WHERE filename = '{file_name}';\n"
-                    f"INSERT INTO {final_q} (unique_row_id, filename, {cols})\n"
-                    f"SELECT unique_row_id, filename, {cols} FROM {staging}\n"
-                    f"QUALIFY ROW_NUMBER() OVER (PARTITION BY unique_row_id ORDER BY {cols}) = 1;\n"
+                    f"{insert};\n"
                     "COMMIT TRANSACTION;"
                 ),
                 cost,
@@ -414,6 +435,7 @@ class BigQueryWarehouse(TripWarehouse):
             seconds=time.monotonic() - started,
             bytes_processed=cost.processed,
             bytes_billed=cost.billed,
+            bytes_estimated=estimated,
             ids=IdProfile(rows=final_rows, distinct_ids=distinct_ids),
         )
 
@@ -540,6 +562,7 @@ class BigQueryWarehouse(TripWarehouse):
             "TAXI_DBT_BQ_METHOD": "oauth",
             "TAXI_DBT_BQ_KEYFILE": "",
             "TAXI_DBT_BQ_TOKEN": "",
+            "TAXI_DBT_BQ_MAX_BYTES_BILLED": str(self.max_bytes_billed),
         }
         if bq.gcp_credentials:
             env.update(
@@ -580,6 +603,16 @@ def _checked_file_name(file_name: str) -> str:
     if not _SAFE_FILE_NAME.fullmatch(file_name):
         raise WarehouseError(f"refusing file name {file_name!r} in BigQuery SQL")
     return file_name
+
+
+def raise_if_over_budget(exc: Exception, job: Any, limit: int) -> None:
+    """BigQuery refused a query for costing more than maximum_bytes_billed: say which setting."""
+    reasons = {e.get("reason") for e in (getattr(exc, "errors", None) or []) if isinstance(e, dict)}
+    if "bytesBilledLimitExceeded" in reasons:
+        raise WarehouseError(
+            f"a query would bill more than TAXI_BQ_MAX_BYTES_BILLED={limit:,} bytes and was not run "
+            f"({_job_message(exc, job)}); raise the setting if the cost is expected"
+        ) from None
 
 
 def _job_message(exc: Exception, job: Any = None) -> str:

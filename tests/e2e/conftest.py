@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -139,6 +139,23 @@ def _wait_until(check, what: str, stack: Stack, timeout: float = STARTUP_TIMEOUT
 
 @pytest.fixture(scope="session")
 def dagster_stack(session_root: Path, pg_url: str) -> Iterator[Stack]:
+    """The course's CSV backup (a file:// mirror of 3 months x 2 colours) as the source."""
+
+    def course_mirror(mirror: Path) -> tuple[dict[str, str], list]:
+        generated = write_mirror(mirror, DATASETS.values(), MONTHS, rows=ROWS, seed=7)
+        write_mirror_zones(mirror)
+        return {"TAXI_SOURCE": "course", "TAXI_SOURCE_URL": mirror.as_uri()}, generated
+
+    with start_stack(session_root, pg_url, course_mirror) as stack:
+        yield stack
+
+
+@contextmanager
+def start_stack(
+    session_root: Path, pg_url: str, source: Callable[[Path], tuple[dict[str, str], list]]
+) -> Iterator[Stack]:
+    """A code server, webserver and daemon; `source(mirror_dir)` writes the source's files and
+    returns the settings that point at them, and what it generated."""
     suffix = uuid.uuid4().hex[:8]
     root = session_root / f"e2e_{suffix}"
     (root / "logs").mkdir(parents=True)
@@ -154,7 +171,7 @@ def dagster_stack(session_root: Path, pg_url: str) -> Iterator[Stack]:
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
 
     mirror = root / "mirror"
-    generated = write_mirror(mirror, DATASETS.values(), MONTHS, rows=ROWS, seed=7)
+    source_env, generated = source(mirror)
     code_port, web_port = free_port(), free_port()
     (root / "workspace.yaml").write_text(
         yaml.safe_dump(
@@ -184,8 +201,7 @@ def dagster_stack(session_root: Path, pg_url: str) -> Iterator[Stack]:
         "PATH": f"{BIN}:{os.environ['PATH']}",
         "DAGSTER_HOME": str(home),
         "TAXI_HOME": str(root / "taxi_home"),
-        "TAXI_SOURCE": "course",
-        "TAXI_SOURCE_URL": mirror.as_uri(),
+        **source_env,
         "TAXI_POSTGRES_URL": pg_url,
         "TAXI_WAREHOUSE_SCHEMA": stack.warehouse_schema,
         "TAXI_STAGING_SCHEMA": stack.staging_schema,
@@ -196,7 +212,6 @@ def dagster_stack(session_root: Path, pg_url: str) -> Iterator[Stack]:
     }
     # The zone lookup and the unpartitioned dbt models, loaded before the daemon starts: the
     # monthly dbt models need them, so the daemon's dbt automation can build each loaded month.
-    write_mirror_zones(mirror)
     _load_reference(stack, env)
 
     workspace = str(root / "workspace.yaml")
