@@ -310,3 +310,33 @@ def test_the_mart_of_every_real_green_month_equals_an_independent_sum(env: Env, 
         }
         assert found == expected, path.name
         assert sum(trips for trips, _ in found.values()) > 10_000
+
+    # The reconciliation test fails when fact_trips loses rows of a month, naming it with both counts.
+    fact = table(env, "fact_trips")
+    lost = date(2023, 4, 1)
+    env.query(
+        f"DELETE FROM {fact} WHERE trip_id IN (SELECT trip_id FROM {fact} WHERE source_month = %s LIMIT 3) "
+        "RETURNING trip_id",
+        (lost,),
+    )
+    project = str(env.settings.dbt_project_dir)
+    failing = tmp_path / "dbt-test"
+    done = subprocess.run(
+        [dbt_executable(), "test", "--project-dir", project, "--profiles-dir", project, "--store-failures"]
+        + ["--select", "fact_trips_rows_match_final_tables", "--target-path", str(failing)]
+        + ["--log-path", str(failing / "logs")],
+        env={**os.environ, **env.warehouse().dbt_env()},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1, done.stdout[-2000:]
+    (result,) = json.loads((failing / "run_results.json").read_text())["results"]
+    assert (result["status"], result["failures"]) == ("fail", 1)
+    (final_rows,) = env.query(
+        f"SELECT count(*) FROM {env.final(spec)} WHERE filename = %s", (spec.file_name(lost),)
+    )[0]
+    audit = env.query(
+        f'SELECT source_month, service_type, rows_in_model, rows_in_final FROM "{env.settings.dbt_schema}_dbt_test__audit"'
+        '."fact_trips_rows_match_final_tables"'
+    )
+    assert audit == [(lost, "Green", final_rows - 3, final_rows)]
