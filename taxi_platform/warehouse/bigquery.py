@@ -66,6 +66,9 @@ BQ_TYPES = {
 _SAFE_FILE_NAME = re.compile(r"^[a-z0-9_]+_tripdata_[0-9]{4}-[0-9]{2}\.(csv\.gz|parquet)$")
 
 
+STAGING_TABLE_EXPIRATION_MS = 7 * 24 * 3600 * 1000  # the staging dataset's tables: a week
+
+
 def month_suffix(month: date) -> str:
     return f"{month:%Y_%m}"
 
@@ -133,10 +136,16 @@ class BigQueryWarehouse(TripWarehouse):
     def _ensure_datasets(self, client: Any) -> None:
         from google.cloud import bigquery
 
-        for dataset in self._datasets():
+        final, staging = self._datasets()
+        for dataset in (final, staging):
             ds = bigquery.Dataset(f"{client.project}.{dataset}")
             ds.location = self.bigquery.location or client.location
-            client.create_dataset(ds, exists_ok=True)
+            ds = client.create_dataset(ds, exists_ok=True)
+            # A month's staging table is needed until its replace (and a re-execution of it):
+            # then it expires by itself, so no per-month table is left behind.
+            if dataset == staging and ds.default_table_expiration_ms != STAGING_TABLE_EXPIRATION_MS:
+                ds.default_table_expiration_ms = STAGING_TABLE_EXPIRATION_MS
+                client.update_dataset(ds, ["default_table_expiration_ms"])
 
     @staticmethod
     def _schema(columns) -> list:

@@ -53,6 +53,10 @@ def test_every_query_job_carries_the_byte_limit_and_the_replace_its_estimate(
             t.table_id for t in client.list_tables(f"{client.project}.{gcp_env.settings.staging_schema}")
         }
     assert tables == {"yellow_tripdata_2019_01"}
+    # ... and that one expires by itself a week after it is created.
+    with gcp_env.bq() as client:
+        staging = client.get_dataset(f"{client.project}.{gcp_env.settings.staging_schema}")
+    assert staging.default_table_expiration_ms == 7 * 24 * 3600 * 1000
 
 
 def test_a_refusal_for_cost_names_the_setting() -> None:
