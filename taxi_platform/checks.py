@@ -14,14 +14,21 @@ from datetime import date
 import dagster as dg
 
 from taxi_platform.datasets import DatasetSpec
-from taxi_platform.warehouse.base import IdProfile, PickupProfile, TripWarehouse
+from taxi_platform.warehouse.base import IdProfile, IdSummary, PickupProfile, TripWarehouse
 
 UNIQUE_IDS = "unique_row_id_is_unique"
 HAS_ROWS = "has_rows"
 PICKUPS_IN_MONTH = "pickups_in_month"
 ROWS_MATCH_FILE = "rows_match_file"
+AGREES_WITH_OTHER_TARGET = "agrees_with_other_target"
 # check name -> blocking
-BLOCKING = {UNIQUE_IDS: True, HAS_ROWS: True, PICKUPS_IN_MONTH: False, ROWS_MATCH_FILE: True}
+BLOCKING = {
+    UNIQUE_IDS: True,
+    HAS_ROWS: True,
+    PICKUPS_IN_MONTH: False,
+    ROWS_MATCH_FILE: True,
+    AGREES_WITH_OTHER_TARGET: False,
+}
 # Partitioned checks are "preview" in Dagster 1.13 and the only way to give each month its own
 # result; the warning would be printed at every load of the code location, so it is silenced, for
 # it alone.
@@ -31,10 +38,28 @@ warnings.filterwarnings(
 
 
 def trip_check_specs(
-    asset_key: dg.AssetKey, min_in_month_share: float, partitions_def: dg.PartitionsDefinition
+    asset_key: dg.AssetKey,
+    min_in_month_share: float,
+    partitions_def: dg.PartitionsDefinition,
+    other_target: str | None = None,
 ) -> list[dg.AssetCheckSpec]:
-    """Partitioned like the asset: each month's result is that month's, in the UI too."""
-    return [
+    """Partitioned like the asset: each month's result is that month's, in the UI too.
+    `other_target`: the warehouse the month must agree with (TAXI_COMPARE_TARGET), if any."""
+    other = (
+        [
+            dg.AssetCheckSpec(
+                AGREES_WITH_OTHER_TARGET,
+                asset=asset_key,
+                blocking=BLOCKING[AGREES_WITH_OTHER_TARGET],
+                partitions_def=partitions_def,
+                description=f"The month holds the same trips as on {other_target} (TAXI_COMPARE_TARGET): "
+                "the same row count and the same set of unique_row_id (their summed first 60 bits).",
+            )
+        ]
+        if other_target
+        else []
+    )
+    return other + [
         dg.AssetCheckSpec(
             UNIQUE_IDS,
             asset=asset_key,
@@ -100,6 +125,38 @@ def reconciliation(month: date, counts: RowCounts | None, table_rows: int) -> dg
             "duplicates_dropped": counts.duplicates_dropped,
             "rows": table_rows,
         },
+    )
+
+
+def agreement(
+    month: date, ours: IdSummary | None, theirs: IdSummary | None, other_target: str
+) -> dg.AssetCheckResult:
+    """The month on this target against the other: equal counts and id sums, or why not."""
+    metadata: dict = {"month": f"{month:%Y-%m}", "other_target": other_target}
+    if ours is not None:
+        metadata.update(rows=ours.rows, id_sum=str(ours.id_sum))
+    if theirs is None:
+        return dg.AssetCheckResult(
+            check_name=AGREES_WITH_OTHER_TARGET,
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"{month:%Y-%m} is not loaded on {other_target} yet: nothing to compare",
+            metadata=metadata,
+        )
+    metadata.update(other_rows=theirs.rows, other_id_sum=str(theirs.id_sum))
+    passed = ours == theirs
+    rows = "-" if ours is None else f"{ours.rows:,}"
+    return dg.AssetCheckResult(
+        check_name=AGREES_WITH_OTHER_TARGET,
+        passed=passed,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"{month:%Y-%m}: the same {theirs.rows:,} trips on both targets"
+            if passed
+            else f"{month:%Y-%m}: {rows} trips here, {theirs.rows:,} on {other_target}"
+            + ("" if ours is None or ours.rows != theirs.rows else ", and other ids")
+        ),
+        metadata=metadata,
     )
 
 

@@ -10,7 +10,7 @@ from taxi_platform.assets.zones import build_reference_assets
 from taxi_platform.automation import build_automation
 from taxi_platform.datasets import ALL_DATASETS, ZONES, source_datasets
 from taxi_platform.partitions import source_partitions
-from taxi_platform.resources import build_resources, kinds
+from taxi_platform.resources import build_resources, kinds, other_target
 from taxi_platform.settings import Settings
 
 
@@ -19,7 +19,12 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     specs = source_datasets(settings.source_spec)  # the datasets as the chosen source serves them
     assets = []
     for spec in specs.values():
-        assets += build_trip_assets(spec, **kinds(settings), min_in_month_share=settings.min_in_month_share)
+        assets += build_trip_assets(
+            spec,
+            **kinds(settings),
+            min_in_month_share=settings.min_in_month_share,
+            other_target=other_target(settings),
+        )
     assets += build_reference_assets(ZONES, **kinds(settings))
     absent = [spec.table_name for name, spec in ALL_DATASETS.items() if name not in specs]
     assets += build_dbt_assets(

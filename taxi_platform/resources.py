@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +17,14 @@ from taxi_platform.warehouse.postgres import PostgresWarehouse
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
+    resources = _target_resources(settings)
+    if settings.compare_target:  # the other target's warehouse, for the agreement check
+        other = replace(settings, target=settings.compare_target, compare_target=None)
+        resources["other_warehouse"] = _target_resources(other)["warehouse"]
+    return resources
+
+
+def _target_resources(settings: Settings) -> dict[str, object]:
     # The source: the TLC's Parquet releases or the course's CSV backup (TAXI_SOURCE).
     source_class, base_url = {
         "tlc": (TlcSource, settings.tlc_url),
@@ -95,11 +104,19 @@ def dbt_executable() -> str:
     return str(beside) if beside.exists() else "dbt"
 
 
+WAREHOUSE_KINDS = {"gcp": "bigquery", "local": "postgres"}
+
+
 def kinds(settings: Settings) -> dict[str, str]:
     """UI labels of the storage behind the assets."""
     if settings.target == "gcp":
         return {"warehouse_kind": "bigquery", "lake_kind": "gcs"}
     return {"warehouse_kind": "postgres", "lake_kind": "file"}
+
+
+def other_target(settings: Settings) -> str | None:
+    """The warehouse kind each month must agree with (TAXI_COMPARE_TARGET), if any."""
+    return WAREHOUSE_KINDS[settings.compare_target] if settings.compare_target else None
 
 
 def resolved(resource):

@@ -80,6 +80,8 @@ def _float(name: str, default: float, lo: float, hi: float) -> float:
 @dataclass(frozen=True)
 class Settings:
     target: str = "local"
+    # A second target each month must agree with (counts and ids), when both are configured.
+    compare_target: str | None = None
     home: Path = field(default_factory=default_home)
     source: str = "tlc"  # TAXI_SOURCE: a key of datasets.SOURCES
     tlc_url: str = DEFAULT_TLC_URL
@@ -111,6 +113,16 @@ class Settings:
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise SettingsError(f"TAXI_TARGET={self.target!r}: choose one of {', '.join(TARGETS)}")
+        if self.compare_target is not None and self.compare_target not in TARGETS:
+            raise SettingsError(
+                f"TAXI_COMPARE_TARGET={self.compare_target!r}: choose one of {', '.join(TARGETS)} or unset it"
+            )
+        if self.compare_target == self.target:
+            raise SettingsError(
+                f"TAXI_COMPARE_TARGET={self.compare_target!r} is TAXI_TARGET itself: name the other one"
+            )
+        if self.compare_target == "gcp" and self.gcp is None:
+            raise SettingsError("TAXI_COMPARE_TARGET=gcp needs TAXI_GCP_PROJECT and TAXI_GCS_BUCKET")
         if self.target == "gcp" and self.gcp is None:
             raise SettingsError("TAXI_TARGET=gcp needs TAXI_GCP_PROJECT and TAXI_GCS_BUCKET")
         if self.gcp is not None and self.gcp.bq_dataset in (self.staging_schema, self.dbt_schema):
@@ -187,7 +199,10 @@ class Settings:
             min_in_month_share=_float("TAXI_MIN_IN_MONTH_SHARE", 0.95, 0.0, 1.0),
             engine_memory_mb=_int("TAXI_ENGINE_MEMORY_MB", 128, minimum=64),
             embedded_port=_int("TAXI_EMBEDDED_PG_PORT", 0, minimum=0),
-            gcp=GcpSettings.from_env() if (_env("TAXI_TARGET") or "").lower() == "gcp" else None,
+            compare_target=(_env("TAXI_COMPARE_TARGET") or "").lower() or None,
+            gcp=GcpSettings.from_env()
+            if "gcp" in ((_env("TAXI_TARGET") or "").lower(), (_env("TAXI_COMPARE_TARGET") or "").lower())
+            else None,
             releases_api_url=(_env("TAXI_RELEASES_API_URL", DEFAULT_RELEASES_API_URL) or "").rstrip("/"),
             github_token=_env("TAXI_GITHUB_TOKEN") or _env("GITHUB_TOKEN"),
             release_sensor_first_tick=(_env("TAXI_RELEASE_SENSOR_FIRST_TICK", "baseline") or "").lower(),

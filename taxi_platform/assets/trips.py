@@ -28,6 +28,7 @@ import dagster as dg
 
 from taxi_platform.checks import (
     RowCounts,
+    agreement,
     blocking_failures,
     check_evaluation,
     evaluate_trip_checks,
@@ -119,9 +120,16 @@ def not_published_metadata(spec: DatasetSpec, month: date) -> dict:
 
 
 def build_trip_assets(
-    spec: DatasetSpec, *, warehouse_kind: str, lake_kind: str, min_in_month_share: float
+    spec: DatasetSpec,
+    *,
+    warehouse_kind: str,
+    lake_kind: str,
+    min_in_month_share: float,
+    other_target: str | None = None,
 ) -> list[dg.AssetsDefinition]:
-    """The three assets of one dataset; `*_kind` only label the UI (e.g. postgres / bigquery)."""
+    """The three assets of one dataset; `*_kind` only label the UI (e.g. postgres / bigquery).
+    `other_target`: the kind of a second warehouse (resource `other_warehouse`) each month must
+    agree with, when both targets are configured (TAXI_COMPARE_TARGET)."""
     partitions = dataset_partitions(spec)
 
     def fetch_month(
@@ -256,12 +264,23 @@ def build_trip_assets(
         partitions_def=partitions,
         backfill_policy=RANGE_POLICY,
         pool=WAREHOUSE_POOL,
-        check_specs=trip_check_specs(final_key(spec), min_in_month_share, partitions),
+        check_specs=trip_check_specs(final_key(spec), min_in_month_share, partitions, other_target),
         can_subset=True,
+        required_resource_keys={"warehouse", *(["other_warehouse"] if other_target else [])},
     )
     def final(
-        context: dg.AssetExecutionContext, warehouse: TripWarehouse
+        context: dg.AssetExecutionContext,
     ) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult | dg.AssetCheckResult]:
+        warehouse: TripWarehouse = context.resources.warehouse
+
+        def month_checks(month: date, **profiles) -> list[dg.AssetCheckResult]:
+            results = evaluate_trip_checks(spec, month, warehouse, min_in_month_share, **profiles)
+            if other_target:
+                other: TripWarehouse = context.resources.other_warehouse
+                ours, theirs = warehouse.id_summary(spec, month), other.id_summary(spec, month)
+                results.append(agreement(month, ours, theirs, other_target))
+            return results
+
         if not (context.has_partition_key or context.has_partition_key_range):
             raise dg.Failure(
                 description=f"{final_key(spec).to_user_string()} and its checks work on "
@@ -312,16 +331,7 @@ def build_trip_assets(
                 duplicates_dropped=result.duplicates_dropped,
             )
             file_checks(
-                partition_key,
-                evaluate_trip_checks(
-                    spec,
-                    month,
-                    warehouse,
-                    min_in_month_share,
-                    ids=result.ids,
-                    pickups=result.pickups,
-                    counts=counts,
-                ),
+                partition_key, month_checks(month, ids=result.ids, pickups=result.pickups, counts=counts)
             )
             return done[partition_key]
 
@@ -332,10 +342,7 @@ def build_trip_assets(
         else:  # the checks alone (the UI's "Execute" on a check): the months as they are, no swap
             for partition_key, month in run_months(context):
                 counts = recorded_counts(context, spec, partition_key)
-                file_checks(
-                    partition_key,
-                    evaluate_trip_checks(spec, month, warehouse, min_in_month_share, counts=counts),
-                )
+                file_checks(partition_key, month_checks(month, counts=counts))
         results = next(iter(checks.values()), [])
         if one_month:  # Dagster files the results under the run's partition
             if materializing:

@@ -82,6 +82,15 @@ class ReferenceResult:
 
 
 @dataclass(frozen=True)
+class IdSummary:
+    """A month's trips as two numbers both engines compute alike: the row count, and the sum of
+    the first 60 bits of each unique_row_id (hex MD5): equal sets of ids give equal sums."""
+
+    rows: int
+    id_sum: int
+
+
+@dataclass(frozen=True)
 class IdProfile:
     rows: int
     distinct_ids: int
@@ -126,6 +135,11 @@ class TripWarehouse(dg.ConfigurableResource, ABC):
     @abstractmethod
     def id_profile(self, spec: DatasetSpec, month: date) -> IdProfile:
         """Rows and distinct trip ids of the month in the final table."""
+
+    @abstractmethod
+    def id_summary(self, spec: DatasetSpec, month: date) -> IdSummary | None:
+        """The month's rows and the sum of its ids' first 60 bits (None: no final table yet):
+        what another warehouse compares with its own (the `agrees_with_other_target` check)."""
 
     @abstractmethod
     def pickup_profile(self, spec: DatasetSpec, month: date) -> PickupProfile:

@@ -40,6 +40,7 @@ from taxi_platform.settings import validate_identifier
 from taxi_platform.warehouse.base import (
     BadInputError,
     IdProfile,
+    IdSummary,
     Log,
     PickupProfile,
     ReferenceResult,
@@ -470,6 +471,20 @@ class BigQueryWarehouse(TripWarehouse):
     def id_profile(self, spec: DatasetSpec, month: date) -> IdProfile:
         row = self._month_query(spec, month, "COUNT(*), COUNT(DISTINCT unique_row_id)", [])
         return IdProfile(*row) if row else IdProfile(rows=0, distinct_ids=0)
+
+    def id_summary(self, spec: DatasetSpec, month: date) -> IdSummary | None:
+        # The first 60 bits as two INT64 sums, 28 and 32 bits (20 M values of 60 bits would
+        # overflow INT64, and NUMERIC is not exact on the emulator); joined here exactly.
+        row = self._month_query(
+            spec,
+            month,
+            "COUNT(*), COALESCE(SUM(CAST(CONCAT('0x', SUBSTR(unique_row_id, 1, 7)) AS INT64)), 0), "
+            "COALESCE(SUM(CAST(CONCAT('0x', SUBSTR(unique_row_id, 8, 8)) AS INT64)), 0)",
+            [],
+        )
+        if row is None or not row[0]:  # no table, or not this month: not loaded
+            return None
+        return IdSummary(rows=int(row[0]), id_sum=(int(row[1]) << 32) + int(row[2]))
 
     def pickup_profile(self, spec: DatasetSpec, month: date) -> PickupProfile:
         from google.cloud import bigquery

@@ -34,6 +34,7 @@ from taxi_platform.warehouse.base import (
     BadInputError,
     ConnectionLostError,
     IdProfile,
+    IdSummary,
     Log,
     PickupProfile,
     ReferenceResult,
@@ -315,6 +316,12 @@ class PostgresWarehouse(TripWarehouse):
     def id_profile(self, spec: DatasetSpec, month: date) -> IdProfile:
         row = self._month_query(spec, month, "count(*), count(DISTINCT unique_row_id)")
         return IdProfile(*row) if row else IdProfile(rows=0, distinct_ids=0)
+
+    def id_summary(self, spec: DatasetSpec, month: date) -> IdSummary | None:
+        row = self._month_query(
+            spec, month, "count(*), coalesce(sum(('x' || substr(unique_row_id, 1, 15))::bit(60)::bigint), 0)"
+        )
+        return None if row is None else IdSummary(rows=int(row[0]), id_sum=int(row[1]))
 
     def pickup_profile(self, spec: DatasetSpec, month: date) -> PickupProfile:
         row = self._month_query(
