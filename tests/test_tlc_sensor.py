@@ -220,10 +220,14 @@ def test_reuploads_reload_a_month_only_when_its_bytes_changed(
     h = Harness(mirror, env.instance, env.settings)
     h.settings = replace(h.settings, release_sensor_first_tick="backfill")
     h.sensor = build_tlc_release_sensor(h.settings, SPECS, list(h.jobs.values()), clock=lambda: h.now)
+    dbt = DbtAutomation(h, env)
     loaded = h.tick()  # backfill mode: the window's published months load on the first tick
     assert len(loaded.run_requests) == 6
     for request in loaded.run_requests:
         run(h, env, request)
+    # The dbt models of the loaded months, then built as if by the daemon.
+    assert dbt.requested() == {m: {"2023-12-01", "2024-01-01", "2024-02-01"} for m in dbt.yellow_green_models}
+    dbt.built()
     yellow = SPECS["yellow"]
     counts = lambda: dict(env.query(f"SELECT filename, count(*) FROM {env.final(yellow)} GROUP BY 1"))  # noqa: E731
     before = counts()
@@ -247,6 +251,7 @@ def test_reuploads_reload_a_month_only_when_its_bytes_changed(
         (raw_file_key(yellow), "2024-01-01", True)
     ]
     assert counts() == before
+    assert dbt.requested() == {}  # no dbt rebuild
 
     # Changed bytes: that month reloads, the others stay as they are.
     changed = generate_parquet_month(
@@ -269,3 +274,59 @@ def test_reuploads_reload_a_month_only_when_its_bytes_changed(
         k: v for k, v in before.items() if "2024-01" not in k
     }
     assert env.fingerprint(SPECS["green"]) == green_before
+    # The dbt automation rebuilds exactly that month of the models yellow feeds (not green's view).
+    assert dbt.requested() == {
+        m: {"2024-01-01"} for m in dbt.yellow_green_models if m != "dbt/stg_green_tripdata"
+    }
+
+
+class DbtAutomation:
+    """The dbt automation sensor's evaluation (the declarative conditions of the monthly models)
+    over the test's instance; `built()` records what it requested as materialized."""
+
+    def __init__(self, h: Harness, env: Env) -> None:
+        from taxi_platform.definitions import build_definitions
+
+        self.defs = build_definitions(replace(env.settings, source="tlc", tlc_url=h.mirror.url))
+        self.graph = self.defs.resolve_asset_graph()
+        self.instance = env.instance
+        monthly = [
+            k
+            for k in self.graph.get_all_asset_keys()
+            if k.path[0] == "dbt" and self.graph.get(k).partitions_def
+        ]
+        self.selection = dg.AssetSelection.assets(*monthly)
+        self.yellow_green_models = {
+            k.to_user_string()
+            for k in monthly
+            if "fhv" not in k.path[-1] and k.path[-1] != "dm_monthly_zone_trips"
+        }
+        # The sensor's first evaluation, before anything happened; then the reference models
+        # (zones, seeds), which the monthly ones depend on, are built.
+        self.cursor = dg.evaluate_automation_conditions(
+            defs=self.defs, instance=self.instance, asset_selection=self.selection
+        ).cursor
+        for key in self.graph.get_all_asset_keys():
+            if self.graph.get(key).partitions_def is None and self.graph.get(key).is_materializable:
+                self.report(key)
+        self.last: dict = {}
+
+    def report(self, key: dg.AssetKey, partition: str | None = None) -> None:
+        self.instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=partition))
+
+    def requested(self) -> dict[str, set[str]]:
+        result = dg.evaluate_automation_conditions(
+            defs=self.defs, instance=self.instance, asset_selection=self.selection, cursor=self.cursor
+        )
+        self.cursor = result.cursor
+        self.last = {
+            k.to_user_string(): set(result.get_requested_partitions(k))
+            for k in self.graph.get_all_asset_keys()
+            if k.path[0] == "dbt" and self.graph.get(k).partitions_def and result.get_requested_partitions(k)
+        }
+        return self.last
+
+    def built(self) -> None:
+        for key, partitions in self.last.items():
+            for partition in partitions:
+                self.report(dg.AssetKey.from_user_string(key), partition)
