@@ -13,12 +13,24 @@
 ) }}
 
 with all_trips as (
-    select source_month, service_type, pickup_location_id, pickup_borough, pickup_zone, total_amount as paid
+    select
+        source_month,
+        service_type,
+        pickup_location_id,
+        pickup_borough,
+        pickup_zone,
+        total_amount as paid
     from {{ ref('fact_trips') }}
     {{ where_month('source_month') }}
     union all
     -- NULL for fhv trips (no fares): their zones' revenue is NULL.
-    select source_month, service_type, pickup_location_id, pickup_borough, pickup_zone, passenger_total_amount as paid
+    select
+        source_month,
+        service_type,
+        pickup_location_id,
+        pickup_borough,
+        pickup_zone,
+        passenger_total_amount as paid
     from {{ ref('fact_fhv_trips') }}
     {{ where_month('source_month') }}
 )

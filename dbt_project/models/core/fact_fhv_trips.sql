@@ -118,10 +118,12 @@ select
     trips.driver_pay,
     trips.cbd_congestion_fee,
     -- What the passenger paid (the fare, every charge passed on, and the tip); NULL for fhv trips.
-    trips.base_passenger_fare
+    (
+        trips.base_passenger_fare
         + coalesce(trips.tolls, 0) + coalesce(trips.bcf, 0) + coalesce(trips.sales_tax, 0)
         + coalesce(trips.congestion_surcharge, 0) + coalesce(trips.airport_fee, 0)
-        + coalesce(trips.cbd_congestion_fee, 0) + coalesce(trips.tips, 0) as passenger_total_amount,
+        + coalesce(trips.cbd_congestion_fee, 0) + coalesce(trips.tips, 0)
+    ) as passenger_total_amount,
     trips.sr_flag,
     trips.shared_request_flag,
     trips.shared_match_flag,
@@ -132,4 +134,5 @@ from trips
 -- Left joins: a trip with an unknown or empty zone or license is kept and labelled, never dropped.
 left join {{ ref('dim_zones') }} as pickup_zone on trips.pickup_location_id = pickup_zone.location_id
 left join {{ ref('dim_zones') }} as dropoff_zone on trips.dropoff_location_id = dropoff_zone.location_id
-left join {{ ref('hvfhs_license_lookup') }} as companies on trips.hvfhs_license_num = companies.hvfhs_license_num
+left join {{ ref('hvfhs_license_lookup') }} as companies
+    on trips.hvfhs_license_num = companies.hvfhs_license_num

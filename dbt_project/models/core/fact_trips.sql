@@ -14,9 +14,15 @@
 ) }}
 
 with trips as (
-    select *, 'Green' as service_type from {{ ref('stg_green_tripdata') }} {{ where_source_file('green') }}
+    select
+        *,
+        'Green' as service_type
+    from {{ ref('stg_green_tripdata') }} {{ where_source_file('green') }}
     union all
-    select *, 'Yellow' as service_type from {{ ref('stg_yellow_tripdata') }} {{ where_source_file('yellow') }}
+    select
+        *,
+        'Yellow' as service_type
+    from {{ ref('stg_yellow_tripdata') }} {{ where_source_file('yellow') }}
 )
 
 select
