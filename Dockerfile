@@ -33,11 +33,11 @@ RUN pip install --quiet -c constraints.txt -e .
 # `dbt parse` opens no database connection: dbt_project/profiles.yml's defaults suffice.
 COPY dbt_project ./dbt_project
 RUN test -f dbt_project/dbt_project.yml \
-      || { echo "dbt_project/dbt_project.yml is missing: the image needs the dbt project" >&2; exit 1; } \
- && if [ -f dbt_project/packages.yml ] || [ -f dbt_project/dependencies.yml ]; then \
-      dbt deps --project-dir dbt_project --profiles-dir dbt_project; fi
-# The same command as `make install` (dbt parse with the project's profile).
-RUN taxi-platform dbt-prepare \
+      || { echo "dbt_project/dbt_project.yml is missing: the image needs the dbt project" >&2; exit 1; }
+# The same command as `make install`: dagster-dbt's standard preparation of the DbtProject that
+# taxi_platform/dbt_project.py defines (`dbt deps` when the project has packages, then `dbt parse`
+# with the project's profile).
+RUN dagster-dbt project prepare-and-package --file taxi_platform/dbt_project.py \
  && test -f dbt_project/target/manifest.json
 
 # The instance configuration and the gRPC workspace of the deployment.

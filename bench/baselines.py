@@ -20,8 +20,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import psycopg2
 
 from taxi_platform.datasets import ColumnType, DatasetSpec
-from taxi_platform.warehouse.embedded import bin_dir
-from taxi_platform.warehouse.postgres import PG_TYPES
+from taxi_platform.warehouse.embedded.binaries import bin_dir
+from taxi_platform.warehouse.postgres_ddl import PG_TYPES
 
 FLOOR_SCHEMA = "bench_floor"
 REFERENCE_SCHEMA = "bench_reference"
@@ -51,6 +51,7 @@ def _timed_pipe(url: str, path: Path, commands: list[str]) -> float:
         psql += ["-c", command]
     started = time.monotonic()
     gunzip = subprocess.Popen(["gunzip", "-c", str(path)], stdout=subprocess.PIPE)
+    assert gunzip.stdout is not None  # stdout=PIPE
     loader = subprocess.run(psql, stdin=gunzip.stdout, capture_output=True, text=True, env=env)
     gunzip.stdout.close()
     gunzip.wait()

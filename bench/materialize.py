@@ -19,7 +19,7 @@ def main(argv: list[str]) -> int:
     import dagster as dg
 
     from taxi_platform.assets.dbt import DBT_REFERENCE_KEYS
-    from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
+    from taxi_platform.assets.trip_keys import final_key, raw_file_key, staging_key
     from taxi_platform.assets.zones import reference_file_key, reference_table_key
     from taxi_platform.datasets import ZONES, get_dataset
     from taxi_platform.definitions import build_definitions

@@ -7,6 +7,7 @@ import os
 import resource
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 
@@ -45,6 +46,14 @@ def client_cpu() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def fetch_value(cur: psycopg2.extensions.cursor) -> Any:
+    """The first column of the first row of the query `cur` just executed (one that returns a row)."""
+    row = cur.fetchone()
+    if row is None:
+        raise RuntimeError(f"no row from {cur.query!r}")
+    return row[0]
+
+
 def settle(url: str, timeout: float = 600.0) -> None:
     """Before a measurement: do now the background work the previous measurements left (autovacuum
     would otherwise vacuum the month just loaded during the next measurement), then CHECKPOINT, so
@@ -56,7 +65,7 @@ def settle(url: str, timeout: float = 600.0) -> None:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:  # a running autovacuum would block VACUUM's locks
                 cur.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")
-                if cur.fetchone()[0] == 0:
+                if fetch_value(cur) == 0:
                     break
                 time.sleep(1.0)
             cur.execute("VACUUM (ANALYZE)")

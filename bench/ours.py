@@ -23,8 +23,9 @@ import time
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+from typing import Any, Protocol, TypedDict
 
-from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
+from taxi_platform.assets.trip_keys import final_key, raw_file_key, staging_key
 from taxi_platform.datasets import DatasetSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,6 +33,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 # An external server's URL (`python -m bench.run --postgres-url`); None: the embedded one.
 EXTERNAL_POSTGRES_URL: str | None = None
+
+
+class ChildPaths(TypedDict):
+    """The paths a child run takes (`materialize(..., **paths)`, `build_dbt(..., **paths)`)."""
+
+    home: Path
+    mirror: Path
+    dagster_home: Path
+    log_file: Path
 
 
 def child_env(home: Path, mirror: Path, dagster_home: Path) -> dict[str, str]:
@@ -104,11 +114,11 @@ def build_dbt(month: date | None, *, home: Path, mirror: Path, dagster_home: Pat
             raise RuntimeError(f"run {run.run_id} ended {run.status}")
         stats = instance.get_run_stats(run.run_id)
         checks = [
-            r.dagster_event.event_specific_data.passed
+            r.get_dagster_event().asset_check_evaluation_data.passed
             for r in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
         ]
     return {
-        "seconds": stats.end_time - stats.start_time,
+        "seconds": _run_seconds(stats),
         "process_seconds": process_seconds,
         "run_id": run.run_id,
         "checks_passed": sum(checks),
@@ -127,6 +137,24 @@ def _dagster_home(path: Path):
             os.environ.pop("DAGSTER_HOME", None)
         else:
             os.environ["DAGSTER_HOME"] = previous
+
+
+class _RunStats(Protocol):
+    """What a run's stats (`DagsterInstance.get_run_stats`) give: its id and start and end times."""
+
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def start_time(self) -> float | None: ...
+    @property
+    def end_time(self) -> float | None: ...
+
+
+def _run_seconds(stats: _RunStats) -> float:
+    """The run's wall time, from its start to its end event (both recorded for an ended run)."""
+    if stats.start_time is None or stats.end_time is None:
+        raise RuntimeError(f"run {stats.run_id} has no recorded start or end time")
+    return stats.end_time - stats.start_time
 
 
 def _run_child(
@@ -171,13 +199,13 @@ def _run_details(dagster_home: Path, spec: DatasetSpec) -> dict:
                 for s in instance.get_run_step_stats(run.run_id)
                 if s.end_time and s.start_time
             }
-            metadata = {}
+            metadata: dict[dg.AssetKey, dict[str, Any]] = {}
             for record in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
-                mat = record.dagster_event.event_specific_data.materialization
+                mat = record.get_dagster_event().step_materialization_data.materialization
                 metadata[mat.asset_key] = {k: v.value for k, v in mat.metadata.items()}
-            checks = {}
+            checks: dict[str, bool] = {}
             for record in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
-                evaluation = record.dagster_event.event_specific_data
+                evaluation = record.get_dagster_event().asset_check_evaluation_data
                 checks[evaluation.check_name] = evaluation.passed
     finally:
         if previous is None:
@@ -186,7 +214,7 @@ def _run_details(dagster_home: Path, spec: DatasetSpec) -> dict:
             os.environ["DAGSTER_HOME"] = previous
     raw, staging, final = (metadata[k] for k in (raw_file_key(spec), staging_key(spec), final_key(spec)))
     return {
-        "seconds": stats.end_time - stats.start_time,
+        "seconds": _run_seconds(stats),
         "run_id": run.run_id,
         "phases": {
             "raw_file": raw["duration_seconds"],

@@ -22,11 +22,11 @@ from pathlib import Path
 import duckdb
 
 from bench.meter import server_cpu
-from taxi_platform.datasets import TLC_PARQUET, source_datasets
 from taxi_platform.engine.duckdb_extensions import load_postgres_extension
-from taxi_platform.lake.base import LakeFile
+from taxi_platform.lake.handles import LakeFile
 from taxi_platform.sample.parquet_generator import generate_parquet_month
-from taxi_platform.warehouse.embedded import EmbeddedPostgres
+from taxi_platform.source_specs import TLC_PARQUET, source_datasets
+from taxi_platform.warehouse.embedded.server import EmbeddedPostgres
 from taxi_platform.warehouse.postgres import PostgresWarehouse
 
 MONTH = date(2024, 3, 1)
@@ -94,7 +94,9 @@ def main() -> int:
                 "floor_seconds": round(floor_seconds, 2),
                 **{k: round(v, 2) if isinstance(v, float) else v for k, v in ours_result.items()},
                 "ratio": round(ours_result["seconds"] / floor_seconds, 2),
-                "server_cpu_seconds": None if cpu_before is None else round(cpu_after - cpu_before, 1),
+                "server_cpu_seconds": (
+                    None if cpu_before is None or cpu_after is None else round(cpu_after - cpu_before, 1)
+                ),
             }
             results.append(entry)
             print(

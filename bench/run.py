@@ -46,10 +46,11 @@ from pathlib import Path
 from bench import baselines, meter, ours
 from bench.report import markdown, print_table
 from taxi_platform.datasets import GREEN, YELLOW
-from taxi_platform.sample.generator import full_size_rows, generate_month
+from taxi_platform.sample.generator import generate_month
 from taxi_platform.sample.mirror import mirror_path
+from taxi_platform.sample.row_counts import full_size_rows
 from taxi_platform.sample.zones import write_mirror_zones
-from taxi_platform.warehouse.embedded import EmbeddedPostgres
+from taxi_platform.warehouse.embedded.server import EmbeddedPostgres
 
 REPO = Path(__file__).resolve().parents[1]
 LARGE_MONTH = date(2019, 1, 1)
@@ -117,7 +118,7 @@ def machine_info(url: str) -> dict:
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT version()")
-            version = cur.fetchone()[0]
+            version = meter.fetch_value(cur)
             settings = {}
             for name in (
                 "server_version",
@@ -131,7 +132,7 @@ def machine_info(url: str) -> dict:
                 "io_method",
             ):
                 cur.execute("SELECT current_setting(%s, true)", (name,))
-                settings[name] = cur.fetchone()[0]
+                settings[name] = meter.fetch_value(cur)
     finally:
         conn.close()
     return {
@@ -180,7 +181,7 @@ def dbt_month(
     (CREATE TABLE AS), a rebuild replaces the month in the existing tables (the incremental path,
     as every later month takes; the fastest of `repeat` samples). The target uses the rebuild.
     """
-    paths = dict(home=home, mirror=mirror, dagster_home=dagster_home, log_file=log_file)
+    paths = ours.ChildPaths(home=home, mirror=mirror, dagster_home=dagster_home, log_file=log_file)
     rows = green_rows or full_size_rows(GREEN, month)
     generate_month(GREEN, month, mirror_path(mirror, GREEN, month), rows=rows, seed=2)
     write_mirror_zones(mirror)

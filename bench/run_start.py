@@ -275,7 +275,7 @@ class DevServer:
 # --- the runs --------------------------------------------------------------------------------------
 def plan(server: DevServer) -> list[dict]:
     """The runs to launch, as the UI would: asset keys and a partition tag."""
-    from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
+    from taxi_platform.assets.trip_keys import final_key, raw_file_key, staging_key
     from taxi_platform.assets.zones import reference_file_key, reference_table_key
     from taxi_platform.datasets import GREEN, YELLOW, ZONES
 
@@ -380,7 +380,7 @@ def timings(dagster_home: Path, run_id: str, launched_at: float) -> dict:
         run = instance.get_run_by_id(run_id)
     marks: dict[str, float] = {}
     steps: dict[str, dict] = {}
-    timeline = []
+    timeline: list[tuple[float, str, str | None, str]] = []
     first_step = None
 
     def mark(name: str, ts: float) -> None:
@@ -402,10 +402,13 @@ def timings(dagster_home: Path, run_id: str, launched_at: float) -> dict:
         elif kind == T.STEP_START:
             mark("first_step_start", e.timestamp)
             first_step = first_step or e.step_key
-            steps.setdefault(e.step_key, {})["start"] = e.timestamp
+            if e.step_key is not None:  # a step event always names its step
+                steps.setdefault(e.step_key, {})["start"] = e.timestamp
         elif kind in (T.STEP_SUCCESS, T.STEP_FAILURE, T.STEP_SKIPPED):
-            steps.setdefault(e.step_key, {})["end"] = e.timestamp
-            steps[e.step_key]["status"] = kind.value
+            if e.step_key is not None:
+                step = steps.setdefault(e.step_key, {})
+                step["end"] = e.timestamp
+                step["status"] = kind.value
         elif kind in (T.ENGINE_EVENT, T.RESOURCE_INIT_STARTED, T.RESOURCE_INIT_SUCCESS):
             name = _engine_marker(e.user_message or (ev.message if ev else "") or "")
             if name and (e.step_key is None or name.startswith("resources")):
@@ -594,7 +597,7 @@ def run(args: argparse.Namespace) -> dict:
         )
         sensor = None
         if not args.automation:  # its runs would overlap the measured ones
-            from taxi_platform.automation.sensors import DBT_AUTOMATION_SENSOR_NAME
+            from taxi_platform.automation.dbt_sensor import DBT_AUTOMATION_SENSOR_NAME
 
             sensor = {
                 "name": DBT_AUTOMATION_SENSOR_NAME,

@@ -7,7 +7,7 @@
 # Idempotent: a stamp holding the requirements' hash skips the work when nothing changed.
 # DuckDB's extensions come from PyPI wheels (duckdb-extension-*) and are installed into
 # VENV_DIR/duckdb-home/.duckdb, so the emulator must run with HOME=VENV_DIR/duckdb-home
-# (tests/gcp/conftest.py does); DuckDB never downloads anything.
+# (tests/support/gcp_emulators.py does); DuckDB never downloads anything.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 venv="${1:-$here/../.venv-bqemulator}"

@@ -1,70 +1,18 @@
 """The dataset spec table: the single source of truth for every trip dataset.
 
-Every asset, table, check and sample file is derived from these entries. A source spec (`SOURCES`:
-the TLC's Parquet releases, the course's CSV backup) says which datasets and months its files
-cover; `source_datasets()` gives the specs as that source serves them (file format, the months
-known to be published), and the monthly partitions of each dataset are its months there.
+Every asset, table, check and sample file is derived from these entries. A dataset's columns are
+written once, by name, with one type per name (`_TYPE_OF`). The sources of the files and the specs
+as each serves them (file format, the months known to be published): `source_specs.py`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 from enum import Enum
+from functools import partial
 
 from taxi_platform.eras import FHV_ERAS, FHVHV_ERAS, GREEN_ERAS, YELLOW_ERAS, SchemaEra
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    """Where the monthly files come from, and which months it holds: the monthly partitions of a
-    dataset run from its first month there (`first_month`, or the dataset's own if later) to
-    `last_month` (both included, first days of months). `last_month=None` describes a live
-    publisher: up to the last complete month."""
-
-    key: str  # the value of TAXI_SOURCE
-    name: str  # in messages: "the course-csv source"
-    description: str
-    first_month: date
-    last_month: date | None
-    file_extension: str  # of its trip files: "csv.gz" or "parquet"
-    dataset_names: tuple[str, ...]
-    # The last month known to be published; None: a live publisher, whose month M is expected by
-    # the PUBLISHED_BY_DAY of M+2 (`expected_published_month`).
-    last_published: date | None = None
-
-    def __post_init__(self) -> None:
-        for bound in (self.first_month, self.last_month):
-            if bound is not None and bound.day != 1:
-                raise ValueError(f"source {self.name!r}: {bound} is not the first day of a month")
-        if self.last_month is not None and self.last_month < self.first_month:
-            raise ValueError(f"source {self.name!r}: its last month is before its first")
-
-    @property
-    def months_text(self) -> str:
-        """`2019-01..2021-07`, as the CLI's --months writes a range."""
-        last = "the last complete month" if self.last_month is None else f"{self.last_month:%Y-%m}"
-        return f"{self.first_month:%Y-%m}..{last}"
-
-    def why_not(self, month: date) -> str | None:
-        """Why `month` is never one of this source's months, to follow "<month> is": "before the
-        first month of the course-csv source (2019-01..2021-07)"; None when it is one of them (or
-        will be, once complete)."""
-        if month < self.first_month:
-            return f"before the first month of the {self.name} source ({self.months_text})"
-        if self.last_month is not None and month > self.last_month:
-            return f"after the last month of the {self.name} source ({self.months_text})"
-        return None
-
-
-# The TLC publishes month M about seven weeks after it ends, around the 18th-23rd of M+2.
-PUBLISHED_BY_DAY = 25
-
-
-def expected_published_month(today: date) -> date:
-    """The latest month the TLC has normally published by `today` (M once the 25th of M+2 passed)."""
-    index = today.year * 12 + today.month - 1 - 2 - (0 if today.day >= PUBLISHED_BY_DAY else 1)
-    return date(index // 12, index % 12 + 1, 1)
 
 
 class ColumnType(str, Enum):
@@ -157,104 +105,90 @@ class DatasetSpec:
             raise ValueError(f"dataset {self.name!r}: duplicate column names")
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """Column names written one after the other, separated by spaces."""
+    return tuple(text.split())
+
+
+# Short names for the column types below.
+INT, TIME, DEC, TEXT = ColumnType.INTEGER, ColumnType.TIMESTAMP, ColumnType.DECIMAL, ColumnType.TEXT
+DOUBLE = ColumnType.DOUBLE
+
+# The type of every trip column, whichever dataset has it (a name means the same in all of them).
+_TYPE_OF: dict[str, ColumnType] = {
+    **dict.fromkeys(
+        _names("VendorID passenger_count RatecodeID PULocationID DOLocationID payment_type trip_type")
+        + _names("SR_Flag trip_time"),
+        INT,
+    ),
+    **dict.fromkeys(
+        _names("tpep_pickup_datetime tpep_dropoff_datetime lpep_pickup_datetime lpep_dropoff_datetime")
+        + _names("pickup_datetime dropoff_datetime request_datetime on_scene_datetime"),
+        TIME,
+    ),
+    **dict.fromkeys(
+        _names("trip_distance fare_amount extra mta_tax tip_amount tolls_amount improvement_surcharge")
+        + _names("total_amount congestion_surcharge airport_fee cbd_congestion_fee ehail_fee trip_miles")
+        + _names("base_passenger_fare tolls bcf sales_tax tips driver_pay"),
+        DEC,
+    ),
+    **dict.fromkeys(
+        _names("store_and_fwd_flag vendor_name dispatching_base_num Affiliated_base_number")
+        + _names("hvfhs_license_num originating_base_num shared_request_flag shared_match_flag")
+        + _names("access_a_ride_flag wav_request_flag wav_match_flag"),
+        TEXT,
+    ),
+    **dict.fromkeys(_names("pickup_longitude pickup_latitude dropoff_longitude dropoff_latitude"), DOUBLE),
+}
+
+
+def _typed(names: tuple[str, ...]) -> tuple[Column, ...]:
+    return tuple(Column(name, _TYPE_OF[name]) for name in names)
+
+
 def _cols(*pairs: tuple[str, ColumnType]) -> tuple[Column, ...]:
     return tuple(Column(n, t) for n, t in pairs)
 
 
-# Short names for the column tables below.
-INT, TIME, DEC, TEXT = ColumnType.INTEGER, ColumnType.TIMESTAMP, ColumnType.DECIMAL, ColumnType.TEXT
-DOUBLE = ColumnType.DOUBLE
+# The columns of the course's CSV files, in file order; the warehouse schema starts with them.
+_YELLOW_CSV = _names(
+    "VendorID tpep_pickup_datetime tpep_dropoff_datetime passenger_count trip_distance RatecodeID "
+    "store_and_fwd_flag PULocationID DOLocationID payment_type fare_amount extra mta_tax tip_amount "
+    "tolls_amount improvement_surcharge total_amount congestion_surcharge"
+)
+_GREEN_CSV = _names(
+    "VendorID lpep_pickup_datetime lpep_dropoff_datetime store_and_fwd_flag RatecodeID PULocationID "
+    "DOLocationID passenger_count trip_distance fare_amount extra mta_tax tip_amount tolls_amount "
+    "ehail_fee improvement_surcharge total_amount payment_type trip_type congestion_surcharge"
+)
+# Street-hail taxis (yellow `tpep_`, green `lpep_`): a trip is identified by its vendor, times,
+# zones, fare and distance; the block of 2020+ rows not attributed to a vendor leaves these empty.
+_STREET_HAIL_UNATTRIBUTED = _names("VendorID passenger_count RatecodeID store_and_fwd_flag payment_type")
 
-# The columns of the course's CSV files, in file order.
-_YELLOW_CSV = (
-    "VendorID",
-    "tpep_pickup_datetime",
-    "tpep_dropoff_datetime",
-    "passenger_count",
-    "trip_distance",
-    "RatecodeID",
-    "store_and_fwd_flag",
-    "PULocationID",
-    "DOLocationID",
-    "payment_type",
-    "fare_amount",
-    "extra",
-    "mta_tax",
-    "tip_amount",
-    "tolls_amount",
-    "improvement_surcharge",
-    "total_amount",
-    "congestion_surcharge",
-)
-_GREEN_CSV = (
-    "VendorID",
-    "lpep_pickup_datetime",
-    "lpep_dropoff_datetime",
-    "store_and_fwd_flag",
-    "RatecodeID",
-    "PULocationID",
-    "DOLocationID",
-    "passenger_count",
-    "trip_distance",
-    "fare_amount",
-    "extra",
-    "mta_tax",
-    "tip_amount",
-    "tolls_amount",
-    "ehail_fee",
-    "improvement_surcharge",
-    "total_amount",
-    "payment_type",
-    "trip_type",
-    "congestion_surcharge",
-)
+
+def _street_hail_identity(prefix: str) -> tuple[str, ...]:
+    return _names(
+        f"VendorID {prefix}_pickup_datetime {prefix}_dropoff_datetime PULocationID DOLocationID "
+        "fare_amount trip_distance"
+    )
+
 
 YELLOW = DatasetSpec(
     name="yellow",
     release_tag="yellow",
-    columns=_cols(
-        ("VendorID", INT),
-        ("tpep_pickup_datetime", TIME),
-        ("tpep_dropoff_datetime", TIME),
-        ("passenger_count", INT),
-        ("trip_distance", DEC),
-        ("RatecodeID", INT),
-        ("store_and_fwd_flag", TEXT),
-        ("PULocationID", INT),
-        ("DOLocationID", INT),
-        ("payment_type", INT),
-        ("fare_amount", DEC),
-        ("extra", DEC),
-        ("mta_tax", DEC),
-        ("tip_amount", DEC),
-        ("tolls_amount", DEC),
-        ("improvement_surcharge", DEC),
-        ("total_amount", DEC),
-        ("congestion_surcharge", DEC),
-        ("airport_fee", DEC),
-        ("cbd_congestion_fee", DEC),
-        # 2009-2010: the vendor's code, and coordinates instead of zones.
-        ("vendor_name", TEXT),
-        ("pickup_longitude", DOUBLE),
-        ("pickup_latitude", DOUBLE),
-        ("dropoff_longitude", DOUBLE),
-        ("dropoff_latitude", DOUBLE),
+    # 2009-2010: the vendor's code, and coordinates instead of zones.
+    columns=_typed(
+        _YELLOW_CSV
+        + _names("airport_fee cbd_congestion_fee vendor_name")
+        + _names("pickup_longitude pickup_latitude dropoff_longitude dropoff_latitude")
     ),
     pickup_column="tpep_pickup_datetime",
     dropoff_column="tpep_dropoff_datetime",
-    identity_columns=(
-        "VendorID",
-        "tpep_pickup_datetime",
-        "tpep_dropoff_datetime",
-        "PULocationID",
-        "DOLocationID",
-        "fare_amount",
-        "trip_distance",
-    ),
+    identity_columns=_street_hail_identity("tpep"),
     first_published=date(2019, 1, 1),
     last_published=date(2021, 7, 1),
     description="Yellow taxi trips (street hails, Manhattan and airports).",
-    unattributed_columns=("VendorID", "passenger_count", "RatecodeID", "store_and_fwd_flag", "payment_type"),
+    unattributed_columns=_STREET_HAIL_UNATTRIBUTED,
     csv_columns=_YELLOW_CSV,
     eras=YELLOW_ERAS,
     first_month=date(2009, 1, 1),
@@ -263,195 +197,79 @@ YELLOW = DatasetSpec(
 GREEN = DatasetSpec(
     name="green",
     release_tag="green",
-    columns=_cols(
-        ("VendorID", INT),
-        ("lpep_pickup_datetime", TIME),
-        ("lpep_dropoff_datetime", TIME),
-        ("store_and_fwd_flag", TEXT),
-        ("RatecodeID", INT),
-        ("PULocationID", INT),
-        ("DOLocationID", INT),
-        ("passenger_count", INT),
-        ("trip_distance", DEC),
-        ("fare_amount", DEC),
-        ("extra", DEC),
-        ("mta_tax", DEC),
-        ("tip_amount", DEC),
-        ("tolls_amount", DEC),
-        ("ehail_fee", DEC),
-        ("improvement_surcharge", DEC),
-        ("total_amount", DEC),
-        ("payment_type", INT),
-        ("trip_type", INT),
-        ("congestion_surcharge", DEC),
-        ("cbd_congestion_fee", DEC),
-    ),
+    columns=_typed(_GREEN_CSV + ("cbd_congestion_fee",)),
     pickup_column="lpep_pickup_datetime",
     dropoff_column="lpep_dropoff_datetime",
-    identity_columns=(
-        "VendorID",
-        "lpep_pickup_datetime",
-        "lpep_dropoff_datetime",
-        "PULocationID",
-        "DOLocationID",
-        "fare_amount",
-        "trip_distance",
-    ),
+    identity_columns=_street_hail_identity("lpep"),
     first_published=date(2019, 1, 1),
     last_published=date(2021, 7, 1),
     description="Green taxi trips (boro taxis, outside central Manhattan).",
-    unattributed_columns=(
-        "VendorID",
-        "passenger_count",
-        "RatecodeID",
-        "store_and_fwd_flag",
-        "payment_type",
-        "trip_type",
-    ),
+    unattributed_columns=_STREET_HAIL_UNATTRIBUTED + ("trip_type",),
     csv_columns=_GREEN_CSV,
     eras=GREEN_ERAS,
     first_month=date(2014, 1, 1),
 )
 
-# For-hire vehicles (dispatched by bases): no fares. A trip is identified by its base, times and
-# zones (and its affiliated base: two bases may dispatch at the same second between two zones).
-FHV = DatasetSpec(
-    name="fhv",
-    release_tag="fhv",
-    columns=_cols(
-        ("dispatching_base_num", TEXT),
-        ("pickup_datetime", TIME),
-        ("dropoff_datetime", TIME),
-        ("PULocationID", INT),
-        ("DOLocationID", INT),
-        ("SR_Flag", INT),
-        ("Affiliated_base_number", TEXT),
-    ),
+# What the for-hire datasets share: their time columns' names, the TLC's Parquet files only, and
+# the latest month known to be published when the table was written.
+_for_hire_spec = partial(
+    DatasetSpec,
     pickup_column="pickup_datetime",
     dropoff_column="dropoff_datetime",
-    identity_columns=(
-        "dispatching_base_num",
-        "pickup_datetime",
-        "dropoff_datetime",
-        "PULocationID",
-        "DOLocationID",
-        "Affiliated_base_number",
+    last_published=date(2024, 5, 1),
+    file_extension="parquet",
+)
+
+# For-hire vehicles (dispatched by bases): no fares. A trip is identified by its base, times and
+# zones (and its affiliated base: two bases may dispatch at the same second between two zones).
+FHV = _for_hire_spec(
+    name="fhv",
+    release_tag="fhv",
+    columns=_typed(
+        _names(
+            "dispatching_base_num pickup_datetime dropoff_datetime PULocationID DOLocationID SR_Flag "
+            "Affiliated_base_number"
+        )
+    ),
+    identity_columns=_names(
+        "dispatching_base_num pickup_datetime dropoff_datetime PULocationID DOLocationID "
+        "Affiliated_base_number"
     ),
     first_published=date(2015, 1, 1),
-    last_published=date(2024, 5, 1),
     description="For-hire vehicle trips (bases other than the high-volume services); no fares.",
     eras=FHV_ERAS,
     first_month=date(2015, 1, 1),
-    file_extension="parquet",
 )
 
 # High-volume for-hire services (Uber, Lyft, Via, Juno). A trip is identified by the service, its
 # base, its request, pickup and dropoff times, zones, miles and base fare: the request time
 # separates two riders picked up together, the fare and miles two trips of the same second.
-FHVHV = DatasetSpec(
+FHVHV = _for_hire_spec(
     name="fhvhv",
     release_tag="fhvhv",
-    columns=_cols(
-        ("hvfhs_license_num", TEXT),
-        ("dispatching_base_num", TEXT),
-        ("originating_base_num", TEXT),
-        ("request_datetime", TIME),
-        ("on_scene_datetime", TIME),
-        ("pickup_datetime", TIME),
-        ("dropoff_datetime", TIME),
-        ("PULocationID", INT),
-        ("DOLocationID", INT),
-        ("trip_miles", DEC),
-        ("trip_time", INT),
-        ("base_passenger_fare", DEC),
-        ("tolls", DEC),
-        ("bcf", DEC),
-        ("sales_tax", DEC),
-        ("congestion_surcharge", DEC),
-        ("airport_fee", DEC),
-        ("tips", DEC),
-        ("driver_pay", DEC),
-        ("shared_request_flag", TEXT),
-        ("shared_match_flag", TEXT),
-        ("access_a_ride_flag", TEXT),
-        ("wav_request_flag", TEXT),
-        ("wav_match_flag", TEXT),
-        ("cbd_congestion_fee", DEC),
+    columns=_typed(
+        _names(
+            "hvfhs_license_num dispatching_base_num originating_base_num request_datetime "
+            "on_scene_datetime pickup_datetime dropoff_datetime PULocationID DOLocationID trip_miles "
+            "trip_time base_passenger_fare tolls bcf sales_tax congestion_surcharge airport_fee tips "
+            "driver_pay shared_request_flag shared_match_flag access_a_ride_flag wav_request_flag "
+            "wav_match_flag cbd_congestion_fee"
+        )
     ),
-    pickup_column="pickup_datetime",
-    dropoff_column="dropoff_datetime",
-    identity_columns=(
-        "hvfhs_license_num",
-        "dispatching_base_num",
-        "request_datetime",
-        "pickup_datetime",
-        "dropoff_datetime",
-        "PULocationID",
-        "DOLocationID",
-        "trip_miles",
-        "base_passenger_fare",
+    identity_columns=_names(
+        "hvfhs_license_num dispatching_base_num request_datetime pickup_datetime dropoff_datetime "
+        "PULocationID DOLocationID trip_miles base_passenger_fare"
     ),
     first_published=date(2019, 2, 1),
-    last_published=date(2024, 5, 1),
     description="High-volume for-hire trips (Uber, Lyft, Via, Juno).",
     eras=FHVHV_ERAS,
     first_month=date(2019, 2, 1),
-    file_extension="parquet",
 )
 
 # Every dataset, with the schema of its final table (the TLC's releases hold all four).
 ALL_DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (YELLOW, GREEN, FHV, FHVHV)}
 # The datasets of the course's CSV backup (yellow and green), as it serves them.
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (YELLOW, GREEN)}
-
-# The TLC's own Parquet releases: four datasets, 2009 to the last complete month (the default).
-TLC_PARQUET = SourceSpec(
-    key="tlc",
-    name="tlc-parquet",
-    description=(
-        "The TLC's own monthly Parquet releases (d37ci6vzurychx.cloudfront.net/trip-data): yellow "
-        "from 2009-01, green 2014-01, fhv 2015-01, fhvhv 2019-02, to the latest month published."
-    ),
-    first_month=date(2009, 1, 1),
-    last_month=None,
-    file_extension="parquet",
-    dataset_names=("yellow", "green", "fhv", "fhvhv"),
-)
-# The course's CSV backup (GitHub releases of DataTalksClub/nyc-tlc-data): frozen, no month is
-# added after 2021-07; kept for the course's homework figures.
-COURSE_CSV = SourceSpec(
-    key="course",
-    name="course-csv",
-    description=(
-        "The course's CSV backup of the TLC trip records (DataTalksClub/nyc-tlc-data "
-        "releases): yellow and green 2019-01..2021-07, frozen."
-    ),
-    first_month=date(2019, 1, 1),
-    last_month=date(2021, 7, 1),
-    file_extension="csv.gz",
-    dataset_names=("yellow", "green"),
-    last_published=date(2021, 7, 1),
-)
-SOURCES: dict[str, SourceSpec] = {source.key: source for source in (TLC_PARQUET, COURSE_CSV)}
-
-
-def source_datasets(source: SourceSpec, today: date | None = None) -> dict[str, DatasetSpec]:
-    """The source's datasets as it serves them: its file format, and the months known to be
-    published there (the first month of the dataset at that source; the last: the source's, or
-    for a live publisher the month expected by `today`)."""
-    last = source.last_published or expected_published_month(today or date.today())
-    specs = {}
-    for name in source.dataset_names:
-        spec = ALL_DATASETS[name]
-        specs[name] = replace(
-            spec,
-            file_extension=source.file_extension,
-            first_published=max(source.first_month, spec.first_month),
-            last_published=last,
-            last_month=source.last_month,
-            source_name=source.name,
-        )
-    return specs
 
 
 @dataclass(frozen=True)

@@ -1,51 +1,41 @@
-"""The code location: `dagster dev -m taxi_platform.definitions` (or workspace.yaml)."""
+"""The code location: `dagster dev -m taxi_platform.definitions`, workspace.yaml, or `dg dev`
+(pyproject.toml's [tool.dg] names this module).
+
+`defs` is the defs folder (taxi_platform/defs/) as `dg.load_from_defs_folder` loads it, every part
+built from the Settings of the environment; `build_definitions(settings)` merges the same parts built
+from explicit Settings (tests, benchmarks).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
-from taxi_platform.assets.dbt import build_dbt_assets, load_dbt_project
-from taxi_platform.assets.trips import build_trip_assets
-from taxi_platform.assets.zones import build_reference_assets
-from taxi_platform.automation import build_automation
-from taxi_platform.datasets import ALL_DATASETS, ZONES, source_datasets
-from taxi_platform.partitions import source_partitions
-from taxi_platform.resources import build_resources, kinds, other_target
-from taxi_platform.settings import Settings
+from taxi_platform.defs import executor
+from taxi_platform.defs.automation import automation_definitions
+from taxi_platform.defs.dbt import dbt_definitions
+from taxi_platform.defs.reference import reference_definitions
+from taxi_platform.defs.resources import resource_definitions
+from taxi_platform.defs.trips import trip_definitions
+from taxi_platform.settings import Settings, settings_from_env
+
+# Every module of taxi_platform/defs/ that depends on the settings (tests/test_definitions.py checks
+# that this list and the folder give the same code location).
+SETTINGS_PARTS = (
+    trip_definitions,
+    reference_definitions,
+    dbt_definitions,
+    automation_definitions,
+    resource_definitions,
+)
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
-    settings = settings or Settings.from_env()
-    specs = source_datasets(settings.source_spec)  # the datasets as the chosen source serves them
-    assets = []
-    for spec in specs.values():
-        assets += build_trip_assets(
-            spec,
-            **kinds(settings),
-            min_in_month_share=settings.min_in_month_share,
-            other_target=other_target(settings),
-        )
-    assets += build_reference_assets(ZONES, **kinds(settings))
-    absent = [spec.table_name for name, spec in ALL_DATASETS.items() if name not in specs]
-    assets += build_dbt_assets(
-        load_dbt_project(settings.dbt_project_dir), source_partitions(settings.source_spec), absent
-    )
-    automation = build_automation(settings, specs)  # jobs, schedules, sensors per dataset
-    return dg.Definitions(
-        assets=assets,
-        asset_checks=automation.checks,
-        resources=build_resources(settings),
-        jobs=automation.jobs,
-        schedules=automation.schedules,
-        sensors=automation.sensors,
-        executor=STEP_EXECUTOR,
+    settings = settings or settings_from_env()
+    return dg.Definitions.merge(
+        *(part(settings) for part in SETTINGS_PARTS), dg.Definitions(executor=executor.STEP_EXECUTOR)
     )
 
 
-# Runs launched through the instance (UI, backfills, schedules, sensors) execute their steps in the
-# run's own process: a process per step would import this code location again (~6 s each). Runs
-# proceed in parallel instead, bounded by the run queue and the `taxi_warehouse` pool.
-STEP_EXECUTOR = dg.in_process_executor
-
-
-defs = build_definitions()
+defs = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)

@@ -5,15 +5,21 @@ source (each dataset's partitions are a tail of them).
 The course's CSV backup is frozen at 2021-07, so its partitions are 2019-01..2021-07 whatever the
 date (the UI counts, backfills and plots only months that can load). The TLC's releases have no
 last month: the partitions end at the last complete month, as Dagster's monthly partitions do.
+
+The month arithmetic of the whole platform is here too (`add_months`, `next_month`, `month_range`,
+`month_of`), without Dagster: the spec table and the sample generator use it.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
 
-import dagster as dg
+if TYPE_CHECKING:  # datasets.py and the sample generator do their month arithmetic here
+    import dagster as dg
 
-from taxi_platform.datasets import DatasetSpec, SourceSpec
+    from taxi_platform.datasets import DatasetSpec
+    from taxi_platform.source_specs import SourceSpec
 
 
 def month_of(partition_key: str) -> date:
@@ -27,13 +33,30 @@ def month_of(partition_key: str) -> date:
     return parsed
 
 
+def add_months(month: date, n: int) -> date:
+    """The first day of the month `n` months after `month`'s (before it when `n` is negative)."""
+    index = month.year * 12 + month.month - 1 + n  # months since year 0
+    return date(index // 12, index % 12 + 1, 1)
+
+
 def next_month(month: date) -> date:
-    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    return add_months(month, 1)
+
+
+def month_range(first: date, last: date) -> list[date]:
+    """The months `first`..`last`, both included, as first days; [] when `first` is after `last`."""
+    months, month = [], date(first.year, first.month, 1)
+    while month <= last:
+        months.append(month)
+        month = next_month(month)
+    return months
 
 
 def _partitions(first: date, last: date | None) -> dg.MonthlyPartitionsDefinition:
     """Months first..last as partitions (Dagster's end date is exclusive: the month after the last;
     no last: up to the last complete month)."""
+    import dagster as dg  # here: the month arithmetic above must not load Dagster (the generator)
+
     end = None if last is None else f"{next_month(last):%Y-%m-%d}"
     return dg.MonthlyPartitionsDefinition(start_date=f"{first:%Y-%m-%d}", end_date=end)
 

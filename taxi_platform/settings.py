@@ -5,22 +5,25 @@ This module is the only place that reads `TAXI_*` variables. Every setting is li
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from taxi_platform.datasets import SOURCES, SourceSpec
+from taxi_platform.gcp.credentials import GcpCredentialsError, read_credentials_b64, read_credentials_file
+from taxi_platform.gcp.names import bucket_problem, location_problem, project_problem
 from taxi_platform.redact import mask_url
+from taxi_platform.source_specs import SOURCES, SourceSpec
+from taxi_platform.target import GCP, LOCAL, TARGETS, Target
 
 DEFAULT_SOURCE_URL = "https://github.com/DataTalksClub/nyc-tlc-data/releases/download"
 # The TLC's own releases: `<base>/trip-data/<dataset>_tripdata_<YYYY-MM>.parquet`.
 DEFAULT_TLC_URL = "https://d37ci6vzurychx.cloudfront.net"
 # The GitHub REST API of the same repository: the release sensor polls `<this>/releases`.
 DEFAULT_RELEASES_API_URL = "https://api.github.com/repos/DataTalksClub/nyc-tlc-data"
-# What the release sensor does on its first tick (no cursor yet); see automation/sensors.py.
+# What the release sensor does on its first tick (no cursor yet); see automation/release_sensor.py.
 FIRST_TICK_MODES = ("baseline", "backfill")
-TARGETS = ("local", "gcp")
 # The dbt project ships beside the package in the repository (an editable install).
 DEFAULT_DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 
@@ -77,13 +80,32 @@ def _float(name: str, default: float, lo: float, hi: float) -> float:
     return value
 
 
+def _compare_target_from_env() -> Target | None:
+    name = (_env("TAXI_COMPARE_TARGET") or "").lower()
+    return _target(name, "TAXI_COMPARE_TARGET", " or unset it") if name else None
+
+
+def _path_or_none(value: str | None) -> Path | None:
+    return Path(value).expanduser().resolve() if value else None
+
+
+def _target(value: Target | str, setting: str, alternative: str = "") -> Target:
+    if isinstance(value, Target):
+        return value
+    if value not in TARGETS:
+        raise SettingsError(f"{setting}={value!r}: choose one of {', '.join(TARGETS)}{alternative}")
+    return TARGETS[value]
+
+
 @dataclass(frozen=True)
 class Settings:
-    target: str = "local"
+    # Either field may be given by name ("local", "gcp", as TAXI_TARGET spells it): __post_init__
+    # resolves the name, so that a name is validated in one place whoever builds the Settings.
+    target: Target = LOCAL
     # A second target each month must agree with (counts and ids), when both are configured.
-    compare_target: str | None = None
+    compare_target: Target | None = None
     home: Path = field(default_factory=default_home)
-    source: str = "tlc"  # TAXI_SOURCE: a key of datasets.SOURCES
+    source: str = "tlc"  # TAXI_SOURCE: a key of source_specs.SOURCES
     tlc_url: str = DEFAULT_TLC_URL
     source_url: str = DEFAULT_SOURCE_URL  # the course source's base URL
     postgres_url: str | None = field(default=None, repr=False)  # secret: never printed
@@ -111,19 +133,17 @@ class Settings:
     failure_log: Path | None = None  # JSON lines of run-failure summaries, if set
 
     def __post_init__(self) -> None:
-        if self.target not in TARGETS:
-            raise SettingsError(f"TAXI_TARGET={self.target!r}: choose one of {', '.join(TARGETS)}")
-        if self.compare_target is not None and self.compare_target not in TARGETS:
-            raise SettingsError(
-                f"TAXI_COMPARE_TARGET={self.compare_target!r}: choose one of {', '.join(TARGETS)} or unset it"
-            )
+        object.__setattr__(self, "target", _target(self.target, "TAXI_TARGET"))
+        if self.compare_target is not None:
+            compare = _target(self.compare_target, "TAXI_COMPARE_TARGET", " or unset it")
+            object.__setattr__(self, "compare_target", compare)
         if self.compare_target == self.target:
             raise SettingsError(
-                f"TAXI_COMPARE_TARGET={self.compare_target!r} is TAXI_TARGET itself: name the other one"
+                f"TAXI_COMPARE_TARGET={self.target.name!r} is TAXI_TARGET itself: name the other one"
             )
-        if self.compare_target == "gcp" and self.gcp is None:
+        if self.compare_target is GCP and self.gcp is None:
             raise SettingsError("TAXI_COMPARE_TARGET=gcp needs TAXI_GCP_PROJECT and TAXI_GCS_BUCKET")
-        if self.target == "gcp" and self.gcp is None:
+        if self.target is GCP and self.gcp is None:
             raise SettingsError("TAXI_TARGET=gcp needs TAXI_GCP_PROJECT and TAXI_GCS_BUCKET")
         if self.gcp is not None and self.gcp.bq_dataset in (self.staging_schema, self.dbt_schema):
             raise SettingsError(
@@ -183,7 +203,7 @@ class Settings:
     def from_env(cls) -> Settings:
         home = _env("TAXI_HOME")
         return cls(
-            target=(_env("TAXI_TARGET", "local") or "local").lower(),
+            target=_target((_env("TAXI_TARGET", "local") or "local").lower(), "TAXI_TARGET"),
             home=Path(home).expanduser().resolve() if home else default_home(),
             source=(_env("TAXI_SOURCE", "tlc") or "").lower(),
             tlc_url=(_env("TAXI_TLC_URL", DEFAULT_TLC_URL) or "").rstrip("/"),
@@ -199,9 +219,9 @@ class Settings:
             min_in_month_share=_float("TAXI_MIN_IN_MONTH_SHARE", 0.95, 0.0, 1.0),
             engine_memory_mb=_int("TAXI_ENGINE_MEMORY_MB", 128, minimum=64),
             embedded_port=_int("TAXI_EMBEDDED_PG_PORT", 0, minimum=0),
-            compare_target=(_env("TAXI_COMPARE_TARGET") or "").lower() or None,
+            compare_target=_compare_target_from_env(),
             gcp=GcpSettings.from_env()
-            if "gcp" in ((_env("TAXI_TARGET") or "").lower(), (_env("TAXI_COMPARE_TARGET") or "").lower())
+            if GCP.name in ((_env("TAXI_TARGET") or "").lower(), (_env("TAXI_COMPARE_TARGET") or "").lower())
             else None,
             releases_api_url=(_env("TAXI_RELEASES_API_URL", DEFAULT_RELEASES_API_URL) or "").rstrip("/"),
             github_token=_env("TAXI_GITHUB_TOKEN") or _env("GITHUB_TOKEN"),
@@ -210,63 +230,22 @@ class Settings:
             releases_api_max_pages=_int("TAXI_RELEASES_API_MAX_PAGES", 3, minimum=1),
             tlc_sensor_requests=_int("TAXI_TLC_SENSOR_REQUESTS", 32, minimum=1),
             tlc_sensor_recent_months=_int("TAXI_TLC_SENSOR_RECENT_MONTHS", 6, minimum=1),
-            failure_log=Path(_env("TAXI_FAILURE_LOG")).expanduser().resolve()
-            if _env("TAXI_FAILURE_LOG")
-            else None,
+            failure_log=_path_or_none(_env("TAXI_FAILURE_LOG")),
         )
+
+
+def settings_from_env() -> Settings:
+    """Settings.from_env(), once per environment: the code location's modules (taxi_platform/defs/)
+    share one Settings, and a changed environment (a test's) gives new Settings."""
+    return _settings_of(frozenset(os.environ.items()))
+
+
+@functools.lru_cache(maxsize=1)
+def _settings_of(_environment: frozenset[tuple[str, str]]) -> Settings:
+    return Settings.from_env()
 
 
 # --- the GCP target (TAXI_TARGET=gcp) ------------------------------------------------------------
-
-_GCP_PROJECT = re.compile(r"^(?:[a-z][a-z0-9.-]{0,61}[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$")
-_GCS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,61}[a-z0-9]$")
-_GCP_LOCATION = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,39}$")
-CREDENTIAL_SETTINGS = ("TAXI_GCP_CREDENTIALS_FILE", "TAXI_GCP_CREDENTIALS_B64")
-
-
-def _service_account_info(raw: bytes, setting: str) -> dict:
-    """Parse and check a service-account key; errors name the setting, never the content."""
-    import json
-
-    try:
-        info = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise SettingsError(f"{setting}: not a JSON service-account key") from None
-    if not isinstance(info, dict) or info.get("type") != "service_account":
-        raise SettingsError(
-            f'{setting}: not a service-account key (its "type" is not '
-            '"service_account"); for other credentials use application-default '
-            "credentials (GOOGLE_APPLICATION_CREDENTIALS) and leave it unset"
-        )
-    missing = [k for k in ("client_email", "private_key", "token_uri") if not info.get(k)]
-    if missing:
-        raise SettingsError(f"{setting}: the service-account key lacks {', '.join(missing)}")
-    try:
-        from google.oauth2 import service_account
-
-        service_account.Credentials.from_service_account_info(info)
-    except Exception:  # noqa: BLE001 - the message could quote the key: never pass it on
-        raise SettingsError(f"{setting}: the service-account key's private_key does not parse") from None
-    return info
-
-
-def read_credentials_b64(value: str, setting: str = "TAXI_GCP_CREDENTIALS_B64") -> dict:
-    import base64
-    import binascii
-
-    try:
-        raw = base64.b64decode("".join(value.split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise SettingsError(f"{setting}: not valid base64 (encode the key file with `base64 -w0`)") from None
-    return _service_account_info(raw, setting)
-
-
-def read_credentials_file(path: str, setting: str = "TAXI_GCP_CREDENTIALS_FILE") -> dict:
-    try:
-        raw = Path(path).expanduser().read_bytes()
-    except OSError as exc:
-        raise SettingsError(f"{setting}={path!r}: cannot read the key file ({exc.strerror})") from None
-    return _service_account_info(raw, setting)
 
 
 @dataclass(frozen=True)
@@ -292,30 +271,12 @@ class GcpSettings:
     max_bytes_billed: int = 100 * 10**9
 
     def __post_init__(self) -> None:
-        if not self.project or not _GCP_PROJECT.fullmatch(self.project):
-            raise SettingsError(
-                f"TAXI_GCP_PROJECT={self.project!r} is not a GCP project id: 6-30 lower-case "
-                "letters, digits and hyphens, starting with a letter, not ending with a hyphen"
-            )
-        bucket = self.gcs_bucket or ""
-        if (
-            not _GCS_BUCKET.fullmatch(bucket)
-            or ".." in bucket
-            or bucket.startswith("goog")
-            or "google" in bucket
-            or re.fullmatch(r"[0-9.]+", bucket)
-        ):
-            raise SettingsError(
-                f"TAXI_GCS_BUCKET={bucket!r} is not a valid bucket name: 3-63 lower-case letters, "
-                "digits, '-', '_' and '.', starting and ending with a letter or digit, no 'goog' "
-                "prefix, no 'google' (just the name: no gs://, no path)"
-            )
+        for problem in (project_problem(self.project), bucket_problem(self.gcs_bucket)):
+            if problem:
+                raise SettingsError(problem)
         validate_identifier(self.bq_dataset, "TAXI_BQ_DATASET")
-        if not _GCP_LOCATION.fullmatch(self.location or ""):
-            raise SettingsError(
-                f"TAXI_GCP_LOCATION={self.location!r} is not a location "
-                "(US, EU, or a region such as europe-west1)"
-            )
+        if problem := location_problem(self.location):
+            raise SettingsError(problem)
         if self.credentials_file and self.credentials_b64:
             raise SettingsError("set only one of TAXI_GCP_CREDENTIALS_FILE and TAXI_GCP_CREDENTIALS_B64")
         if self.anonymous and (self.credentials_file or self.credentials_b64):
@@ -323,10 +284,13 @@ class GcpSettings:
                 "TAXI_GCP_ANONYMOUS is for emulators: it excludes "
                 "TAXI_GCP_CREDENTIALS_FILE and TAXI_GCP_CREDENTIALS_B64"
             )
-        if self.credentials_file:
-            read_credentials_file(self.credentials_file)
-        if self.credentials_b64:
-            read_credentials_b64(self.credentials_b64)
+        try:  # a key that does not parse is refused now, not at the first run
+            if self.credentials_file:
+                read_credentials_file(self.credentials_file)
+            if self.credentials_b64:
+                read_credentials_b64(self.credentials_b64)
+        except GcpCredentialsError as exc:
+            raise SettingsError(str(exc)) from None
         for name, value in (
             ("TAXI_BQ_API_ENDPOINT", self.bq_api_endpoint),
             ("TAXI_GCS_API_ENDPOINT", self.gcs_api_endpoint),

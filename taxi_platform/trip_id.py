@@ -36,7 +36,7 @@ def canonical_text(value: object, type_: ColumnType) -> str:
     if value is None:
         return NULL_TEXT
     if type_ is ColumnType.INTEGER:
-        return str(int(value))  # type: ignore[arg-type]
+        return str(int(value))  # type: ignore[call-overload]  # an int (or a bool) here
     if type_ is ColumnType.TIMESTAMP:
         assert isinstance(value, datetime)
         return value.strftime(TIMESTAMP_FORMAT)

@@ -1,48 +1,60 @@
 """Shared fixtures: one embedded PostgreSQL for the session (stopped at the end), isolated schemas
-per test, generated release files, and a throw-away Dagster instance."""
+per test, the GCP emulators when a test asks for them, a throw-away Dagster instance per test, and
+the check that the session leaves no server, daemon or browser running. The classes and helpers
+they use live in tests/support/."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import tempfile
-import threading
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import dagster as dg
 import psycopg2
 import pytest
+from support.gcp_emulators import BQ_VENV, NO_METADATA, PROJECT, Emulators, loopback_only, run_emulators
+from support.gcp_env import GcpEnv
+from support.paths import new_tmp_root
+from support.pg_env import Env
+from support.processes import leftover_processes, snapshot
 
-# Re-exported: tests import them from conftest.
-from run_results import REAL_SAMPLES, ZONES_CSV, failure_message, materialization_metadata, query  # noqa: F401
+from taxi_platform.settings import GcpSettings, Settings
+from taxi_platform.target import GCP
+from taxi_platform.warehouse.embedded.server import EmbeddedPostgres
 
-from taxi_platform.assets.trips import build_trip_assets, final_key, raw_file_key, staging_key
-from taxi_platform.datasets import DATASETS, DatasetSpec
-from taxi_platform.resources import build_resources
-from taxi_platform.settings import Settings
-from taxi_platform.warehouse.embedded import EmbeddedPostgres
+# --- no process left behind -----------------------------------------------------------------------
 
-REPO = Path(__file__).resolve().parents[1]
+_PIDS_AT_START = pytest.StashKey[set[int]]()
 
 
-def _tmp_root() -> Path:
-    # The embedded server runs as `nobody` when we are root: its folder must be traversable,
-    # which pytest's tmp_path under /root may not be.
-    root = Path(tempfile.mkdtemp(prefix="taxi-tests-", dir=os.environ.get("TAXI_TEST_TMP", "/tmp")))
-    root.chmod(0o755)
-    return root
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_PIDS_AT_START] = snapshot()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # trylast: after pytest's runner tore down what fixtures were left (after -x or ^C too);
+    # whatever of ours still runs was left behind.
+    left = leftover_processes(session.config.stash.get(_PIDS_AT_START, set()))
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_sep("=", "processes started by this session are still running", red=True)
+            for line in left:
+                reporter.write_line(line, red=True)
+        else:
+            print("processes started by this session are still running:", *left, sep="\n")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
 def session_root() -> Iterator[Path]:
-    root = _tmp_root()
+    root = new_tmp_root()
     yield root
     shutil.rmtree(root, ignore_errors=True)
 
@@ -70,211 +82,6 @@ def pg(pg_url: str) -> Iterator[psycopg2.extensions.connection]:
     conn.close()
 
 
-@dataclass
-class Env:
-    """One test's platform: its own schemas, lake and mirror; the session's PostgreSQL."""
-
-    settings: Settings
-    mirror: Path
-    instance: dg.DagsterInstance
-    pg_url: str
-
-    @property
-    def resources(self) -> dict[str, object]:
-        return build_resources(self.settings)
-
-    def materialize(
-        self,
-        spec: DatasetSpec,
-        month: date,
-        *,
-        raise_on_error: bool = False,
-        assets: str = "all",
-        resources: dict | None = None,
-    ) -> dg.ExecuteInProcessResult:
-        defs = build_trip_assets(
-            spec,
-            warehouse_kind="postgres",
-            lake_kind="file",
-            min_in_month_share=self.settings.min_in_month_share,
-        )
-        return dg.materialize(
-            defs,
-            partition_key=f"{month:%Y-%m-01}",
-            instance=self.instance,
-            resources=resources or self.resources,
-            raise_on_error=raise_on_error,
-        )
-
-    def materialize_range(
-        self, spec: DatasetSpec, first: date, last: date, *, raise_on_error: bool = False
-    ) -> dg.ExecuteInProcessResult:
-        """One run of the months first..last (the tags a range backfill or the CLI's
-        `--partition-range` give a run)."""
-        defs = build_trip_assets(
-            spec,
-            warehouse_kind="postgres",
-            lake_kind="file",
-            min_in_month_share=self.settings.min_in_month_share,
-        )
-        return dg.materialize(
-            defs,
-            instance=self.instance,
-            resources=self.resources,
-            raise_on_error=raise_on_error,
-            tags=range_tags(first, last),
-        )
-
-    def cli_env(self) -> dict[str, str]:
-        s = self.settings
-        return {
-            **os.environ,
-            "TAXI_HOME": str(s.home),
-            "TAXI_SOURCE": s.source,
-            "TAXI_SOURCE_URL": s.source_url,
-            "TAXI_POSTGRES_URL": s.postgres_url or "",
-            "TAXI_WAREHOUSE_SCHEMA": s.warehouse_schema,
-            "TAXI_STAGING_SCHEMA": s.staging_schema,
-            "TAXI_DBT_SCHEMA": s.dbt_schema,
-            "DAGSTER_HOME": self.instance.root_directory,
-        }
-
-    def cli_materialize(
-        self, spec: DatasetSpec, month: date, last: date | None = None, more: tuple[dg.AssetKey, ...] = ()
-    ) -> subprocess.Popen:
-        """`dagster asset materialize` of one month of a dataset (or the months month..last, with
-        `--partition-range`), plus the assets `more`, in its own process."""
-        selection = ",".join(
-            k.to_user_string() for k in (raw_file_key(spec), staging_key(spec), final_key(spec), *more)
-        )
-        partitions = (
-            ["--partition", f"{month:%Y-%m-01}"]
-            if last is None
-            else ["--partition-range", f"{month:%Y-%m-01}...{last:%Y-%m-01}"]
-        )
-        return subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "dagster"),
-                "asset",
-                "materialize",
-                "-m",
-                "taxi_platform.definitions",
-                "--select",
-                selection,
-                *partitions,
-            ],
-            cwd=REPO,
-            env=self.cli_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-
-    def warehouse(self):
-        from taxi_platform.warehouse.postgres import PostgresWarehouse
-
-        s = self.settings
-        return PostgresWarehouse(
-            url=self.pg_url,
-            home=str(s.home),
-            warehouse_schema=s.warehouse_schema,
-            staging_schema=s.staging_schema,
-            dbt_schema=s.dbt_schema,
-        )
-
-    def run(
-        self, selection: list[dg.AssetKey], partition: date | None = None, *, raise_on_error: bool = True
-    ) -> dg.ExecuteInProcessResult:
-        """Execute a selection of the real code location's assets (trips, zones, dbt)."""
-        from taxi_platform.definitions import build_definitions
-
-        defs = build_definitions(self.settings)
-        job = defs.resolve_implicit_global_asset_job_def()
-        return job.execute_in_process(
-            instance=self.instance,
-            asset_selection=selection,
-            raise_on_error=raise_on_error,
-            partition_key=f"{partition:%Y-%m-01}" if partition else None,
-        )
-
-    def run_range(self, selection: list[dg.AssetKey], tags: dict[str, str]) -> dg.ExecuteInProcessResult:
-        """Execute a selection of the real code location's assets as one range run."""
-        from taxi_platform.definitions import build_definitions
-
-        job = build_definitions(self.settings).resolve_implicit_global_asset_job_def()
-        return job.execute_in_process(instance=self.instance, asset_selection=selection, tags=tags)
-
-    def query(self, sql: str, params=()) -> list[tuple]:
-        return query(self.pg_url, sql, params)
-
-    def final(self, spec: DatasetSpec) -> str:
-        return f'"{self.settings.warehouse_schema}"."{spec.table_name}"'
-
-    def fingerprint(self, spec: DatasetSpec) -> list[tuple]:
-        """The whole final table, ordered: equal fingerprints mean equal contents."""
-        if not self.query("SELECT to_regclass(%s)", (f"{self.settings.warehouse_schema}.{spec.table_name}",))[
-            0
-        ][0]:
-            return []
-        return self.query(f"SELECT md5(t::text) AS h FROM {self.final(spec)} t ORDER BY h")
-
-    def mirror_path(self, spec: DatasetSpec, month: date) -> Path:
-        return self.mirror / spec.release_tag / spec.file_name(month)
-
-
-def materialize_killing_copy(
-    env: Env, pg, spec: DatasetSpec, month: date, backend: str
-) -> tuple[dg.ExecuteInProcessResult, int]:
-    """Materialize the month while terminating the COPY backends whose application_name is LIKE
-    `backend` as soon as one runs; the run's result and how many backends were killed."""
-    outcome = {}
-    runner = threading.Thread(target=lambda: outcome.update(result=env.materialize(spec, month)))
-    runner.start()
-    killed = 0
-    deadline = time.monotonic() + 120
-    with pg.cursor() as cur:
-        while not killed and runner.is_alive() and time.monotonic() < deadline:
-            cur.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name LIKE %s AND query LIKE 'COPY%%' AND state = 'active'",
-                (backend,),
-            )
-            killed = sum(1 for (ok,) in cur.fetchall() if ok)
-            time.sleep(0.05)
-    runner.join()
-    return outcome["result"], killed
-
-
-def keep_later_occurrences(monkeypatch) -> None:
-    """Make the staging keep the later occurrences of repeated ids: its DELETE statements are
-    dropped (the server's kept rows then differ from the engine's distinct count)."""
-    import taxi_platform.warehouse.postgres_month as postgres_month
-
-    delete_later = postgres_month._delete_later_occurrences
-
-    class NoDelete:  # the cursor, but its DELETE statements are dropped
-        def __init__(self, cur):
-            self.cur, self.rowcount = cur, 0
-
-        def execute(self, query, params=None):
-            if not query.as_string(self.cur).startswith("DELETE"):
-                self.cur.execute(query, params)
-
-        def fetchall(self):
-            return self.cur.fetchall()
-
-    monkeypatch.setattr(
-        postgres_month, "_delete_later_occurrences", lambda cur, *args: delete_later(NoDelete(cur), *args)
-    )
-
-
-def range_tags(first: date, last: date) -> dict[str, str]:
-    return {
-        "dagster/asset_partition_range_start": f"{first:%Y-%m-01}",
-        "dagster/asset_partition_range_end": f"{last:%Y-%m-01}",
-    }
-
-
 @pytest.fixture
 def env(session_root: Path, pg_url: str, monkeypatch) -> Iterator[Env]:
     name = uuid.uuid4().hex[:10]
@@ -297,27 +104,77 @@ def env(session_root: Path, pg_url: str, monkeypatch) -> Iterator[Env]:
     shutil.rmtree(mirror, ignore_errors=True)
 
 
-def partition_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, name: str) -> dict[str, object]:
-    """Partition key -> the value of metadata `name` in its latest materialization."""
-    records = instance.fetch_materializations(key, limit=1000).records
-    latest: dict[str, object] = {}
-    for record in sorted(records, key=lambda r: r.storage_id):
-        metadata = record.asset_materialization.metadata
-        latest[record.partition_key] = metadata[name].value if name in metadata else None
-    return latest
+# --- the GCP target on the emulators (tests/gcp, and the BigQuery half of tests/test_failures.py) ---
 
 
-__all__ = [
-    "Env",
-    "keep_later_occurrences",
-    "materialization_metadata",
-    "partition_metadata",
-    "range_tags",
-    "failure_message",
-    "final_key",
-    "raw_file_key",
-    "staging_key",
-    "DATASETS",
-    "REAL_SAMPLES",
-    "ZONES_CSV",
-]
+@pytest.fixture(scope="session")
+def emulators(session_root: Path) -> Iterator[Emulators]:
+    saved = {
+        k: os.environ.get(k)
+        for k in (*NO_METADATA, "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST")
+    }
+    os.environ.update(NO_METADATA)
+    # Nothing may pick up a developer's real credentials or emulator settings.
+    os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+    os.environ.pop("STORAGE_EMULATOR_HOST", None)
+    try:
+        with run_emulators(session_root / "emulators") as running:
+            yield running
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture
+def gcp_env(session_root: Path, emulators: Emulators) -> Iterator[GcpEnv]:
+    name = uuid.uuid4().hex[:10]
+    mirror = session_root / f"gcp_mirror_{name}"
+    mirror.mkdir()
+    home = session_root / f"gcp_home_{name}"
+    settings = Settings(
+        source="course",
+        target=GCP,
+        home=home,
+        source_url=mirror.as_uri(),
+        staging_schema=f"s_{name}",
+        dbt_schema=f"d_{name}",
+        download_attempts=2,
+        gcp=GcpSettings(
+            project=PROJECT,
+            gcs_bucket=f"taxi-lake-{name}",
+            bq_dataset=f"w_{name}",
+            anonymous=True,
+            bq_api_endpoint=emulators.bq_endpoint,
+            gcs_api_endpoint=emulators.gcs_endpoint,
+        ),
+    )
+    with dg.instance_for_test() as instance:
+        env = GcpEnv(settings=settings, mirror=mirror, instance=instance, emulators=emulators)
+        env.gcs_client().create_bucket(env.gcp.gcs_bucket)
+        yield env
+    shutil.rmtree(mirror, ignore_errors=True)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+# --- either warehouse (tests/test_failures.py) ----------------------------------------------------
+
+
+@pytest.fixture(params=["postgres", pytest.param("bigquery", marks=pytest.mark.bigquery)])
+def target(request) -> str:
+    """The warehouse a parametrised test runs on."""
+    return request.param
+
+
+@pytest.fixture
+def target_env(target: str, request) -> Iterator[Env | GcpEnv]:
+    """The test's platform on `target`: `env` on PostgreSQL, `gcp_env` (loopback only) on BigQuery."""
+    if target == "postgres":
+        yield request.getfixturevalue("env")
+        return
+    if not (BQ_VENV / "bin" / "bqemulator").exists():
+        pytest.skip(f"the BigQuery emulator is not installed in {BQ_VENV} (bash scripts/bq-emulator-venv.sh)")
+    with loopback_only():
+        yield request.getfixturevalue("gcp_env")

@@ -8,11 +8,12 @@ from decimal import Decimal
 import dagster as dg
 import pandas as pd
 import pytest
-from conftest import ZONES_CSV, Env
-from expected import csv_lines, expected_from_file, read_gz, write_gz
+from support.expected import csv_lines, expected_from_file, read_gz, write_gz
+from support.paths import ZONES_CSV
+from support.pg_env import Env
 
 from taxi_platform.assets.dbt import DBT_REFERENCE_KEYS
-from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
+from taxi_platform.assets.trip_keys import final_key, raw_file_key, staging_key
 from taxi_platform.assets.zones import reference_file_key, reference_table_key
 from taxi_platform.datasets import GREEN, YELLOW, ZONES
 from taxi_platform.sample.generator import generate_month
@@ -130,6 +131,23 @@ def assert_marts_equal(expected: pd.DataFrame, actual: pd.DataFrame):
         assert a[column].astype(float).tolist() == pytest.approx(e[column].astype(float).tolist(), rel=1e-9)
 
 
+def expected_top_zones(mart: pd.DataFrame, limit: int) -> list[tuple]:
+    """The demo's report from a mart computed with pandas: revenue and trips per pickup zone,
+    borough and service over all its months, highest revenue first."""
+    zones = pd.read_csv(ZONES_CSV, dtype=str, keep_default_na=False)
+    borough_of = dict(zip(zones["LocationID"].astype(int), zones["Borough"]))
+    totals: dict[tuple, tuple[Decimal, int]] = {}
+    for row in mart.itertuples():
+        key = (row.revenue_zone, borough_of[row.revenue_zone_id], row.service_type)
+        revenue, trips = totals.get(key, (Decimal(0), 0))
+        totals[key] = (
+            revenue + (row.revenue_monthly_total_amount or 0),
+            trips + int(row.total_monthly_trips),
+        )
+    ranked = sorted(totals.items(), key=lambda item: item[1][0], reverse=True)[:limit]
+    return [(*key, revenue, trips) for key, (revenue, trips) in ranked]
+
+
 @pytest.fixture
 def loaded(env: Env) -> Env:
     load_zones(env, real=True)
@@ -144,6 +162,10 @@ def test_mart_equals_pandas_and_fact_holds_the_distinct_vendor_trips(loaded: Env
     for month in MONTHS:
         build_month(env, month)
     assert_marts_equal(expected_mart(env, real_zones=True), actual_mart(env))
+    # The demo's report, through the warehouse interface: the top zones of the mart pandas computed.
+    top = env.warehouse().top_pickup_zones(MONTHS, limit=5)
+    assert top == expected_top_zones(expected_mart(env, real_zones=True), limit=5) and len(top) == 5
+    assert env.warehouse().top_pickup_zones([date(2018, 1, 1)]) == []  # a month not built: none
 
     expected_ids = set()
     for spec in (YELLOW, GREEN):

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from conftest import REPO, Env, failure_message
+from support.paths import REPO
+from support.pg_env import Env
+from support.run_results import failure_message
 
-from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
+from taxi_platform.assets.trip_keys import final_key, raw_file_key, staging_key
 from taxi_platform.assets.zones import reference_file_key, reference_table_key
 from taxi_platform.datasets import GREEN, YELLOW, ZONES
 from taxi_platform.sample.generator import generate_month

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from dagster_dbt import DbtProject
 
-from taxi_platform.assets.dbt import load_dbt_project, manifest_is_current, parse_state_path, reparse_manifest
+from taxi_platform.assets.dbt_build import parse_state_path
+from taxi_platform.dbt_project import load_dbt_project, manifest_is_current, reparse_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,7 +63,7 @@ def test_the_kept_parse_state_is_per_connection_and_never_keyed_by_a_secret(tmp_
 
 
 def test_parse_states_of_old_connections_are_pruned(tmp_path):
-    from taxi_platform.assets.dbt import KEPT_PARSE_STATES, _keep_parse_state
+    from taxi_platform.assets.dbt_build import KEPT_PARSE_STATES, _keep_parse_state
 
     project = project_copy(tmp_path)
     produced = tmp_path / "partial_parse.msgpack"

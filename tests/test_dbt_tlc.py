@@ -20,11 +20,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from conftest import ZONES_CSV, Env
+from support.paths import ZONES_CSV
+from support.pg_env import Env
 
 from taxi_platform.datasets import ALL_DATASETS, ZONES, DatasetSpec
 from taxi_platform.eras import era_of_month
-from taxi_platform.lake.base import LakeFile
+from taxi_platform.lake.handles import LakeFile
 from taxi_platform.resources import dbt_executable
 from taxi_platform.sample.parquet_generator import GeneratedParquet, generate_parquet_month
 from taxi_platform.trip_id import trip_id_from_values
@@ -35,7 +36,14 @@ MONTH = date(2023, 4, 1)  # the real green month; the others generated
 LATER = date(2025, 2, 1)  # cbd_congestion_fee in every dataset but fhv
 LEGACY = date(2010, 1, 1)  # yellow with vendor codes (DDS: no VendorID) and no zone ids
 COMPANIES = {"HV0002": "Juno", "HV0003": "Uber", "HV0004": "Via", "HV0005": "Lyft"}
-FHVHV_PAID = ("base_passenger_fare", "tolls", "bcf", "sales_tax", "congestion_surcharge", "airport_fee")
+FHVHV_PAID: tuple[str, ...] = (
+    "base_passenger_fare",
+    "tolls",
+    "bcf",
+    "sales_tax",
+    "congestion_surcharge",
+    "airport_fee",
+)
 FHVHV_PAID += ("cbd_congestion_fee", "tips")  # passenger_total_amount's terms (not driver_pay)
 FLEX_FARE_ROWS = 25  # yellow rows of the month rewritten to payment_type 0
 

@@ -6,10 +6,14 @@ import importlib
 import sys
 import warnings
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from taxi_platform.datasets import ALL_DATASETS as DATASETS
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _load_defs():
@@ -25,7 +29,7 @@ def _load_defs():
 def test_definitions_load_without_warnings_from_our_code():
     _, caught = _load_defs()
     # One chosen exception: partitioned asset checks are "preview" in Dagster 1.13 and the only
-    # way to file each month's check results under that month (taxi_platform/checks.py).
+    # way to file each month's check results under that month (taxi_platform/assets/checks.py).
     preview = "Specifying a partitions_def on an AssetCheckSpec is currently in preview"
     ours = [
         w
@@ -93,13 +97,105 @@ def test_asset_keys_groups_kinds_descriptions_and_partitions():
     }
 
 
+def _config_the_ui_shows(resource) -> list[str]:
+    """A resource's configuration as the UI (and every job snapshot) holds it: the defaults of its
+    config schema, which are the values it was built with; and that of the resources nested in it."""
+    schema = resource.get_resource_definition().config_schema
+    shown = [schema.default_value_as_json_str] if schema.default_provided else []
+    for nested in resource.nested_resources.values():
+        if isinstance(nested, dg.ConfigurableResource | dg.ConfigurableIOManager):
+            shown += _config_the_ui_shows(nested)
+    return shown
+
+
 def test_resource_config_holds_no_database_url(monkeypatch):
-    monkeypatch.setenv("TAXI_POSTGRES_URL", "postgresql://u:s3cr3t-in-env@127.0.0.1:1/db")
+    url = "postgresql://u:s3cr3t-in-env@127.0.0.1:1/db"
+    monkeypatch.setenv("TAXI_POSTGRES_URL", url)
     defs, _ = _load_defs()
     warehouse = defs.resources["warehouse"]
-    # The URL is an EnvVar reference: the UI shows the variable's name, never its value.
-    assert isinstance(warehouse.url, dg.EnvVar) or "s3cr3t" not in repr(warehouse.url)
+    # The URL reaches the resource from Settings, as a dependency: the UI never shows it.
+    assert warehouse.url == url
+    shown = [text for resource in defs.resources.values() for text in _config_the_ui_shows(resource)]
+    assert any('"warehouse_schema": "taxi"' in text for text in shown)  # what it does show
+    assert not any("s3cr3t" in text for text in shown)
     assert "s3cr3t-in-env" not in repr(defs.resources)
+
+
+def test_explicit_settings_reach_the_resources_without_the_environment(monkeypatch, tmp_path):
+    from taxi_platform.definitions import build_definitions
+    from taxi_platform.settings import Settings
+
+    monkeypatch.delenv("TAXI_POSTGRES_URL", raising=False)
+    url = "postgresql://u:s3cr3t-explicit@127.0.0.1:1/db"
+    resources = build_definitions(Settings(home=tmp_path, postgres_url=url)).resources
+    assert resources is not None
+    warehouse = resources["warehouse"]
+    assert warehouse.url == url and warehouse.connection_url() == url
+    assert not any("s3cr3t" in text for text in _config_the_ui_shows(warehouse))
+
+
+def test_the_defs_folder_and_build_definitions_give_the_same_code_location():
+    """`defs` (the defs folder, as dg loads it) and `build_definitions` (its parts, merged from
+    explicit Settings) must not drift apart: a module added to one is missing from the other."""
+    from taxi_platform.definitions import build_definitions
+    from taxi_platform.settings import settings_from_env
+
+    def shape(defs):
+        graph = defs.resolve_asset_graph()
+        return (
+            set(graph.get_all_asset_keys()),
+            set(graph.asset_check_keys),
+            {j.name for j in defs.jobs or []},
+            {s.name for s in defs.schedules or []},
+            {s.name for s in defs.sensors or []},
+            set(defs.resources or {}),
+            defs.executor,
+        )
+
+    folder, _ = _load_defs()
+    assert shape(folder) == shape(build_definitions(settings_from_env()))
+    assert settings_from_env() is settings_from_env()  # the parts share one Settings
+
+
+@pytest.mark.slow
+def test_dg_checks_and_lists_the_project(tmp_path):
+    """The project as `dg` sees it ([tool.dg] in pyproject.toml): `dg check defs` loads it, and
+    `dg list defs` shows its assets, jobs and sensors."""
+    import json
+    import os
+    import subprocess
+
+    venv = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "VIRTUAL_ENV": str(venv.parent),  # the project's venv: dg warns when another one is active
+        "PATH": f"{venv}{os.pathsep}{os.environ.get('PATH', '')}",
+        "TAXI_HOME": str(tmp_path / "home"),
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+    }
+    (tmp_path / "dagster").mkdir()
+    dg_cli = str(venv / "dg")
+    check = subprocess.run(
+        [dg_cli, "check", "defs"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "All definitions loaded successfully." in check.stdout
+    listed = subprocess.run(
+        [dg_cli, "list", "defs", "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert listed.returncode == 0, listed.stderr
+    shown = json.loads(listed.stdout)
+    keys = {a["asset_key"] for a in shown["assets"]}
+    for name in DATASETS:
+        assert {
+            f"lake/{name}_tripdata_file",
+            f"staging/{name}_tripdata_staging",
+            f"warehouse/{name}_tripdata",
+        } <= keys
+    assert {"lake/taxi_zone_lookup_file", "warehouse/taxi_zones", "dbt/fact_trips", "dbt/dim_zones"} <= keys
+    assert len(keys) == len(_load_defs()[0].resolve_asset_graph().get_all_asset_keys())
+    assert {f"{name}_tripdata_job" for name in DATASETS} <= {j["name"] for j in shown["jobs"]}
+    assert "taxi_dbt_automation" in {s["name"] for s in shown["sensors"]}
 
 
 def test_the_dbt_automation_sensor_targets_every_dbt_asset_by_a_printable_selection():

@@ -54,14 +54,14 @@ def distribution_of(module: str, files: dict[Path, str]) -> str | None:
             spec = importlib.util.find_spec(".".join(parts[:end]))
         except (ImportError, ValueError):
             spec = None
-        if spec is not None and spec.origin not in (None, "namespace"):
+        if spec is not None and spec.origin is not None and spec.origin != "namespace":
             return files.get(Path(spec.origin).resolve())
     return None
 
 
 def test_every_imported_package_is_declared() -> None:
-    files = {
-        Path(dist.locate_file(f)).resolve(): canonical(dist.metadata["Name"])
+    files = {  # locate_file is typed as SimplePath (not PathLike): hence str()
+        Path(str(dist.locate_file(f))).resolve(): canonical(dist.metadata["Name"])
         for dist in md.distributions()
         for f in dist.files or []
         if str(f).endswith((".py", ".so", ".pyd"))

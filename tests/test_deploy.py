@@ -29,12 +29,16 @@ import pytest
 import yaml
 from dagster_graphql import DagsterGraphQLClient
 
-from taxi_platform.assets.trips import WAREHOUSE_POOL, build_trip_assets, final_key, raw_file_key, staging_key
+from taxi_platform.assets.policies import WAREHOUSE_POOL
+from taxi_platform.assets.trip_keys import final_key, raw_file_key, staging_key
+from taxi_platform.assets.trips import build_trip_assets
+from taxi_platform.automation.dbt_sensor import DBT_RUN_TAG
 from taxi_platform.datasets import GREEN
 from taxi_platform.resources import build_resources
 from taxi_platform.sample.generator import generate_month
 from taxi_platform.settings import Settings
-from taxi_platform.warehouse.embedded import EmbeddedPostgres, bin_dir
+from taxi_platform.warehouse.embedded.binaries import bin_dir
+from taxi_platform.warehouse.embedded.server import EmbeddedPostgres
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yml"
@@ -278,7 +282,9 @@ def test_services_are_wired_as_documented():
         assert svc.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
 
     postgres = services["postgres"]
-    major = int(re.fullmatch(r"postgres:(\d+)(\.\d+)*(-alpine)?", postgres["image"]).group(1))
+    image = re.fullmatch(r"postgres:(\d+)(\.\d+)*(-alpine)?", postgres["image"])
+    assert image is not None, postgres["image"]
+    major = int(image.group(1))
     assert major >= 17
     # 18+ images keep their data under /var/lib/postgresql/<major>/docker: mount the parent.
     data_mount = "/var/lib/postgresql" if major >= 18 else "/var/lib/postgresql/data"
@@ -374,7 +380,8 @@ def test_dockerfile_prepares_the_dbt_manifest_and_the_instance():
     copies = [args.split() for instr, args in steps if instr == "COPY"]
     assert ["dbt_project", "./dbt_project"] in copies
     runs = [args for instr, args in steps if instr == "RUN"]
-    parse = [r for r in runs if "taxi-platform dbt-prepare" in r]
+    prepare = "dagster-dbt project prepare-and-package --file taxi_platform/dbt_project.py"
+    parse = [r for r in runs if prepare in r]
     assert parse and "test -f dbt_project/target/manifest.json" in parse[0]
     # The build stops with a message, before dbt runs, when the dbt project is missing.
     guard = next(i for i, r in enumerate(runs) if "test -f dbt_project/dbt_project.yml" in r)
@@ -442,6 +449,24 @@ def test_workspaces_point_at_the_code_server():
     assert local["python_module"]["module_name"] == command[command.index("-m") + 1]
 
 
+def test_local_and_deploy_instances_share_queue_and_concurrency():
+    """`make dev`'s instance and the deployment's queue runs under the same limits: one source of
+    truth for what the code relies on (dbt runs one at a time, the warehouse pool's default)."""
+    local = load_yaml(REPO / "taxi_platform" / "instance" / "dagster.yaml")
+    deploy = load_yaml(DEPLOY_INSTANCE)
+    # The deployment adds retries for a code server restarting after a deploy; the queue is the same.
+    for key in ("module", "class"):
+        assert local["run_coordinator"][key] == deploy["run_coordinator"][key]
+    assert local["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    assert local["concurrency"] == deploy["concurrency"]
+    assert deploy["concurrency"]["runs"]["max_concurrent_runs"] == 4
+    assert deploy["concurrency"]["pools"] == {"default_limit": 2, "granularity": "op"}
+    # Every run tag the automation relies on for a limit is limited in both instances.
+    for instance in (local, deploy):
+        tag_limits = instance["concurrency"]["runs"]["tag_concurrency_limits"]
+        assert {limit["key"]: limit["limit"] for limit in tag_limits} == {DBT_RUN_TAG: 1}
+
+
 # --- for real, against the embedded PostgreSQL -----------------------------------------------------
 
 
@@ -498,6 +523,9 @@ def run_status(dbs: DeployDatabases, run_id: str) -> str | None:
 def deploy_databases(embedded_pg: EmbeddedPostgres) -> DeployDatabases:
     """Runs the init script as the postgres image would (as the superuser, with compose's env)."""
     su = urlsplit(embedded_pg.url())
+    assert (
+        su.hostname and su.port and su.username and su.password is not None
+    )  # the server's URL has them all
     suffix = uuid.uuid4().hex[:8]
     dbs = DeployDatabases(
         host=su.hostname,
@@ -559,14 +587,13 @@ def deploy_home(tmp_path: Path, deploy_databases: DeployDatabases, monkeypatch) 
 
 
 def test_deploy_instance_stores_a_materialization_in_postgres(
-    deploy_home: Path, tmp_path: Path, monkeypatch, deploy_databases: DeployDatabases
+    deploy_home: Path, tmp_path: Path, deploy_databases: DeployDatabases
 ):
     dbs = deploy_databases
     config = load_yaml(DEPLOY_INSTANCE)
     mirror = tmp_path / "mirror"
     month = date(2019, 2, 1)
     generate_month(GREEN, month, mirror / GREEN.release_tag / GREEN.file_name(month), rows=2_000, seed=5)
-    monkeypatch.setenv("TAXI_POSTGRES_URL", dbs.taxi_url)  # the resource reads it via EnvVar
     # The compose defaults: the platform's default schemas, in the warehouse's own database.
     settings = Settings(
         source="course", home=tmp_path / "taxi_home", source_url=mirror.as_uri(), postgres_url=dbs.taxi_url
@@ -577,6 +604,9 @@ def test_deploy_instance_stores_a_materialization_in_postgres(
         assert type(instance.run_launcher).__name__ == "DefaultRunLauncher"
         concurrency = instance.get_concurrency_config()
         configured = config["concurrency"]
+        assert (
+            concurrency.run_queue_config is not None and concurrency.pool_config.pool_granularity is not None
+        )
         assert concurrency.run_queue_config.max_concurrent_runs == configured["runs"]["max_concurrent_runs"]
         assert concurrency.pool_config.default_pool_limit == configured["pools"]["default_limit"] == 2
         assert concurrency.pool_config.pool_granularity.value == "op"
@@ -618,9 +648,9 @@ def test_deploy_instance_stores_a_materialization_in_postgres(
     # ... and the trips are in the warehouse database, which holds no Dagster tables.
     rows = query(dbs.taxi_url, "SELECT count(*) FROM taxi.green_tripdata")[0][0]
     (final,) = [
-        e.event_specific_data.materialization
+        e.step_materialization_data.materialization
         for e in result.get_asset_materialization_events()
-        if e.event_specific_data.materialization.asset_key == final_key(GREEN)
+        if e.step_materialization_data.materialization.asset_key == final_key(GREEN)
     ]
     assert rows > 0 and rows == final.metadata["dagster/row_count"].value
     assert query(dbs.taxi_url, "SELECT to_regclass('public.runs')") == [(None,)]

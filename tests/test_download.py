@@ -9,10 +9,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import REAL_SAMPLES
+from support.paths import REAL_SAMPLES
 
 from taxi_platform.datasets import YELLOW
-from taxi_platform.source.download import DownloadFailed, ReleaseFileNotFound, download_release_file
+from taxi_platform.source.download import download_release_file
+from taxi_platform.source.download_errors import DownloadFailed, ReleaseFileNotFound
 from taxi_platform.source.verify import InvalidReleaseFile
 
 MONTH = date(2021, 1, 1)
@@ -60,8 +61,8 @@ def good_gz() -> bytes:
 
 
 def _download(url, tmp_path, **kw):
-    sleeps = []
-    logs = []
+    sleeps: list[float] = []
+    logs: list[str] = []
     result = download_release_file(
         url,
         tmp_path / "out.csv.gz",

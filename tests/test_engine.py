@@ -11,11 +11,12 @@ from datetime import date
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import Env, failure_message, materialization_metadata
-from expected import csv_lines, expected_from_file, read_gz, set_value, write_gz
+from support.expected import csv_lines, expected_from_file, read_gz, set_value, write_gz
+from support.pg_env import Env
+from support.run_results import failure_message, materialization_metadata
 
 import taxi_platform.engine.csv_blocks as csv_blocks
-from taxi_platform.assets.trips import final_key
+from taxi_platform.assets.trip_keys import final_key
 from taxi_platform.datasets import GREEN, YELLOW
 from taxi_platform.engine.csv_blocks import BadCsvError, read_blocks
 from taxi_platform.engine.duplicates import DuplicateTracker, id_words
@@ -214,7 +215,7 @@ def test_month_over_many_blocks_keeps_the_first_occurrence_in_file_order(env: En
     assert set(ids) == set(expected.ids)
     assert "99.99" not in ids.values()
     # Every kept row is the first occurrence of its id: its values are those of that line.
-    first = {}
+    first: dict[str, str] = {}
     for line in lines[1:]:
         row = line.rstrip(b"\n").decode().split(",")
         first.setdefault(trip_id_from_csv_row(YELLOW, row), row[tip])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from taxi_platform.assets.trips import final_key
+from taxi_platform.assets.trip_keys import final_key
 from taxi_platform.automation.freshness import (
     CHECK_NAME,
     build_freshness_sensor,
@@ -19,7 +19,7 @@ from taxi_platform.automation.freshness import (
     freshness_result,
 )
 from taxi_platform.automation.notify import JsonLinesNotifier
-from taxi_platform.datasets import TLC_PARQUET, source_datasets
+from taxi_platform.source_specs import TLC_PARQUET, source_datasets
 
 SPECS = {
     k: v for k, v in source_datasets(TLC_PARQUET, today=date(2024, 5, 20)).items() if k in ("yellow", "green")
@@ -49,7 +49,7 @@ def test_the_rule_names_the_month_the_day_and_the_latest_loaded():
             "yellow 2024-03 is overdue: due by 2024-05-25, not loaded (latest loaded: 2024-02)"
         )
         never = freshness_result(SPECS["green"], instance, date(2024, 5, 26))
-        assert "(latest loaded: none)" in never.description
+        assert never.description is not None and "(latest loaded: none)" in never.description
 
 
 def test_an_overdue_month_shows_as_a_failed_check_and_is_reported_once(tmp_path: Path):
@@ -59,15 +59,17 @@ def test_an_overdue_month_shows_as_a_failed_check_and_is_reported_once(tmp_path:
     with dg.instance_for_test() as instance:
         loaded(instance, "yellow", "2024-01", "2024-02")
         loaded(instance, "green", "2024-02")
-        cursor = None
+        cursor: str | None = None
 
-        def tick():
+        def tick() -> dict[tuple[str, str], tuple[bool, str | None]]:
             nonlocal cursor
             data = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor))
             cursor = data.cursor
-            return {
-                (e.asset_key.path[-1], e.check_name): (e.passed, e.description) for e in data.asset_events
-            }
+            results = {}
+            for e in data.asset_events:
+                assert isinstance(e, dg.AssetCheckEvaluation)
+                results[(e.asset_key.path[-1], e.check_name)] = (e.passed, e.description)
+            return results
 
         first = tick()  # on time: both pass, recorded once
         assert first == {

@@ -10,9 +10,10 @@ import urllib.error
 import urllib.request
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import REPO, ZONES_CSV
+from support.paths import REPO, ZONES_CSV
 
 from taxi_platform.datasets import GREEN, YELLOW
 from taxi_platform.sample import MirrorServer, mirror_path, write_mirror
@@ -98,7 +99,7 @@ def test_second_run_reuses_files(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("change", [{"rows": 401}, {"seed": 2}, {"line_ending": "\r\n"}])
 def test_changed_settings_regenerate(tmp_path: Path, change: dict) -> None:
-    settings = {"rows": 400, "seed": 1, "line_ending": "\n"}
+    settings: dict[str, Any] = {"rows": 400, "seed": 1, "line_ending": "\n"}
     [old] = write_mirror(tmp_path, [YELLOW], [MONTHS[0]], **settings)
     before = old.path.read_bytes()
     [new] = write_mirror(tmp_path, [YELLOW], [MONTHS[0]], **(settings | change))

@@ -107,7 +107,7 @@ def _identity(spec: DatasetSpec, table: pa.Table, month: date) -> list[tuple]:
     era has no such column)."""
     era = era_of_month(spec.eras, month)
     by_target = {c.target: c for c in era.columns}
-    fields = []
+    fields: list[list[object]] = []
     for name in spec.identity_columns:
         column = by_target.get(name)
         if column is None:

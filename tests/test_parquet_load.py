@@ -1,8 +1,9 @@
 """TLC Parquet months into PostgreSQL: the real files of every green era, the real 2020-04 rows of
 all four datasets, the same ids as the course's CSV, and bad files refused with tables unchanged.
 
-Expectations are computed here, independently of the loader: ids with the reference definition of
-`taxi_platform/trip_id.py` over pyarrow's values, sums with Python's Decimal."""
+Expectations are computed independently of the loader (tests/support/parquet_files.py): ids with
+the reference definition of `taxi_platform/trip_id.py` over pyarrow's values, sums with Python's
+Decimal. The refusal of a value that does not fit is in tests/test_failures.py, on both targets."""
 
 from __future__ import annotations
 
@@ -16,66 +17,22 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from support.parquet_files import (
+    APRIL,
+    REAL_PARQUET,
+    REAL_ROWS,
+    expected_trips,
+    green_table,
+    lake_file,
+    load,
+    parquet_spec,
+    rows_as_parquet,
+    write,
+)
 
-from taxi_platform.datasets import ALL_DATASETS, GREEN, YELLOW, DatasetSpec
+from taxi_platform.datasets import GREEN, YELLOW, DatasetSpec
 from taxi_platform.eras import era_of_month
-from taxi_platform.lake.base import LakeFile
-from taxi_platform.trip_id import trip_id_from_values
 from taxi_platform.warehouse.base import BadInputError
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-REAL_PARQUET = SHARED / "real_parquet"
-REAL_ROWS = SHARED / "real_samples" / "tlc_2020-04_rows"
-APRIL = date(2020, 4, 1)
-
-
-def parquet_spec(name: str) -> DatasetSpec:
-    return replace(ALL_DATASETS[name], file_extension="parquet")
-
-
-def lake_file(path: Path) -> LakeFile:
-    return LakeFile(
-        uri=path.as_uri(), file_name=path.name, size=path.stat().st_size, opener=lambda: open(path, "rb")
-    )
-
-
-def load(env, spec: DatasetSpec, month: date, path: Path):
-    wh = env.warehouse()
-    staged = wh.load_staging(spec, month, lake_file(path), lambda _m: None, run_id="t")
-    replaced = wh.replace_month(spec, month, lambda _m: None, run_id="t", staged_sha256=staged.sha256)
-    return staged, replaced
-
-
-def canonical_values(spec: DatasetSpec, row: dict, era_columns) -> dict:
-    """A file row's identity values as the loader reads them (rename and decimals by the rules)."""
-    values = {}
-    for col in era_columns:
-        if col.target in spec.identity_columns:
-            value = row[col.name]
-            if isinstance(value, float):
-                value = (
-                    Decimal(str(round(value, 6)))
-                    if spec.column(col.target).type.value == "decimal"
-                    else int(value)
-                )
-            values[col.target] = value
-    return {name: values.get(name) for name in spec.identity_columns}
-
-
-def expected_trips(spec: DatasetSpec, path: Path, money: str | None) -> tuple[set[str], int, Decimal]:
-    """(distinct ids, rows, sum of `money` over the first occurrence of each id), in file order."""
-    table = pq.read_table(path)
-    era = next(e for e in spec.eras if set(e.column_names) == set(table.column_names))
-    ids: set[str] = set()
-    total = Decimal(0)
-    for row in table.to_pylist():
-        trip = trip_id_from_values(spec, canonical_values(spec, row, era.columns))
-        if trip in ids:
-            continue
-        ids.add(trip)
-        if money and row[money] is not None:
-            total += Decimal(str(round(row[money], 6)))
-    return ids, table.num_rows, total
 
 
 def final_ids(env, spec: DatasetSpec) -> set[str]:
@@ -101,30 +58,6 @@ def test_real_green_month_loads_its_distinct_trips(env, path: Path) -> None:
 
 
 # ---------------------------------------------------------------- the real 2020-04 rows, all four
-
-
-def rows_as_parquet(spec: DatasetSpec, dest: Path) -> Path:
-    """The real 2020-04 rows (CSV exported from the TLC's Parquet) written back as the Parquet
-    file of their era, with its physical types."""
-    era = era_of_month(spec.eras, APRIL)
-    types = era.arrow_types(APRIL)
-    with open(REAL_ROWS / f"{spec.name}_tripdatasample_2020-04.csv", newline="") as fh:
-        reader = csv.DictReader(fh)
-        records = list(reader)
-    arrays = []
-    for col in era.columns:
-        texts = [r[col.name] if r[col.name] != "" else None for r in records]
-        type_ = types[col.name]
-        if type_ == "null":
-            arrays.append(pa.nulls(len(texts)))
-        elif type_.startswith("timestamp"):
-            values = [None if t is None else datetime.fromisoformat(t) for t in texts]
-            arrays.append(pa.array(values, pa.timestamp("us")))
-        else:
-            arrays.append(pa.array(texts, pa.string()).cast(pa.type_for_alias(type_)))
-    path = dest / spec.file_name(APRIL)
-    pq.write_table(pa.table(arrays, names=list(era.column_names)), path)
-    return path
 
 
 @pytest.mark.parametrize("name", ["yellow", "green", "fhv", "fhvhv"])
@@ -180,20 +113,6 @@ def test_csv_backup_and_parquet_give_the_same_ids(env, tmp_path: Path) -> None:
 # ---------------------------------------------------------------- bad files
 
 
-def green_table(**changes) -> pa.Table:
-    table = pq.read_table(REAL_PARQUET / "green_tripdata_2023-04.parquet").slice(0, 500)
-    for name, array in changes.items():
-        index = table.column_names.index(name)
-        table = table.set_column(index, name, array)
-    return table
-
-
-def write(table: pa.Table, tmp_path: Path, name: str = "green_tripdata_2023-04.parquet") -> Path:
-    path = tmp_path / name
-    pq.write_table(table, path)
-    return path
-
-
 @pytest.fixture
 def loaded(env):
     """Green 2023-04 loaded from the real file: what must stay as it is after a refused file."""
@@ -213,18 +132,6 @@ def refused(loaded, path: Path, match: str) -> str:
         is None
     )
     return str(info.value)
-
-
-def test_a_double_that_is_not_whole_is_refused_naming_row_and_column(loaded, tmp_path: Path) -> None:
-    counts = (
-        pq.read_table(REAL_PARQUET / "green_tripdata_2023-04.parquet").column("passenger_count").slice(0, 500)
-    )
-    values = counts.cast(pa.float64()).to_pylist()
-    values[41] = 1.5
-    message = refused(loaded, write(green_table(passenger_count=pa.array(values)), tmp_path), "row 42")
-    assert message.startswith(
-        "green_tripdata_2023-04.parquet row 42, column passenger_count: 1.5 is not an integer"
-    )
 
 
 def test_an_unknown_column_is_refused_naming_it(loaded, tmp_path: Path) -> None:
@@ -338,7 +245,7 @@ def test_legacy_yellow_2009_strings_and_codes(env, tmp_path: Path) -> None:
 def test_an_unknown_payment_code_is_refused(env, tmp_path: Path) -> None:
     spec = parquet_spec("yellow")
     types = spec.eras[0].arrow_types(date(2009, 1, 1))
-    columns = {c.name: [None] for c in spec.eras[0].columns}
+    columns: dict[str, list[str | None]] = {c.name: [None] for c in spec.eras[0].columns}
     columns.update(
         vendor_name=["CMT"], Trip_Pickup_DateTime=["2009-01-04 02:52:00"], Payment_Type=["Bitcoin"]
     )

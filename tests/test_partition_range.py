@@ -10,21 +10,16 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 import pytest
-from conftest import Env, failure_message, keep_later_occurrences, partition_metadata
-from expected import expected_from_file, set_value
+from support.expected import expected_from_file, set_value
+from support.pg_env import Env
+from support.pg_faults import keep_later_occurrences
+from support.run_results import check_event, failure_message, partition_metadata, recorded_metadata
 
 from taxi_platform.assets.dbt import DBT_REFERENCE_KEYS
-from taxi_platform.assets.trips import NOT_PUBLISHED, final_key, raw_file_key, staging_key
+from taxi_platform.assets.trip_history import NOT_PUBLISHED
+from taxi_platform.assets.trip_keys import final_key, raw_file_key, staging_key
 from taxi_platform.assets.zones import reference_file_key, reference_table_key
-from taxi_platform.datasets import (
-    COURSE_CSV,
-    GREEN,
-    TLC_PARQUET,
-    YELLOW,
-    ZONES,
-    expected_published_month,
-    source_datasets,
-)
+from taxi_platform.datasets import GREEN, YELLOW, ZONES
 from taxi_platform.partitions import (
     dataset_partitions,
     is_partition_month,
@@ -34,6 +29,7 @@ from taxi_platform.partitions import (
 )
 from taxi_platform.sample.generator import generate_month
 from taxi_platform.sample.zones import write_mirror_zones
+from taxi_platform.source_specs import COURSE_CSV, TLC_PARQUET, expected_published_month, source_datasets
 
 JAN, FEB, MAR = date(2019, 1, 1), date(2019, 2, 1), date(2019, 3, 1)
 MONTHS = (JAN, FEB, MAR)
@@ -75,6 +71,7 @@ def test_the_range_is_the_sources_data():
     assert COURSE_CSV.months_text == "2019-01..2021-07"
     # Every dataset's published months lie within the source's.
     for spec in COURSE.values():
+        assert spec.last_published is not None and COURSE_CSV.last_month is not None
         assert COURSE_CSV.first_month <= spec.first_published <= spec.last_published <= COURSE_CSV.last_month
         assert spec.file_name(date(2019, 1, 1)) == f"{spec.name}_tripdata_2019-01.csv.gz"
     # The TLC's releases: a live source (no last month) ends at the last complete month, and each
@@ -188,7 +185,7 @@ def test_cli_partition_range_loads_every_month_and_its_dbt_models(env: Env):
     history = instance.event_log_storage.get_asset_check_execution_history(
         dg.AssetCheckKey(final_key(YELLOW), "has_rows"), limit=10
     )
-    by_month = {r.partition: r.event.dagster_event.event_specific_data for r in history}
+    by_month = {r.partition: check_event(r).asset_check_evaluation_data for r in history}
     assert set(by_month) == set(yellow) and all(e.passed for e in by_month.values())
     assert {k: e.metadata["rows"].value for k, e in by_month.items()} == yellow
     assert {k: e.metadata["month"].value for k, e in by_month.items()} == {k: k[:7] for k in yellow}
@@ -222,7 +219,7 @@ def test_cli_partition_range_loads_every_month_and_its_dbt_models(env: Env):
         )
     }
     observed = {
-        r.partition_key: r.asset_observation.metadata
+        r.partition_key: recorded_metadata(r)
         for r in instance.fetch_observations(
             dg.AssetRecordsFilter(asset_key=dg.AssetKey(["dbt", "dm_monthly_zone_revenue"])), limit=10
         ).records
@@ -384,7 +381,7 @@ def test_a_blocking_check_failing_for_one_month_of_a_range_turns_only_that_month
     # February keeps a duplicate (its later occurrences are not deleted); January and March are
     # clean. Each month's results are filed under its partition; the step fails, as a blocking
     # check does in a one-month run, after recording the three months it loaded.
-    from expected import csv_lines, read_gz, write_gz
+    from support.expected import csv_lines, read_gz, write_gz
 
     for month in MONTHS:
         path = env.mirror_path(YELLOW, month)
@@ -399,7 +396,7 @@ def test_a_blocking_check_failing_for_one_month_of_a_range_turns_only_that_month
     history = env.instance.event_log_storage.get_asset_check_execution_history(
         dg.AssetCheckKey(final_key(YELLOW), "unique_row_id_is_unique"), limit=10
     )
-    passed = {r.partition: r.event.dagster_event.event_specific_data.passed for r in history}
+    passed = {r.partition: check_event(r).asset_check_evaluation_data.passed for r in history}
     assert passed == {key(JAN): True, key(FEB): False, key(MAR): True}
     assert set(partition_metadata(env.instance, final_key(YELLOW), "dagster/row_count")) == {
         key(m) for m in MONTHS
@@ -424,8 +421,8 @@ def test_months_swapped_before_a_failing_month_keep_their_check_results(env: Env
     history = env.instance.event_log_storage.get_asset_check_execution_history(
         dg.AssetCheckKey(final_key(YELLOW), "has_rows"), limit=10
     )
-    evaluated = {r.partition: r.event.dagster_event.event_specific_data for r in history}
-    assert {k: e.passed for k, e in evaluated.items() if hasattr(e, "passed")} == {
+    evaluated = {r.partition: check_event(r).event_specific_data for r in history}
+    assert {k: e.passed for k, e in evaluated.items() if isinstance(e, dg.AssetCheckEvaluation)} == {
         key(JAN): True,
         key(FEB): True,
     }  # March was planned, never evaluated

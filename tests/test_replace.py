@@ -10,14 +10,16 @@ from datetime import date
 import dagster as dg
 import psycopg2
 import pytest
-from conftest import Env, failure_message, keep_later_occurrences, materialization_metadata
-from expected import csv_lines, expected_from_file, read_gz, write_gz
+from support.expected import csv_lines, expected_from_file, read_gz, write_gz
+from support.pg_env import Env
+from support.pg_faults import keep_later_occurrences
+from support.run_results import failure_message, materialization_metadata
 
 import taxi_platform.warehouse.postgres_month as postgres_month
-from taxi_platform.assets.trips import final_key
+from taxi_platform.assets.trip_keys import final_key
 from taxi_platform.datasets import YELLOW
 from taxi_platform.sample.generator import generate_month
-from taxi_platform.warehouse.base import WarehouseError
+from taxi_platform.warehouse.base import ReplaceResult, WarehouseError
 from taxi_platform.warehouse.postgres import PostgresWarehouse
 from taxi_platform.warehouse.staged_month import StagedMonth
 
@@ -97,7 +99,9 @@ def test_readers_see_the_old_rows_while_the_new_ones_are_written(env: Env):
                 t = time.monotonic()
                 cur.execute(f"SELECT count(*) FROM {env.final(YELLOW)}")
                 waited.append(time.monotonic() - t)
-                seen.append(cur.fetchone()[0])
+                row = cur.fetchone()
+                assert row is not None
+                seen.append(row[0])
                 time.sleep(0.02)
         conn.close()
 
@@ -116,6 +120,7 @@ def test_readers_see_the_old_rows_while_the_new_ones_are_written(env: Env):
     assert len(seen) > 10 and max(waited) < 2.0, (len(seen), max(waited))
 
 
+@pytest.mark.slow  # two months loaded at once: 10-30 s
 def test_two_months_swap_in_at_once(env: Env):
     # Two processes replacing different months of the same table: each swap takes the parent's
     # lock at its very end only, so neither waits for the other's load, and they cannot deadlock.
@@ -158,7 +163,7 @@ def test_a_swap_after_the_other_loads_swap_finds_the_month_attached(env: Env):
     # Two loads of January at once, in the order the pool can give them: A stages, B stages
     # (replacing A's table), B swaps, then A swaps. A has nothing left to do and succeeds with
     # the rows B staged (the same file); the table holds them once.
-    from taxi_platform.lake.base import LakeFile
+    from taxi_platform.lake.handles import LakeFile
 
     path = env.mirror_path(YELLOW, JAN)
     generated = generate_month(YELLOW, JAN, path, rows=3_000, seed=3)
@@ -169,7 +174,7 @@ def test_a_swap_after_the_other_loads_swap_finds_the_month_attached(env: Env):
     warehouse.load_staging(YELLOW, JAN, lake_file, quiet, run_id="run-a")
     warehouse.load_staging(YELLOW, JAN, lake_file, quiet, run_id="run-b")
     b = warehouse.replace_month(YELLOW, JAN, quiet, run_id="run-b")
-    messages = []
+    messages: list[str] = []
     a = warehouse.replace_month(YELLOW, JAN, messages.append, run_id="run-a")
 
     distinct = generated.rows - generated.duplicate_rows
@@ -182,7 +187,7 @@ def test_a_swap_after_the_other_loads_swap_finds_the_month_attached(env: Env):
 
 
 def _lake_file(path):
-    from taxi_platform.lake.base import LakeFile
+    from taxi_platform.lake.handles import LakeFile
 
     return LakeFile(
         uri=path.as_uri(), file_name=path.name, size=path.stat().st_size, opener=lambda: open(path, "rb")
@@ -235,7 +240,7 @@ def test_two_loads_of_a_month_with_different_files_commit_only_their_own(env: En
 
 
 def test_the_final_metadata_names_the_file_it_committed(env: Env):
-    from taxi_platform.assets.trips import raw_file_key, staging_key
+    from taxi_platform.assets.trip_keys import raw_file_key, staging_key
 
     generate_month(YELLOW, JAN, env.mirror_path(YELLOW, JAN), rows=1_000, seed=23)
     result = env.materialize(YELLOW, JAN, raise_on_error=True)
@@ -261,18 +266,20 @@ def test_the_final_metadata_names_the_file_it_committed(env: Env):
     assert len(columns) == 2 + len(YELLOW.columns)
 
 
+@pytest.mark.slow  # a reader held open for seconds on purpose: about 10 s
 def test_a_swap_behind_a_long_reader_does_not_block_other_readers(env: Env, pg_url, monkeypatch):
     old = generate_month(YELLOW, JAN, env.mirror_path(YELLOW, JAN), rows=1_000, seed=24)
     env.materialize(YELLOW, JAN, raise_on_error=True)
     path = env.mirror_path(YELLOW, JAN)
     reloaded = generate_month(YELLOW, JAN, path, rows=1_500, seed=25)
-    warehouse, logs = env.warehouse(), []
+    warehouse = env.warehouse()
+    logs: list[str] = []
     staged = warehouse.load_staging(YELLOW, JAN, _lake_file(path), logs.append, run_id="run-r")
 
     long_reader = psycopg2.connect(pg_url)  # a long report: holds its lock until it commits
     with long_reader.cursor() as cur:
         cur.execute(f"SELECT count(*) FROM {env.final(YELLOW)}")
-    outcome = {}
+    outcome: dict[str, ReplaceResult] = {}
     swap = threading.Thread(
         target=lambda: outcome.update(
             result=warehouse.replace_month(
@@ -288,7 +295,8 @@ def test_a_swap_behind_a_long_reader_does_not_block_other_readers(env: Env, pg_u
     with other.cursor() as cur:
         cur.execute("SET statement_timeout = '10s'")
         cur.execute(f"SELECT count(*) FROM {env.final(YELLOW)}")
-        assert cur.fetchone()[0] == old.rows - old.duplicate_rows  # the old month, whole
+        row = cur.fetchone()
+        assert row is not None and row[0] == old.rows - old.duplicate_rows  # the old month, whole
     other.close()
     assert time.monotonic() - started < 4
     time.sleep(3)
@@ -324,7 +332,7 @@ def test_another_months_file_under_a_months_name_is_refused(env: Env):
     generate_month(YELLOW, FEB, env.mirror_path(YELLOW, JAN), rows=1_000, seed=27)  # February's trips
     result = env.materialize(YELLOW, JAN)
     assert not result.success
-    from conftest import failure_message
+    from support.run_results import failure_message
 
     message = failure_message(result)
     assert "yellow_tripdata_2019-01.csv.gz: only " in message

@@ -10,6 +10,7 @@ from collections import defaultdict
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -315,7 +316,7 @@ def test_distances_have_no_leading_zero() -> None:
 
 def test_same_inputs_give_the_same_bytes(tmp_path: Path) -> None:
     def make(name: str, **kw) -> bytes:
-        args = {"rows": 5000, "seed": 1, "line_ending": "\n"} | kw
+        args: dict[str, Any] = {"rows": 5000, "seed": 1, "line_ending": "\n"} | kw
         return generate_month(YELLOW, date(2020, 2, 1), tmp_path / name, **args).path.read_bytes()
 
     first, again = make("a.csv.gz"), make("b.csv.gz")

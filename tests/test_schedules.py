@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -24,7 +25,7 @@ def schedule(defs: dg.Definitions, spec) -> dg.ScheduleDefinition:
 
 
 @pytest.fixture(scope="module")
-def instance() -> dg.DagsterInstance:
+def instance() -> Iterator[dg.DagsterInstance]:
     with dg.instance_for_test() as instance:
         yield instance
 
@@ -34,7 +35,10 @@ def evaluate(defs, spec, instant: datetime, instance) -> list[dg.RunRequest] | s
         instance=instance, scheduled_execution_time=instant, repository_def=defs.get_repository_def()
     )
     data = schedule(defs, spec).evaluate_tick(context)
-    return data.run_requests if data.run_requests else data.skip_message
+    if data.run_requests:
+        return list(data.run_requests)
+    assert data.skip_message is not None
+    return data.skip_message
 
 
 def test_crons_and_jobs_follow_the_course(defs):
@@ -75,6 +79,7 @@ def test_crons_and_jobs_follow_the_course(defs):
 )
 def test_a_tick_requests_exactly_the_month_two_months_back(defs, instance, spec, instant, partition, file):
     requests = evaluate(defs, spec, instant, instance)
+    assert not isinstance(requests, str), requests
     assert len(requests) == 1
     (request,) = requests
     assert request.partition_key == partition
@@ -118,7 +123,9 @@ def test_ticks_after_the_last_partition_request_nothing(defs, instance, spec, in
 def test_no_tick_of_2026_requests_a_run(defs, instance):
     """Every tick of 2026 (the 1st of each month at the schedule's hour), both colours: skipped."""
     for spec in (YELLOW, GREEN):
-        hour = int(schedule(defs, spec).cron_schedule.split()[1])
+        cron = schedule(defs, spec).cron_schedule
+        assert isinstance(cron, str)
+        hour = int(cron.split()[1])
         for month in range(1, 13):
             skipped = evaluate(defs, spec, datetime(2026, month, 1, hour, tzinfo=UTC), instance)
             assert isinstance(skipped, str) and "after the last month" in skipped, (spec.name, month)
@@ -133,15 +140,17 @@ def test_data_month_lags_two_months():
 def test_the_tlc_schedules_are_a_safety_net_that_skips_months_already_loaded(tmp_path):
     """TLC source: on the 26th (month M-2 was due the day before), a month the sensor loaded is
     not loaded again; a month still missing is requested."""
-    from taxi_platform.assets.trips import final_key
-    from taxi_platform.datasets import TLC_PARQUET, source_datasets
+    from taxi_platform.assets.trip_keys import final_key
+    from taxi_platform.source_specs import TLC_PARQUET, source_datasets
 
     defs = build_definitions(Settings(home=tmp_path))
     yellow = source_datasets(TLC_PARQUET)["yellow"]
     assert schedule(defs, yellow).cron_schedule == "0 10 26 * *"
     instant = datetime(2024, 5, 26, 10, tzinfo=UTC)
     with dg.instance_for_test() as instance:
-        (request,) = evaluate(defs, yellow, instant, instance)
+        requests = evaluate(defs, yellow, instant, instance)
+        assert not isinstance(requests, str), requests
+        (request,) = requests
         assert request.partition_key == "2024-03-01"
         instance.report_runless_asset_event(
             dg.AssetMaterialization(asset_key=final_key(yellow), partition="2024-03-01")

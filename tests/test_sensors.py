@@ -19,8 +19,9 @@ import dagster as dg
 import pytest
 import requests
 
-from taxi_platform.assets.trips import build_trip_assets, final_key, raw_file_key, staging_key
-from taxi_platform.automation import sensors as sensors_module
+from taxi_platform.assets.trip_keys import final_key, raw_file_key, staging_key
+from taxi_platform.assets.trips import build_trip_assets
+from taxi_platform.automation import release_sensor as release_sensor_module
 from taxi_platform.automation.jobs import build_trip_job
 from taxi_platform.automation.notify import (
     FailureSummary,
@@ -29,13 +30,15 @@ from taxi_platform.automation.notify import (
     Notifiers,
     build_failure_sensor,
 )
-from taxi_platform.automation.sensors import ReleaseCursor, build_release_sensor
+from taxi_platform.automation.release_cursor import ReleaseCursor
+from taxi_platform.automation.release_sensor import build_release_sensor
 from taxi_platform.datasets import DATASETS, GREEN, YELLOW
 from taxi_platform.resources import build_resources
 from taxi_platform.sample.mirror import MirrorServer
-from taxi_platform.sample.releases_api import register_releases_api
+from taxi_platform.sample.releases_server import register_releases_api
 from taxi_platform.settings import Settings, SettingsError
-from taxi_platform.source.releases_api import MAX_PAGE_BYTES, PageState
+from taxi_platform.source.github_releases import MAX_PAGE_BYTES
+from taxi_platform.source.release_listing import PageState
 
 T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)  # file mtimes
 NOW = datetime(2024, 6, 15, 8, 0, tzinfo=UTC)  # the sensor's clock
@@ -68,12 +71,13 @@ class FakeGitHub:
             "authorization": request.headers.get("Authorization"),
         }
         self.log.append(entry)
-        if self.faults and callable(self.faults[0]):
-            self.faults.pop(0)(request)
-            request.close_connection = True
-            return
         if self.faults:
-            status, headers, body = self.faults.pop(0)
+            fault = self.faults.pop(0)
+            if callable(fault):
+                fault(request)
+                request.close_connection = True
+                return
+            status, headers, body = fault
             entry["status"] = status
             request.send_body(body, "application/json", status, headers)
             return
@@ -164,7 +168,17 @@ class Harness:
             github_token=token,
         )
         jobs = [build_trip_job(spec) for spec in DATASETS.values()]
-        self.sensor = build_release_sensor(settings, DATASETS, jobs, clock=self.clock, per_page=per_page)
+        self.sensor = build_release_sensor(
+            DATASETS,
+            jobs,
+            api_url=settings.releases_api_url,
+            token=settings.github_token,
+            max_pages=settings.releases_api_max_pages,
+            interval_seconds=settings.release_sensor_interval_seconds,
+            first_tick=settings.release_sensor_first_tick,
+            clock=self.clock,
+            per_page=per_page,
+        )
         assets = [
             a
             for spec in DATASETS.values()
@@ -654,12 +668,12 @@ def test_a_next_link_to_another_host_is_neither_followed_nor_kept(
         # The page is not remembered with its ETag: it is read again, and warned about again.
         assert call["if_none_match"] is None
         assert h.state.pages == [PageState(first_page(github), None, None)]
-        assert other_host.server.base_url not in h.cursor
+        assert h.cursor is not None and other_host.server.base_url not in h.cursor
         assert (
             f"links its next page to another host ({other_host.server.base_url}), not followed"
         ) in data.skip_message
         assert "the release list was read only in part" in data.skip_message
-        assert TOKEN not in data.skip_message and TOKEN not in h.cursor
+        assert TOKEN not in data.skip_message and h.cursor is not None and TOKEN not in h.cursor
     assert data.skip_message.startswith("no new or re-published release files")
     # context.log's console handler writes to stderr.
     warnings = [line for line in capfd.readouterr().err.splitlines() if " - WARNING - " in line]
@@ -687,12 +701,12 @@ def test_a_cursor_holding_a_foreign_next_link_is_not_followed(
     (call,) = github.calls()
     assert call["if_none_match"] is None and call["status"] == 200
     assert h.state.pages == [PageState(first_page(github), page.etag, None)]
-    assert data.run_requests == [] and foreign not in h.cursor
+    assert data.run_requests == [] and h.cursor is not None and foreign not in h.cursor
     # A rate-limited tick, which keeps the pages it loaded, does not keep the link either.
     forge()
     github.faults = [(429, {"retry-after": "60"}, b"{}")]
     assert "rate limit" in h.tick().skip_message
-    assert other_host.server.base_url not in h.cursor and h.state.pages == []
+    assert h.cursor is not None and other_host.server.base_url not in h.cursor and h.state.pages == []
 
 
 def test_redirects_are_followed_only_within_the_api_origin(
@@ -791,8 +805,8 @@ def test_a_stored_rate_limit_time_is_clamped_or_ignored(github: FakeGitHub, inst
 
 @pytest.mark.parametrize("answer", ["dribbled headers", "dribbled body", "stalled headers", "stalled body"])
 def test_a_slow_api_times_out_within_the_tick_budget(github: FakeGitHub, instance, monkeypatch, answer):
-    monkeypatch.setattr(sensors_module, "TICK_BUDGET_SECONDS", 3.0)
-    monkeypatch.setattr(sensors_module, "REQUEST_TIMEOUT_SECONDS", 2.0)
+    monkeypatch.setattr(release_sensor_module, "TICK_BUDGET_SECONDS", 3.0)
+    monkeypatch.setattr(release_sensor_module, "REQUEST_TIMEOUT_SECONDS", 2.0)
     h = Harness(github, instance)
     h.tick()
     cursor = h.cursor
@@ -827,6 +841,7 @@ def test_an_oversized_page_is_not_read_whole(github: FakeGitHub, instance, answe
     mb = b" " * (1 << 20)
     many = 10 * (MAX_PAGE_BYTES >> 20)  # MB
     ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    chunks: Iterable[bytes]
     if answer == "declared":
         head, chunks = ok + b"Content-Length: %d\r\n\r\n" % (many << 20), (mb for _ in range(many))
     elif answer == "streamed":  # no length: until the server closes
@@ -919,6 +934,7 @@ def test_a_broken_notifier_does_not_silence_the_others(tmp_path: Path):
 def test_download_retry_policy_and_permanent_failures():
     raw = build_trip_assets(YELLOW, warehouse_kind="postgres", lake_kind="file", min_in_month_share=0.95)[0]
     policy = raw.op.retry_policy
+    assert policy is not None
     assert policy.max_retries == 3 and policy.delay == 30 and policy.backoff == dg.Backoff.EXPONENTIAL
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import cast
 
 import pytest
 
@@ -54,6 +55,38 @@ def test_other_bad_settings(monkeypatch, variable, value, message):
     monkeypatch.setenv(variable, value)
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace("*", r"\*")):
         Settings.from_env()
+
+
+def test_a_target_names_its_storage_kinds_and_its_dbt_output():
+    from pathlib import Path
+
+    import yaml
+
+    from taxi_platform.settings import GcpSettings
+    from taxi_platform.target import GCP, LOCAL, TARGETS, Target
+
+    assert Settings().target is LOCAL
+    gcp = GcpSettings(project="my-project-42", gcs_bucket="taxi-lake")
+    # names, as TAXI_TARGET gives them: Settings turns them into Targets
+    both = Settings(target=cast(Target, "gcp"), compare_target=cast(Target, "local"), gcp=gcp)
+    assert (both.target, both.compare_target) == (GCP, LOCAL)
+    assert [(t.name, t.warehouse_kind, t.lake_kind, t.dbt_target) for t in TARGETS.values()] == [
+        ("local", "postgres", "file", "postgres"),
+        ("gcp", "bigquery", "gcs", "bigquery"),
+    ]
+    # Each target's dbt output exists in the profile dbt is run with.
+    profiles = yaml.safe_load((Path(__file__).parents[1] / "dbt_project" / "profiles.yml").read_text())
+    assert {t.dbt_target for t in TARGETS.values()} == set(profiles["taxi_platform"]["outputs"])
+
+
+def test_settings_from_env_are_read_once_per_environment(monkeypatch, tmp_path):
+    from taxi_platform.settings import settings_from_env
+
+    monkeypatch.setenv("TAXI_HOME", str(tmp_path / "a"))
+    first = settings_from_env()
+    assert settings_from_env() is first and first.home == tmp_path / "a"
+    monkeypatch.setenv("TAXI_HOME", str(tmp_path / "b"))
+    assert settings_from_env().home == tmp_path / "b"
 
 
 SECRET = "s3cr3t-Pw"

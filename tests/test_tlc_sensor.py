@@ -11,15 +11,16 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from conftest import Env
+from support.pg_env import Env
 
-from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
+from taxi_platform.assets.trip_keys import final_key, raw_file_key, staging_key
 from taxi_platform.automation.jobs import build_trip_job
-from taxi_platform.automation.tlc_sensor import TlcCursor, build_tlc_release_sensor
-from taxi_platform.datasets import TLC_PARQUET, source_datasets
+from taxi_platform.automation.tlc_cursor import TlcCursor
+from taxi_platform.automation.tlc_sensor import build_tlc_release_sensor
 from taxi_platform.sample.parquet_generator import generate_parquet_month, write_tlc_tree
 from taxi_platform.sample.tlc_mirror import TlcMirror, serve_tlc_mirror
 from taxi_platform.settings import Settings
+from taxi_platform.source_specs import TLC_PARQUET, source_datasets
 
 PUBLISHED = [date(2023, 12, 1), date(2024, 1, 1), date(2024, 2, 1)]
 MARCH = date(2024, 3, 1)
@@ -30,6 +31,19 @@ SPECS = {
     for name, spec in source_datasets(TLC_PARQUET, today=date(2024, 5, 20)).items()
     if name in ("yellow", "green")
 }
+
+
+def tlc_sensor(settings: Settings, jobs: list, clock) -> dg.SensorDefinition:
+    return build_tlc_release_sensor(
+        SPECS,
+        jobs,
+        base_url=settings.tlc_url,
+        requests_per_tick=settings.tlc_sensor_requests,
+        recent_months=settings.tlc_sensor_recent_months,
+        interval_seconds=settings.release_sensor_interval_seconds,
+        first_tick=settings.release_sensor_first_tick,
+        clock=clock,
+    )
 
 
 class Harness:
@@ -43,9 +57,7 @@ class Harness:
             settings, source="tlc", tlc_url=mirror.url, tlc_sensor_recent_months=3, **options
         )
         self.jobs = {name: build_trip_job(spec) for name, spec in SPECS.items()}
-        self.sensor = build_tlc_release_sensor(
-            self.settings, SPECS, list(self.jobs.values()), clock=lambda: self.now
-        )
+        self.sensor = tlc_sensor(self.settings, list(self.jobs.values()), clock=lambda: self.now)
         self.cursor: str | None = None
 
     @property
@@ -181,7 +193,9 @@ def test_failures_back_off_in_the_cursor_and_never_burst(mirror: TlcMirror, inst
     data = h.tick()
     assert "yellow_tripdata_2023-12.parquet answered 503: backing off until" in data.skip_message
     assert h.state.failures == 1 and h.asked < 8  # the tick stopped asking at the failure
-    retry_at = datetime.fromisoformat(h.state.retry_at)
+    state = h.state
+    assert state.retry_at is not None
+    retry_at = datetime.fromisoformat(state.retry_at)
     assert retry_at == h.now + timedelta(minutes=1)
     h.now += timedelta(seconds=30)
     waiting = h.tick()
@@ -191,8 +205,9 @@ def test_failures_back_off_in_the_cursor_and_never_burst(mirror: TlcMirror, inst
     mirror.inject("/trip-data/yellow_tripdata_2023-12.parquet", 403)
     h.now = retry_at
     h.tick()
-    assert h.state.failures == 2
-    assert datetime.fromisoformat(h.state.retry_at) == h.now + timedelta(minutes=2)
+    state = h.state
+    assert state.failures == 2 and state.retry_at is not None
+    assert datetime.fromisoformat(state.retry_at) == h.now + timedelta(minutes=2)
     h.now += timedelta(minutes=2)
     recovered = h.tick()
     assert recovered.skip_message.startswith("no new or re-uploaded file")
@@ -204,6 +219,7 @@ def run(h: Harness, env: Env, request: dg.RunRequest) -> dg.ExecuteInProcessResu
     from taxi_platform.definitions import build_definitions
 
     defs = build_definitions(replace(env.settings, source="tlc", tlc_url=h.mirror.url))
+    assert request.job_name is not None
     job = defs.resolve_job_def(request.job_name)
     return job.execute_in_process(
         instance=env.instance, partition_key=request.partition_key, tags=request.tags, raise_on_error=True
@@ -211,7 +227,10 @@ def run(h: Harness, env: Env, request: dg.RunRequest) -> dg.ExecuteInProcessResu
 
 
 def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
-    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    return {
+        e.step_materialization_data.materialization.asset_key.to_user_string()
+        for e in result.get_asset_materialization_events()
+    }
 
 
 def test_reuploads_reload_a_month_only_when_its_bytes_changed(
@@ -219,7 +238,7 @@ def test_reuploads_reload_a_month_only_when_its_bytes_changed(
 ) -> None:
     h = Harness(mirror, env.instance, env.settings)
     h.settings = replace(h.settings, release_sensor_first_tick="backfill")
-    h.sensor = build_tlc_release_sensor(h.settings, SPECS, list(h.jobs.values()), clock=lambda: h.now)
+    h.sensor = tlc_sensor(h.settings, list(h.jobs.values()), clock=lambda: h.now)
     dbt = DbtAutomation(h, env)
     loaded = h.tick()  # backfill mode: the window's published months load on the first tick
     assert len(loaded.run_requests) == 6

@@ -13,13 +13,14 @@ from dataclasses import replace
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from run_results import REAL_SAMPLES, ZONES_CSV
+from support.paths import REAL_SAMPLES, ZONES_CSV
 
 from taxi_platform.datasets import ALL_DATASETS, GREEN, ZONES
-from taxi_platform.source.download import DownloadFailed, PermanentDownloadError, ReleaseFileNotFound
+from taxi_platform.source.download_errors import DownloadFailed, PermanentDownloadError, ReleaseFileNotFound
 from taxi_platform.source.resource import ReleaseSource
 from taxi_platform.source.tlc import TlcSource, tlc_file_url, tlc_zones_url
 from taxi_platform.source.verify import InvalidReleaseFile
@@ -47,12 +48,13 @@ def mirror(tmp_path: Path, name: str, data: bytes | None = None, real: Path | No
     if real is not None:
         target.symlink_to(real)  # the real files are read where they are, never copied
     else:
+        assert data is not None
         target.write_bytes(data)
     return (tmp_path / "mirror").as_uri()
 
 
 def source(base_url: str, tmp_path: Path, **kw) -> TlcSource:
-    options = dict(attempts=3, timeout_seconds=5, backoff_base_seconds=0.0)
+    options: dict[str, Any] = dict(attempts=3, timeout_seconds=5, backoff_base_seconds=0.0)
     options.update(kw)
     return TlcSource(base_url=base_url, scratch_dir=str(tmp_path / "scratch"), **options)
 

@@ -4,9 +4,10 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from taxi_platform.assets.trips import LAKE_IO_MANAGER_KEY, WAREHOUSE_POOL, source_url_metadata
+from taxi_platform.assets.metadata import source_url_metadata
+from taxi_platform.assets.policies import LAKE_IO_MANAGER_KEY, WAREHOUSE_POOL
 from taxi_platform.datasets import ReferenceSpec
-from taxi_platform.lake.base import LAKE_KEY_METADATA, LakeFile, VerifiedDownload, lake_key
+from taxi_platform.lake.handles import LAKE_KEY_METADATA, LakeFile, VerifiedDownload, lake_key
 from taxi_platform.source.resource import ReleaseSource
 from taxi_platform.warehouse.base import TripWarehouse, cost_metadata
 

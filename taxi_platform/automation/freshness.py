@@ -18,11 +18,12 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 
-from taxi_platform.assets.trips import final_key
+from taxi_platform.assets.trip_keys import final_key
 from taxi_platform.automation.jobs import partition_key
 from taxi_platform.automation.notify import FailureSummary, Notifier
-from taxi_platform.datasets import PUBLISHED_BY_DAY, DatasetSpec, expected_published_month
-from taxi_platform.partitions import month_of
+from taxi_platform.datasets import DatasetSpec
+from taxi_platform.partitions import add_months, month_of
+from taxi_platform.source_specs import PUBLISHED_BY_DAY, expected_published_month
 
 CHECK_NAME = "month_loaded_when_due"
 FRESHNESS_SENSOR_NAME = "tlc_freshness_sensor"
@@ -30,8 +31,7 @@ FRESHNESS_SENSOR_NAME = "tlc_freshness_sensor"
 
 def due_date(month: date) -> date:
     """The day month M is due: the PUBLISHED_BY_DAY of M+2."""
-    index = month.year * 12 + month.month - 1 + 2
-    return date(index // 12, index % 12 + 1, PUBLISHED_BY_DAY)
+    return add_months(month, 2).replace(day=PUBLISHED_BY_DAY)
 
 
 def freshness_result(spec: DatasetSpec, instance: dg.DagsterInstance, today: date) -> dg.AssetCheckResult:
@@ -112,7 +112,8 @@ def build_freshness_sensor(
             if seen.get(spec.name) == state:
                 continue
             seen[spec.name] = state
-            changes.append(result.description)
+            changes.append(str(result.description))
+            assert result.asset_key is not None  # freshness_result names its asset
             events.append(
                 dg.AssetCheckEvaluation(
                     asset_key=result.asset_key,

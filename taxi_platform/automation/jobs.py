@@ -9,7 +9,7 @@ from datetime import date
 
 import dagster as dg
 
-from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
+from taxi_platform.assets.trip_keys import final_key, raw_file_key, staging_key
 from taxi_platform.datasets import DatasetSpec
 
 

@@ -20,7 +20,6 @@ from typing import Protocol
 import dagster as dg
 
 from taxi_platform.redact import Redactor
-from taxi_platform.settings import Settings
 
 FAILURE_SENSOR_NAME = "taxi_run_failure_notifier"
 logger = logging.getLogger("taxi_platform.failures")
@@ -107,10 +106,11 @@ class Notifiers:
                 logger.warning(f"notifier {type(notifier).__name__} failed: {type(exc).__name__}: {exc}")
 
 
-def notifier_from_settings(settings: Settings) -> Notifier:
+def build_notifier(failure_log: Path | None) -> Notifier:
+    """The log, always; and the JSON-lines file `failure_log` (TAXI_FAILURE_LOG) if set."""
     notifiers: list[Notifier] = [LogNotifier()]
-    if settings.failure_log is not None:
-        notifiers.append(JsonLinesNotifier(settings.failure_log))
+    if failure_log is not None:
+        notifiers.append(JsonLinesNotifier(failure_log))
     return Notifiers(notifiers)
 
 

@@ -23,10 +23,10 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 
-from taxi_platform.assets.trips import final_key
+from taxi_platform.assets.trip_keys import final_key
 from taxi_platform.automation.jobs import partition_key, run_tags
 from taxi_platform.datasets import DatasetSpec
-from taxi_platform.partitions import months_text, outside_partitions
+from taxi_platform.partitions import add_months, months_text, outside_partitions
 
 SCHEDULE_HOURS_UTC = {"green": 9, "yellow": 10}  # the course's crons
 OTHER_DATASETS_HOUR_UTC = 11
@@ -43,8 +43,7 @@ def cron_schedule(spec: DatasetSpec, day: int = 1) -> str:
 
 def data_month(run_time: datetime) -> date:
     """The month a run at `run_time` loads: the month PUBLICATION_LAG_MONTHS before its own."""
-    index = run_time.year * 12 + run_time.month - 1 - PUBLICATION_LAG_MONTHS
-    return date(index // 12, index % 12 + 1, 1)
+    return add_months(run_time.date(), -PUBLICATION_LAG_MONTHS)
 
 
 def build_trip_schedule(

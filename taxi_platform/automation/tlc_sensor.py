@@ -24,206 +24,28 @@ requests nothing (`TAXI_RELEASE_SENSOR_FIRST_TICK=baseline`; `backfill` loads th
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from email.utils import format_datetime
-from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import requests
 
-from taxi_platform.assets.trips import FILE_VERSION_TAG, RELEASE_CHANGE_TAG
-from taxi_platform.automation.jobs import partition_key, run_tags, trip_job_name
-from taxi_platform.datasets import DatasetSpec, expected_published_month
-from taxi_platform.partitions import is_partition_month, next_month
+from taxi_platform.assets.policies import FILE_VERSION_TAG
+from taxi_platform.automation.release_runs import file_run_request, release_sensor
+from taxi_platform.automation.tlc_cursor import TlcCursor
+from taxi_platform.automation.tlc_plan import plan_checks
+from taxi_platform.automation.tlc_probe import head_file
+from taxi_platform.datasets import DatasetSpec
+from taxi_platform.partitions import is_partition_month
 from taxi_platform.redact import mask_url
-from taxi_platform.settings import Settings
 from taxi_platform.source.tlc import tlc_file_url
 
 TLC_SENSOR_NAME = "tlc_release_sensor"
-CURSOR_VERSION = 1
 TICK_BUDGET_SECONDS = 30.0
 REQUEST_TIMEOUT_SECONDS = 5.0
 BACKOFF_FIRST = timedelta(minutes=1)
 BACKOFF_MAX = timedelta(hours=1)
-
-
-@dataclass(frozen=True)
-class FileVersion:
-    """What identifies one upload of a file: its ETag, Last-Modified and size."""
-
-    etag: str | None
-    last_modified: str | None
-    size: int
-
-    @property
-    def key(self) -> str:
-        return f"{self.etag or '-'}|{self.last_modified or '-'}|{self.size}"
-
-
-@dataclass
-class TlcCursor:
-    files: dict[str, FileVersion] = field(default_factory=dict)  # "<dataset>/<YYYY-MM>" -> version
-    baselined: bool = False
-    failures: int = 0  # consecutive ticks that had to back off
-    retry_at: str | None = None  # ISO time before which nothing is asked
-    older: dict[str, str] = field(default_factory=dict)  # dataset -> the older month checked last
-
-    def dump(self) -> str:
-        return json.dumps(
-            {
-                "v": CURSOR_VERSION,
-                "baselined": self.baselined,
-                "failures": self.failures,
-                "retry_at": self.retry_at,
-                "older": self.older,
-                "files": {k: [v.etag, v.last_modified, v.size] for k, v in sorted(self.files.items())},
-            },
-            separators=(",", ":"),
-        )
-
-    @classmethod
-    def load(cls, text: str | None) -> TlcCursor:
-        if not text:
-            return cls()
-        try:
-            raw = json.loads(text)
-            if raw.get("v") != CURSOR_VERSION:
-                return cls()
-            files = {str(k): FileVersion(v[0], v[1], int(v[2])) for k, v in raw["files"].items()}
-            retry_at = raw.get("retry_at")
-            if retry_at is not None:
-                datetime.fromisoformat(retry_at)  # refuse what is not a time
-            return cls(
-                files=files,
-                baselined=bool(raw["baselined"]),
-                failures=int(raw.get("failures", 0)),
-                retry_at=retry_at,
-                older={str(k): str(v) for k, v in raw.get("older", {}).items()},
-            )
-        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
-            return cls()  # unreadable (edited by hand): start over, as a first tick
-
-
-# --- one HEAD ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Probe:
-    """The answer for one file: `version` when it is there (None with `unchanged`: a 304),
-    `missing` for 403/404, `failure` (a reason) for what calls for backing off."""
-
-    version: FileVersion | None = None
-    unchanged: bool = False
-    missing: int | None = None
-    failure: str | None = None
-
-
-def head_file(url: str, known: FileVersion | None, session: requests.Session, timeout: float) -> Probe:
-    """A conditional HEAD of `url` (or a stat of a file:// URL, whose version is its mtime and size)."""
-    if url.startswith("file://"):
-        path = Path(unquote(urlsplit(url).path))
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            return Probe(missing=404)
-        except OSError as exc:
-            return Probe(failure=f"{path}: {exc.strerror}")
-        modified = format_datetime(datetime.fromtimestamp(stat.st_mtime, UTC), usegmt=True)
-        return Probe(version=FileVersion(None, modified, stat.st_size))
-    headers = {}
-    if known is not None and known.etag:
-        headers["If-None-Match"] = known.etag
-    if known is not None and known.last_modified:
-        headers["If-Modified-Since"] = known.last_modified
-    try:
-        answer = session.head(url, headers=headers, timeout=timeout, allow_redirects=True)
-    except requests.RequestException as exc:
-        return Probe(failure=f"{mask_url(url)}: {type(exc).__name__}")
-    if answer.status_code == 304:
-        return Probe(unchanged=True)
-    if answer.status_code in (403, 404):
-        return Probe(missing=answer.status_code)
-    if answer.status_code != 200:
-        return Probe(failure=f"{mask_url(url)} answered {answer.status_code}")
-    try:
-        size = int(answer.headers.get("Content-Length", ""))
-    except ValueError:
-        return Probe(failure=f"{mask_url(url)} answered without a Content-Length")
-    return Probe(version=FileVersion(answer.headers.get("ETag"), answer.headers.get("Last-Modified"), size))
-
-
-# --- the tick ---------------------------------------------------------------------------------
-
-
-def months_between(first: date, last: date) -> list[date]:
-    months, month = [], first
-    while month <= last:
-        months.append(month)
-        month = next_month(month)
-    return months
-
-
-def month_back(month: date, n: int) -> date:
-    index = month.year * 12 + month.month - 1 - n
-    return date(index // 12, index % 12 + 1, 1)
-
-
-@dataclass(frozen=True)
-class Check:
-    spec: DatasetSpec
-    month: date
-    kind: str  # "unseen" | "recent" | "older"
-
-    @property
-    def key(self) -> str:
-        return f"{self.spec.name}/{self.month:%Y-%m}"
-
-
-def plan_checks(
-    specs: Mapping[str, DatasetSpec], state: TlcCursor, now: datetime, recent_months: int, budget: int
-) -> list[Check]:
-    """The tick's checks, most urgent first, at most `budget`."""
-    due = expected_published_month(now.date())
-    window = months_between(month_back(due, recent_months - 1), next_month(due))
-    unseen, recent, older = [], [], []
-    for spec in specs.values():
-        own = [m for m in window if m >= spec.first_published]
-        unseen += [Check(spec, m, "unseen") for m in own if f"{spec.name}/{m:%Y-%m}" not in state.files]
-        recent += [Check(spec, m, "recent") for m in own if f"{spec.name}/{m:%Y-%m}" in state.files]
-    room = budget - len(unseen) - len(recent)
-    if room > 0:
-        older = _older_round_robin(specs, state, window[0], room)
-    return (unseen + recent + older)[:budget]
-
-
-def _older_round_robin(
-    specs: Mapping[str, DatasetSpec], state: TlcCursor, window_start: date, room: int
-) -> list[Check]:
-    """Up to `room` months before the window, shared among the datasets, each continuing after
-    the month its last tick checked (from its first month again after the newest)."""
-    queues: list[Iterator[Check]] = []
-    for spec in specs.values():
-        months = months_between(spec.first_published, month_back(window_start, 1))
-        if not months:
-            continue
-        last = state.older.get(spec.name)
-        start = next((i for i, m in enumerate(months) if f"{m:%Y-%m}" > (last or "")), 0)
-        order = months[start:] + months[:start]
-        queues.append(iter([Check(spec, m, "older") for m in order]))
-    picked: list[Check] = []
-    while queues and len(picked) < room:
-        for queue in list(queues):
-            check = next(queue, None)
-            if check is None:
-                queues.remove(queue)
-            elif len(picked) < room:
-                picked.append(check)
-    return picked
 
 
 def evaluate_tlc_releases(
@@ -296,15 +118,12 @@ def evaluate_tlc_releases(
             f"Last-Modified {version.last_modified}): requesting {check.spec.name} {check.month:%Y-%m}"
         )
         requests_out.append(
-            dg.RunRequest(
+            file_run_request(
+                check.spec,
+                check.month,
                 run_key=f"{url}@{version.key}",
-                job_name=trip_job_name(check.spec),
-                partition_key=partition_key(check.month),
-                tags={
-                    **run_tags(check.spec, check.month),
-                    RELEASE_CHANGE_TAG: change,
-                    FILE_VERSION_TAG: version.key,
-                },
+                change=change,
+                tags={FILE_VERSION_TAG: version.key},
             )
         )
     state.baselined = True
@@ -335,22 +154,28 @@ def evaluate_tlc_releases(
 
 
 def build_tlc_release_sensor(
-    settings: Settings,
     specs: Mapping[str, DatasetSpec],
     jobs: list[dg.UnresolvedAssetJobDefinition],
     *,
+    base_url: str,
+    requests_per_tick: int,
+    recent_months: int,
+    interval_seconds: int,
+    first_tick: str,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
 ) -> dg.SensorDefinition:
-    @dg.sensor(
-        name=TLC_SENSOR_NAME,
-        jobs=jobs,
-        minimum_interval_seconds=settings.release_sensor_interval_seconds,
-        default_status=default_status,
-        description=(
-            "Conditional HEAD requests on the TLC's files (TAXI_TLC_URL): loads a month when it is "
-            "published and a file when it is re-uploaded with other bytes."
-        ),
+    """The sensor over the TLC's files under `base_url` (TAXI_TLC_URL): at most `requests_per_tick`
+    HEADs a tick (TAXI_TLC_SENSOR_REQUESTS), the recent window `recent_months` long
+    (TAXI_TLC_SENSOR_RECENT_MONTHS); `first_tick` is TAXI_RELEASE_SENSOR_FIRST_TICK."""
+
+    @release_sensor(
+        TLC_SENSOR_NAME,
+        "Conditional HEAD requests on the TLC's files (TAXI_TLC_URL): loads a month when it is "
+        "published and a file when it is re-uploaded with other bytes.",
+        jobs,
+        interval_seconds,
+        default_status,
     )
     def tlc_release_sensor(context: dg.SensorEvaluationContext):
         with requests.Session() as session:
@@ -358,11 +183,11 @@ def build_tlc_release_sensor(
             return evaluate_tlc_releases(
                 context,
                 specs,
-                settings.tlc_url,
+                base_url,
                 now=clock(),
-                budget=settings.tlc_sensor_requests,
-                recent_months=settings.tlc_sensor_recent_months,
-                first_tick=settings.release_sensor_first_tick,
+                budget=requests_per_tick,
+                recent_months=recent_months,
+                first_tick=first_tick,
                 session=session,
             )
 

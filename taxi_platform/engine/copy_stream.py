@@ -14,14 +14,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from taxi_platform.datasets import DatasetSpec
-from taxi_platform.engine.csv_blocks import Block, LinePositions, read_blocks
+from taxi_platform.engine.csv_blocks import Block, ByteReader, LinePositions, read_blocks
 from taxi_platform.engine.duplicates import DuplicateTracker
 from taxi_platform.engine.trip_ids import MEMORY_POOL, TripIdEngine
 
@@ -53,7 +52,7 @@ class IdPrefixedLines:
 
     def __init__(
         self,
-        fh: BinaryIO,
+        fh: ByteReader,
         spec: DatasetSpec,
         file_name: str,
         tracker: DuplicateTracker,

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Protocol
 
 import numpy as np
 
 from taxi_platform.source.gzip_stream import GzipDecompressor, TruncatedGzipError
+
+
+class ByteReader(Protocol):
+    """What the engine reads a file through: a binary file, or a wrapper that hashes its bytes."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
 
 BOM = b"\xef\xbb\xbf"
 READ_SIZE = 1 << 20
@@ -74,7 +81,7 @@ def expected_header(column_names: tuple[str, ...]) -> bytes:
 
 
 def read_blocks(
-    fh: BinaryIO, file_name: str, column_names: tuple[str, ...], block_bytes: int | None = None
+    fh: ByteReader, file_name: str, column_names: tuple[str, ...], block_bytes: int | None = None
 ) -> Iterator[Block]:
     """The data lines of a gzip CSV as blocks; the header must name the columns in order."""
     block_bytes = block_bytes or BLOCK_BYTES

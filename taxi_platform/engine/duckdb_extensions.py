@@ -11,7 +11,7 @@ def extension_file(package: str, name: str) -> Path:
     """The extension binary a `duckdb-extension-*` wheel ships, for this DuckDB version."""
     module = __import__(package)
     version = duckdb.__version__
-    path = Path(module.__file__).parent / "extensions" / f"v{version}" / f"{name}.duckdb_extension"
+    path = Path(str(module.__file__)).parent / "extensions" / f"v{version}" / f"{name}.duckdb_extension"
     if not path.is_file():
         raise RuntimeError(
             f"{path} is missing: install the {package.replace('_', '-')} wheel matching duckdb {version}"

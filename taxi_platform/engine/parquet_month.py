@@ -35,6 +35,7 @@ from taxi_platform.engine.parquet_select import (
     parquet_month_sql,
 )
 from taxi_platform.warehouse.base import BadInputError, WarehouseError, refuse_wrong_month
+from taxi_platform.warehouse.sql import one_row
 
 _DUCKDB_ERROR_PREFIX = re.compile(r"^[A-Za-z ]*Error: ")
 
@@ -61,7 +62,8 @@ class _FileHash(threading.Thread):
 
     def __init__(self, path: Path) -> None:
         super().__init__(daemon=True, name="sha256")
-        self.path, self.digest, self.error = path, "", None
+        self.path, self.digest = path, ""
+        self.error: OSError | None = None
 
     def run(self) -> None:
         sha = hashlib.sha256()
@@ -166,9 +168,9 @@ def _count(con: duckdb.DuckDBPyConnection, q: ParquetMonthSql) -> tuple[int, int
         f"FROM (SELECT {q.identity_hash} AS h, {q.in_month} AS m FROM ({q.typed})) "
         f"GROUP BY GROUPING SETS ((h), ())) WHERE n > 1 OR g = 1"
     )
-    rows, in_month = con.execute("SELECT n, m FROM grouped WHERE g = 1").fetchone()
+    rows, in_month = one_row(con.execute("SELECT n, m FROM grouped WHERE g = 1"))
     con.execute("CREATE TEMP TABLE repeated AS SELECT h FROM grouped WHERE g = 0")
-    repeated = con.execute("SELECT count(*) FROM repeated").fetchone()[0]
+    repeated = one_row(con.execute("SELECT count(*) FROM repeated"))[0]
     return int(rows), int(in_month), int(repeated)
 
 
@@ -191,9 +193,9 @@ class named_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind, exc, tb) -> bool:
+    def __exit__(self, kind, exc, tb) -> None:
         if exc is None or not isinstance(exc, duckdb.Error):
-            return False
+            return None
         message = _DUCKDB_ERROR_PREFIX.sub("", str(exc).strip().splitlines()[0])
         if isinstance(exc, duckdb.InvalidInputException) and message.startswith(self.file_name):
             raise BadInputError(message) from None

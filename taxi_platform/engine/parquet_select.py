@@ -117,7 +117,7 @@ def _literal(value: object, type_: ColumnType) -> str:
         return "NULL"
     if type_ is ColumnType.TEXT:
         return _sql_text(str(value))
-    return str(int(value)) if type_ is ColumnType.INTEGER else str(value)
+    return str(int(value)) if type_ is ColumnType.INTEGER else str(value)  # type: ignore[call-overload]
 
 
 class _Casts:

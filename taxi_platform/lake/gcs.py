@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import dagster as dg
 from dagster_gcp import GCSResource
 
-from taxi_platform.lake.base import (
+from taxi_platform.lake.handles import (
     LakeFile,
     VerifiedDownload,
     input_lake_keys,

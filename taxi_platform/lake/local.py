@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from taxi_platform.lake.base import (
+from taxi_platform.lake.handles import (
     LakeFile,
     VerifiedDownload,
     input_lake_keys,

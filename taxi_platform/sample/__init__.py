@@ -1,11 +1,6 @@
 """Sample data: generated monthly trip files and a local HTTP mirror of the release layout."""
 
-from taxi_platform.sample.generator import (
-    REAL_ROW_COUNTS,
-    GeneratedFile,
-    full_size_rows,
-    generate_month,
-)
+from taxi_platform.sample.generator import GeneratedFile, generate_month
 from taxi_platform.sample.mirror import (
     MirrorRequestHandler,
     MirrorServer,
@@ -13,6 +8,7 @@ from taxi_platform.sample.mirror import (
     mirror_path,
     write_mirror,
 )
+from taxi_platform.sample.row_counts import REAL_ROW_COUNTS, full_size_rows
 
 __all__ = [
     "REAL_ROW_COUNTS",

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from taxi_platform.eras import SchemaEra
+from taxi_platform.partitions import add_months
 from taxi_platform.sample import _render as render
 from taxi_platform.sample._trips import PROFILES, Profile, Trips, simulate
 
@@ -68,12 +69,6 @@ def _null(n: int) -> Col:
 def epoch(d: date) -> int:
     """Epoch seconds of midnight UTC of `d`."""
     return int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp())
-
-
-def add_months(d: date, n: int) -> date:
-    """The first day of the month `n` months after `d`'s."""
-    y, m = divmod(d.year * 12 + d.month - 1 + n, 12)
-    return date(y, m + 1, 1)
 
 
 def draw_trips(rng: np.random.Generator, dataset: str, month: date, lo: np.ndarray, hi: np.ndarray) -> Trips:

@@ -103,7 +103,8 @@ class DayTable:
 class Field(Protocol):
     """One column's renderer: fills a (rows, width) slot from the trips' values."""
 
-    width: int
+    @property
+    def width(self) -> int: ...
 
     def fill(self, out: np.ndarray, trips: object) -> None: ...
 

@@ -29,8 +29,10 @@ from typing import TypeVar
 import numpy as np
 from isal import igzip
 
-from taxi_platform.datasets import ColumnType, DatasetSpec
+from taxi_platform.datasets import DatasetSpec
+from taxi_platform.partitions import add_months
 from taxi_platform.sample import _render as render
+from taxi_platform.sample._csv_fields import csv_fields
 from taxi_platform.sample._trips import DEFAULT_PROFILE, PROFILES, Profile, Trips, simulate
 
 CHUNK_ROWS = 250_000  # bounds memory (~400 MB at two workers) whatever the month size
@@ -43,47 +45,7 @@ CONGESTION_FROM = date(2019, 2, 1)  # the surcharge began 2019-02-01: empty colu
 YEARS_OFF = (2008, 2009, 2088)  # far-off pickup years seen in the real files
 LINE_ENDINGS = ("\n", "\r\n")
 
-T = TypeVar("T")
-
-_YELLOW_2020 = (
-    6_405_008,
-    6_299_354,
-    3_007_292,
-    237_993,
-    348_371,
-    549_760,
-    800_412,
-    1_007_284,
-    1_341_012,
-    1_681_131,
-    1_508_985,
-    1_461_897,
-)
-_GREEN_2020 = (
-    447_770,
-    398_632,
-    223_406,
-    35_612,
-    57_360,
-    63_109,
-    72_257,
-    81_063,
-    87_987,
-    95_120,
-    88_605,
-    83_130,
-)
-
-REAL_ROW_COUNTS: dict[tuple[str, str], int] = {
-    **{("yellow", f"2020-{m:02d}"): n for m, n in enumerate(_YELLOW_2020, 1)},
-    **{("green", f"2020-{m:02d}"): n for m, n in enumerate(_GREEN_2020, 1)},
-    ("yellow", "2019-01"): 7_696_617,
-    ("yellow", "2021-01"): 1_369_765,
-    ("yellow", "2021-03"): 1_925_152,
-    ("green", "2019-10"): 476_386,
-}
-# Typical monthly size in 2019, before the pandemic (fhv: 43.2 M rows over 2019).
-_ROWS_2019 = {"yellow": 7_000_000, "green": 500_000, "fhv": 3_600_000}
+Result = TypeVar("Result")
 
 
 @dataclass(frozen=True)
@@ -98,19 +60,6 @@ class GeneratedFile:
     out_of_month_rows: int  # rows whose pickup is outside the month
     unattributed_rows: int  # rows of the empty-VendorID tail block
     line_ending: str
-
-
-def full_size_rows(spec: DatasetSpec, month: date) -> int:
-    """The real row count of a month when known, else a plausible size for it."""
-    known = REAL_ROW_COUNTS.get((spec.name, f"{month:%Y-%m}"))
-    if known is not None:
-        return known
-    base = _ROWS_2019.get(spec.name, 1_000_000)
-    if month < date(2020, 1, 1):
-        return base
-    # Scale by how yellow traffic moved against 2019 (the 2020 collapse, then the late-2020 level).
-    level = _YELLOW_2020[month.month - 1] if month.year == 2020 else _YELLOW_2020[-1]
-    return round(base * level / _ROWS_2019["yellow"])
 
 
 @dataclass(frozen=True)
@@ -159,8 +108,8 @@ def generate_month(
     oom_trips = _out_of_month_trips(oom_rng, ctx, sum(c.out_of_month for c in chunks))
     days = _day_table(month, oom_trips)
     eol = line_ending.encode()
-    main_layout = render.Layout(_fields(ctx, days, attributed=True), eol)
-    tail_layout = render.Layout(_fields(ctx, days, attributed=False), eol)
+    main_layout = render.Layout(csv_fields(spec, ctx.congestion, days, attributed=True), eol)
+    tail_layout = render.Layout(csv_fields(spec, ctx.congestion, days, attributed=False), eol)
 
     jobs = []
     used = 0
@@ -200,11 +149,6 @@ def _epoch(d: date) -> int:
     return int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp())
 
 
-def _add_months(d: date, n: int) -> date:
-    y, m = divmod(d.year * 12 + d.month - 1 + n, 12)
-    return date(y, m + 1, 1)
-
-
 def _plan(spec: DatasetSpec, month: date, rows: int) -> list[_Chunk]:
     """Split the file into chunks and share out the out-of-month rows and duplicates."""
     has_tail = month >= UNATTRIBUTED_FROM and bool(spec.unattributed_columns)
@@ -212,7 +156,7 @@ def _plan(spec: DatasetSpec, month: date, rows: int) -> list[_Chunk]:
     if has_tail:
         tail = max(round(rows * UNATTRIBUTED_SHARE), 1 if rows >= 100 else 0)
     main = rows - tail
-    lo, hi = _epoch(month), _epoch(_add_months(month, 1))
+    lo, hi = _epoch(month), _epoch(add_months(month, 1))
     shapes = [(True, n, w) for n, w in _windows(main, lo, hi)]
     shapes += [(False, n, w) for n, w in _windows(tail, lo, hi)]
 
@@ -254,14 +198,14 @@ def _out_of_month_trips(rng: np.random.Generator, ctx: _Context, n: int) -> Trip
     years_off = min(n // 4, 1 + n // 2000)
     before = n - after - years_off
     start = _epoch(ctx.month)
-    prev = _epoch(_add_months(ctx.month, -1))
-    nxt = _epoch(_add_months(ctx.month, 1))
+    prev = _epoch(add_months(ctx.month, -1))
+    nxt = _epoch(add_months(ctx.month, 1))
     # Half of the early ones start on the evening before the month, like trips spanning midnight.
     late = before // 2
     windows = [(start - 6 * 3600, start, late), (prev, start, before - late), (nxt, nxt + 86_400, after)]
     for year in rng.choice(YEARS_OFF, years_off):
         far = ctx.month.replace(year=int(year))
-        windows.append((_epoch(far), _epoch(_add_months(far, 1)), 1))
+        windows.append((_epoch(far), _epoch(add_months(far, 1)), 1))
     lo = np.concatenate([np.full(k, a, dtype=np.int64) for a, _, k in windows])
     hi = np.concatenate([np.full(k, b, dtype=np.int64) for _, b, k in windows])
     trips = simulate(rng, lo, hi, profile=ctx.profile, attributed=True, congestion=ctx.congestion)
@@ -270,79 +214,18 @@ def _out_of_month_trips(rng: np.random.Generator, ctx: _Context, n: int) -> Trip
 
 def _day_table(month: date, oom: Trips) -> render.DayTable:
     """Date strings for every day a pickup or dropoff of the file can fall on."""
-    first = _epoch(_add_months(month, -1)) // render.SECONDS_PER_DAY
-    last = _epoch(_add_months(month, 1)) // render.SECONDS_PER_DAY + 1
+    first = _epoch(add_months(month, -1)) // render.SECONDS_PER_DAY
+    last = _epoch(add_months(month, 1)) // render.SECONDS_PER_DAY + 1
     if len(oom):
         first = min(first, int(oom.pickup.min()) // render.SECONDS_PER_DAY)
         last = max(last, int(oom.dropoff.max()) // render.SECONDS_PER_DAY)
     return render.DayTable.covering(first, last)
 
 
-def _value_field(name: str) -> render.Field | None:
-    """The renderer of a column by its (case-insensitive) name; None if the name is unknown."""
-    money = {
-        "fare_amount": "fare",
-        "extra": "extra",
-        "mta_tax": "mta",
-        "tip_amount": "tip",
-        "tolls_amount": "tolls",
-        "improvement_surcharge": "improvement",
-        "total_amount": "total",
-        "congestion_surcharge": "congestion",
-    }
-    ints = {
-        "vendorid": "vendor",
-        "passenger_count": "passengers",
-        "ratecodeid": "ratecode",
-        "pulocationid": "pu",
-        "dolocationid": "do",
-        "payment_type": "payment",
-        "trip_type": "trip_type",
-    }
-    key = name.lower()
-    if key in money:
-        return render.money_field(money[key])
-    if key in ints:
-        return render.int_field(ints[key])
-    if key == "trip_distance":
-        return render.distance_field("distance")
-    if key == "store_and_fwd_flag":
-        return render.LookupField("store_fwd", render.table(["N", "Y"]))
-    if key in ("dispatching_base_num", "affiliated_base_number"):  # FHV bases: B00001 ...
-        return render.LookupField("base", render.table([f"B{i:05d}" for i in range(3600)]))
-    if key in ("ehail_fee", "sr_flag"):  # empty all through the published files
-        return render.EmptyField()
-    return None
-
-
-def _fields(ctx: _Context, days: render.DayTable, *, attributed: bool) -> list[render.Field]:
-    """One renderer per spec column, in file order."""
-    spec = ctx.spec
-    fields: list[render.Field] = []
-    for column in (spec.column(name) for name in spec.csv_columns):
-        field: render.Field | None
-        if not attributed and column.name in spec.unattributed_columns:
-            field = render.EmptyField()
-        elif column.name == spec.pickup_column:
-            field = render.DateTimeField("pickup", days)
-        elif column.name == spec.dropoff_column:
-            field = render.DateTimeField("dropoff", days)
-        elif column.name.lower() == "congestion_surcharge" and not ctx.congestion:
-            field = render.EmptyField()
-        else:
-            field = _value_field(column.name)
-        if field is None:
-            # Unknown column of a future spec: a time if it is one, else NULL.
-            is_time = column.type is ColumnType.TIMESTAMP
-            field = render.DateTimeField("pickup", days) if is_time else render.EmptyField()
-        fields.append(field)
-    return fields
-
-
-def _ordered_map(fn: Callable[..., T], jobs: list[tuple], workers: int = WORKERS) -> Iterator[T]:
+def _ordered_map(fn: Callable[..., Result], jobs: list[tuple], workers: int = WORKERS) -> Iterator[Result]:
     """fn(*job) for each job, in order, computed `workers` at a time (numpy releases the GIL)."""
     with ThreadPoolExecutor(workers) as pool:
-        pending: deque[Future[T]] = deque()
+        pending: deque[Future[Result]] = deque()
         for job in jobs:
             pending.append(pool.submit(fn, *job))
             if len(pending) > workers:  # bounded look-ahead keeps memory bounded

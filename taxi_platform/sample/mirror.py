@@ -232,7 +232,7 @@ class MirrorServer:
         if self._httpd is None:
             raise RuntimeError("the mirror server is not running")
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> MirrorServer:
         """Bind and start serving in a background thread."""

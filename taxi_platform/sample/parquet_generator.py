@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 
 from taxi_platform.datasets import ColumnType, DatasetSpec
 from taxi_platform.eras import SchemaEra, era_of_month
+from taxi_platform.partitions import add_months
 from taxi_platform.sample import _parquet_values as values
 from taxi_platform.sample._trips import Trips
 from taxi_platform.sample.zones import write_zone_lookup
@@ -225,7 +226,7 @@ def _plan(rows: int, month: date, group_rows: int) -> list[_Group]:
     """Row groups over consecutive slices of the month, with their share of the quirks."""
     k = -(-rows // group_rows)
     sizes = [min(group_rows, rows - i * group_rows) for i in range(k)]
-    lo, hi = values.epoch(month), values.epoch(values.add_months(month, 1))
+    lo, hi = values.epoch(month), values.epoch(add_months(month, 1))
     oom = _apportion(round(rows * OUT_OF_MONTH_SHARE) or min(2, rows // 200), sizes)
     dup = _apportion(round(rows * DUPLICATE_SHARE) or min(3, rows // 200), sizes)
     groups = []

@@ -95,7 +95,7 @@ class TlcMirror:
     def url(self) -> str:
         """`http://127.0.0.1:<port>`: the stand-in for CLOUDFRONT_URL."""
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def inject(self, path: str, *faults: Fault | int) -> None:
         """Answer the next requests of `path` with these faults (statuses or `Fault`s), in order."""

@@ -26,44 +26,17 @@ import random
 import time
 from collections.abc import Callable
 from datetime import date
-from pathlib import Path, PurePosixPath
-from typing import Literal
-from urllib.parse import unquote, urlsplit
-
-import requests
-import urllib3
+from pathlib import Path
 
 from taxi_platform.datasets import DatasetSpec
 from taxi_platform.redact import mask_url
+from taxi_platform.source.download_errors import DownloadFailed, PermanentDownloadError, ReleaseFileNotFound
+from taxi_platform.source.http_stream import MAX_BACKOFF_SECONDS, Forbidden, RetryableError, stream_file
 from taxi_platform.source.verify import CsvInspector, Inspector, InvalidReleaseFile
 
-CHUNK = 1 << 20
 PROGRESS_EVERY_SECONDS = 10.0
-RETRY_STATUSES = {429, 500, 502, 503, 504}
-MAX_BACKOFF_SECONDS = 60.0
 DEFAULT_DEADLINE_SECONDS = 3600.0
 STALE_PART_SECONDS = 900.0  # a live download writes its .part file far more often than this
-
-
-class ReleaseFileNotFound(FileNotFoundError):
-    """The release has no such file (HTTP 404 / missing local file, or a 403 taken as missing)."""
-
-    def __init__(self, url: str, what: str, status: int = 404) -> None:
-        self.url = url
-        self.status = status
-        why = "(404): no release file for it"
-        if status != 404:
-            why = f"(HTTP {status}, which the server answers for a file it does not hold): not published yet"
-        super().__init__(f"{what}: {mask_url(url)} was not found {why}")
-
-
-class DownloadFailed(RuntimeError):
-    """Gave up after retries; the message names the URL, the month and the last error."""
-
-
-class PermanentDownloadError(DownloadFailed):
-    """A failure that retrying cannot fix (an HTTP 4xx, a redirect loop, a full disk, a folder
-    that cannot be written, the deadline passed); the message names the URL or path."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,28 +55,6 @@ class DownloadResult:
     schema_fingerprint: str | None = None
     row_groups: int | None = None
     columns: tuple[tuple[str, str], ...] = ()
-
-
-# What a 403 means: "fail" (permanent: access denied), "missing" (like a 404), "retry" (like a 429).
-Forbidden = Literal["fail", "missing", "retry"]
-
-
-class _RetryableError(Exception):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    """Retry-After in seconds, if it is a sane number (an HTTP date or garbage: None)."""
-    value = response.headers.get("Retry-After")
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
-        return None
-    if seconds is None or seconds != seconds:  # NaN
-        return None
-    return min(max(0.0, seconds), MAX_BACKOFF_SECONDS)
 
 
 def download_release_file(url: str, dest: Path, spec: DatasetSpec, month: date, **options) -> DownloadResult:
@@ -151,7 +102,7 @@ def download_file(
             result = _attempt(
                 url, part, what, new_inspector(), timeout, give_up_at, deadline, log, on_forbidden
             )
-        except _RetryableError as exc:
+        except RetryableError as exc:
             last_error = str(exc)
             part.unlink(missing_ok=True)
             if attempt == attempts:
@@ -223,7 +174,7 @@ def _attempt(
     written = 0
     last_report = time.monotonic()
     with open(part, "wb") as out:
-        for chunk, total in _stream(url, what, timeout, on_forbidden):
+        for chunk, total in stream_file(url, what, timeout, on_forbidden):
             out.write(chunk)
             sha.update(chunk)
             inspector.feed(chunk)
@@ -241,72 +192,3 @@ def _attempt(
     inspection = inspector.finish(local_copy=part)
     # The inspection's fields (rows, schema, ...) are DownloadResult's, by the same names.
     return dict(bytes=written, sha256=sha.hexdigest(), **dataclasses.asdict(inspection))
-
-
-def _cut_short(url: str, received: int, total: int) -> str:
-    name = PurePosixPath(unquote(urlsplit(url).path)).name or mask_url(url)
-    return f"{name}: cut short: {received:,} of {total:,} bytes (Content-Length)"
-
-
-def _stream(url: str, what: str, timeout: float, on_forbidden: Forbidden = "fail"):
-    scheme = urlsplit(url).scheme
-    if scheme == "file":
-        path = Path(unquote(urlsplit(url).path))
-        if not path.is_file():
-            raise ReleaseFileNotFound(url, what)
-        total = path.stat().st_size
-        with open(path, "rb") as fh:
-            while chunk := fh.read(CHUNK):
-                yield chunk, total
-        return
-    shown = mask_url(url)
-    try:
-        # identity: the file's own bytes, never a transport encoding on top of them.
-        response = requests.get(url, stream=True, timeout=timeout, headers={"Accept-Encoding": "identity"})
-    except requests.TooManyRedirects:
-        raise PermanentDownloadError(f"{what}: {shown} redirects in a loop") from None
-    except (
-        requests.exceptions.InvalidURL,
-        requests.exceptions.MissingSchema,
-        requests.exceptions.InvalidSchema,
-    ) as exc:
-        raise PermanentDownloadError(
-            f"{what}: {shown} is not a URL that can be downloaded "
-            f"({type(exc).__name__}); check TAXI_SOURCE_URL"
-        ) from None
-    except requests.Timeout:
-        raise _RetryableError(f"timed out after {timeout:.0f} s waiting for the server") from None
-    except requests.RequestException as exc:
-        raise _RetryableError(f"connection error: {type(exc).__name__}") from None
-    with response:
-        if response.status_code == 404 or (response.status_code == 403 and on_forbidden == "missing"):
-            raise ReleaseFileNotFound(url, what, response.status_code)
-        if response.status_code == 403 and on_forbidden == "retry":
-            raise _RetryableError(
-                "HTTP 403 (the server answers it when throttling, or for a file it does not hold)",
-                _retry_after(response),
-            )
-        if response.status_code in RETRY_STATUSES:
-            raise _RetryableError(f"HTTP {response.status_code}", _retry_after(response))
-        if response.status_code != 200:
-            raise PermanentDownloadError(
-                f"{what}: {shown} answered HTTP {response.status_code}"
-                + (" (access denied: is the URL right?)" if response.status_code in (401, 403) else "")
-            )
-        total = int(response.headers.get("Content-Length") or 0)
-        raw = response.raw
-        received = 0
-        try:
-            # read1: whatever has arrived (up to CHUNK), so the deadline is checked between reads
-            # even when a server sends a byte at a time.
-            while chunk := raw.read1(CHUNK, decode_content=False):
-                received += len(chunk)
-                yield chunk, total
-        except urllib3.exceptions.ReadTimeoutError:
-            raise _RetryableError(f"timed out: no data for {timeout:.0f} s mid-download") from None
-        except (urllib3.exceptions.HTTPError, requests.RequestException, ConnectionError) as exc:
-            short = f"{_cut_short(url, received, total)}; " if received < total else ""
-            raise _RetryableError(f"{short}connection lost mid-download: {type(exc).__name__}") from None
-        # urllib3 already refuses a short body; this holds should a transport not enforce it.
-        if total and received < total:
-            raise _RetryableError(_cut_short(url, received, total))

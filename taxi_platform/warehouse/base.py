@@ -7,11 +7,13 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
+from typing import NamedTuple
 
 import dagster as dg
 
 from taxi_platform.datasets import DatasetSpec, ReferenceSpec
-from taxi_platform.lake.base import LakeFile
+from taxi_platform.lake.handles import LakeFile
 
 Log = Callable[[str], None]
 
@@ -110,6 +112,20 @@ class PickupProfile:
         return self.in_month_rows / self.rows if self.rows else 0.0
 
 
+class ZoneRevenue(NamedTuple):
+    """One row of the demo's report: a pickup zone's revenue and trips for one service over the months."""
+
+    zone: str | None
+    borough: str | None
+    service_type: str
+    revenue: Decimal
+    trips: int
+
+
+# The dbt mart the report reads: revenue per pickup zone, month and service (dbt_project/models).
+ZONE_REVENUE_MODEL = "dm_monthly_zone_revenue"
+
+
 class TripWarehouse(dg.ConfigurableResource, ABC):
     """Per-month staging, atomic per-month replace of the final table, and the check queries."""
 
@@ -160,6 +176,11 @@ class TripWarehouse(dg.ConfigurableResource, ABC):
         """(count(*), sum(column) for each of `sums`) of a model the dbt project built: per month
         of `months` present in it, or for the whole table (key None) without a `month_column`.
         For the metadata the UI plots per partition. Identifiers are validated."""
+
+    @abstractmethod
+    def top_pickup_zones(self, months: Sequence[date], limit: int = 10) -> list[ZoneRevenue]:
+        """The `limit` (zone, service) pairs with the most revenue over `months`, highest first,
+        summed from the dbt mart ZONE_REVENUE_MODEL in the dbt schema/dataset: the demo's report."""
 
     @abstractmethod
     def ensure_trip_tables(self, specs: Sequence[DatasetSpec]) -> None:

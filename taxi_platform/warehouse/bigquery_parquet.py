@@ -27,7 +27,7 @@ from taxi_platform.engine.parquet_month import (
     quote_text,
     read_parquet_month,
 )
-from taxi_platform.lake.base import LakeFile
+from taxi_platform.lake.handles import LakeFile
 from taxi_platform.warehouse.base import BadInputError, Log
 
 COPY_CHUNK = 8 << 20  # bytes per read while copying the raw file out of the lake

@@ -30,27 +30,25 @@ the month still writing is waited for without a limit: it ends by itself.)
 
 from __future__ import annotations
 
-import hashlib
-import re
 import time
 from dataclasses import dataclass
 from datetime import date
-from typing import BinaryIO
 
 import psycopg2
 import psycopg2.errors
 from psycopg2 import sql
 
 from taxi_platform.datasets import DatasetSpec
-from taxi_platform.engine.copy_stream import IdPrefixedLines, StreamStats
+from taxi_platform.engine.copy_stream import IdPrefixedLines
 from taxi_platform.engine.csv_blocks import BadCsvError
 from taxi_platform.engine.duplicates import DuplicateTracker
-from taxi_platform.lake.base import LakeFile
+from taxi_platform.lake.handles import LakeFile
 from taxi_platform.partitions import next_month
 from taxi_platform.warehouse.base import BadInputError, Log, WarehouseError, refuse_wrong_month
+from taxi_platform.warehouse.postgres_copy import HashingReader, copy_error_message, progress_reporter
+from taxi_platform.warehouse.postgres_ddl import column_defs, csv_column_list
 from taxi_platform.warehouse.staged_month import StagedMonth
 
-PROGRESS_EVERY_SECONDS = 10.0
 LOCK_NAMESPACE = 0x7A11  # first key of every advisory lock we take
 LOCK_TIMEOUT = "2s"  # per swap attempt; the readers it would block wait no longer than this
 SWAP_ATTEMPTS = 30
@@ -79,12 +77,12 @@ def stage_month(
             sql.Literal(file_name),
             sql.Identifier(f"{name}_filename"),
             sql.Literal(file_name),
-            wh._column_defs(spec),
+            column_defs(spec.columns),
         )
     )
     copy = (
         sql.SQL("COPY {} (unique_row_id, {}) FROM STDIN WITH (FORMAT csv, FREEZE)")
-        .format(staging, wh._csv_columns(spec))
+        .format(staging, csv_column_list(spec))
         .as_string(cur.connection)
     )
     tracker = DuplicateTracker(wh.engine_memory, spill_dir=wh.engine_spill_dir())
@@ -92,7 +90,7 @@ def stage_month(
         with lake_file.open() as raw:
             fh = HashingReader(raw)
             lines = IdPrefixedLines(
-                fh, spec, file_name, tracker, month=month, on_block=_progress(file_name, log)
+                fh, spec, file_name, tracker, month=month, on_block=progress_reporter(file_name, log)
             )
             try:
                 cur.copy_expert(copy, lines, size=1 << 20)
@@ -273,47 +271,3 @@ def _same_file(found: StagedMonth, sha256: str | None, run_id: str, file_name: s
         f"{found.sha256[:12]}…), which {where} now; this run commits nothing and the month holds "
         f"that run's rows. Materialize the month again to load the file now in the lake."
     )
-
-
-class HashingReader:
-    """A binary file whose bytes are hashed (sha256) as they are read."""
-
-    def __init__(self, fh: BinaryIO) -> None:
-        self._fh = fh
-        self._sha = hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._fh.read(size)
-        self._sha.update(data)
-        return data
-
-    def hexdigest(self) -> str:
-        return self._sha.hexdigest()
-
-
-_CONTEXT = re.compile(r"line (\d+)(?:, column (\w+))?")
-
-
-def copy_error_message(file_name: str, exc: psycopg2.Error, stats: StreamStats | None = None) -> str:
-    """`yellow_tripdata_2019-01.csv.gz line 5, column fare_amount: invalid input syntax ...`:
-    COPY's line number turned into the file's (the header and blank lines are not sent)."""
-    primary = (exc.diag.message_primary or str(exc)).strip()
-    match = _CONTEXT.search(exc.diag.context or "")
-    if not match:
-        return f"{file_name}: {primary}"
-    line = int(match.group(1))
-    line = stats.file_line(line) if stats is not None else line
-    where = f"line {line}" + (f", column {match.group(2)}" if match.group(2) else "")
-    return f"{file_name} {where}: {primary}"
-
-
-def _progress(file_name: str, log: Log):
-    state = {"last": time.monotonic()}
-
-    def report(stats: StreamStats) -> None:
-        now = time.monotonic()
-        if now - state["last"] >= PROGRESS_EVERY_SECONDS:
-            state["last"] = now
-            log(f"{file_name}: {stats.bytes_in / 1e6:,.0f} MB loaded, about {stats.rows:,} rows")
-
-    return report

@@ -25,7 +25,7 @@ from taxi_platform.engine.parquet_month import (
     quote_text,
     read_parquet_month,
 )
-from taxi_platform.lake.base import LakeFile
+from taxi_platform.lake.handles import LakeFile
 from taxi_platform.warehouse.base import Log, WarehouseError
 from taxi_platform.warehouse.postgres_month import LOCK_NAMESPACE
 from taxi_platform.warehouse.staged_month import StagedMonth

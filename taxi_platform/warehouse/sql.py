@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any, Protocol
 
 _SAFE_ANY_CASE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -25,3 +26,15 @@ def bq_ident(name: str) -> str:
 
 def qualified(schema: str, table: str) -> str:
     return f"{quote_ident(schema)}.{quote_ident(table)}"
+
+
+class _Cursor(Protocol):
+    def fetchone(self) -> tuple[Any, ...] | None: ...
+
+
+def one_row(cursor: _Cursor) -> tuple[Any, ...]:
+    """The row of a query that always returns one (an aggregate): a missing row is a bug, not data."""
+    row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError("the query returned no row")
+    return row

@@ -6,20 +6,14 @@ from __future__ import annotations
 
 import dagster as dg
 import pytest
+from support.e2e_backfill import DBT_MONTHLY, MONTHS, Backfill, mart_trips_per_partition, trip_asset_keys
+from support.e2e_stack import Stack
+from support.run_results import query, recorded_metadata
 
-from taxi_platform.assets.trips import WAREHOUSE_POOL, final_key, staging_key
-from taxi_platform.automation.sensors import RELEASE_SENSOR_NAME
+from taxi_platform.assets.policies import WAREHOUSE_POOL
+from taxi_platform.assets.trip_keys import final_key, staging_key
+from taxi_platform.automation.release_sensor import RELEASE_SENSOR_NAME
 from taxi_platform.datasets import DATASETS
-
-from .conftest import (
-    DBT_MONTHLY,
-    MONTHS,
-    Backfill,
-    Stack,
-    mart_trips_per_partition,
-    query,
-    trip_asset_keys,
-)
 
 pytestmark = pytest.mark.slow
 
@@ -63,9 +57,7 @@ def test_every_partition_is_loaded_with_the_right_rows(dagster_stack: Stack, bac
             assert instance.get_materialized_partitions(key) == {f"{m:%Y-%m-01}" for m in MONTHS}, key
         for spec in DATASETS.values():
             records = instance.fetch_materializations(final_key(spec), limit=10).records
-            by_partition = {
-                r.partition_key: r.asset_materialization.metadata["dagster/row_count"].value for r in records
-            }
+            by_partition = {r.partition_key: recorded_metadata(r)["dagster/row_count"].value for r in records}
             assert by_partition == {
                 f"{m:%Y-%m-01}": stack.generated[(spec.name, m)].rows
                 - stack.generated[(spec.name, m)].duplicate_rows
@@ -75,11 +67,11 @@ def test_every_partition_is_loaded_with_the_right_rows(dagster_stack: Stack, bac
                 f"{f.rsplit('_', 1)[1][:7]}-01": n for f, n in counts_by_file[spec.name].items()
             }
             staged = instance.fetch_materializations(staging_key(spec), limit=10).records
-            assert {r.partition_key: r.asset_materialization.metadata["rows_read"].value for r in staged} == {
+            assert {r.partition_key: recorded_metadata(r)["rows_read"].value for r in staged} == {
                 f"{m:%Y-%m-01}": stack.generated[(spec.name, m)].rows for m in MONTHS
             }
             assert {
-                r.partition_key: r.asset_materialization.metadata["dagster/row_count"].value for r in staged
+                r.partition_key: recorded_metadata(r)["dagster/row_count"].value for r in staged
             } == by_partition  # the staged table is the month's partition
 
 
@@ -97,13 +89,11 @@ def test_the_daemon_brings_each_loaded_months_dbt_models_up_to_date(
         ]
         assert dbt_runs and all(r.tags.get("taxi/dbt") == "automation" for r in dbt_runs)
         # The dbt runs of the automation ran one at a time (the instance's tag concurrency limit).
-        spans = [
-            (
-                instance.get_run_record_by_id(r.run_id).start_time,
-                instance.get_run_record_by_id(r.run_id).end_time,
-            )
-            for r in dbt_runs
-        ]
+        spans = []
+        for r in dbt_runs:
+            record = instance.get_run_record_by_id(r.run_id)
+            assert record is not None and record.start_time is not None and record.end_time is not None
+            spans.append((record.start_time, record.end_time))
         assert _max_overlap([(a, b, "") for a, b in spans]) == 1, spans
     print(f"\nbackfill {backfill.seconds:.0f} s, dbt automation done {dbt_months_built:.0f} s later")
     # The mart's trips per month and service equal the final tables' vendor trips of that month.

@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 import requests
-
-from e2e.conftest import BIN, INSTANCE_TEMPLATE, LOCATION, REPO, free_port
+from support.e2e_stack import BIN, INSTANCE_TEMPLATE, LOCATION
+from support.paths import REPO
+from support.ports import free_port
 
 LOAD_TIMEOUT = 240
 QUERY = """{ workspaceOrError { __typename ... on Workspace { locationEntries {

@@ -10,16 +10,18 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from run_results import query
+from support.e2e_stack import ARTIFACTS, LOCATION, Stack, start_stack
+from support.run_results import query
 
-from taxi_platform.assets.trips import RELEASE_CHANGE_TAG, final_key
-from taxi_platform.automation.tlc_sensor import TLC_SENSOR_NAME, month_back
-from taxi_platform.datasets import TLC_PARQUET, expected_published_month, source_datasets
+from taxi_platform.assets.policies import RELEASE_CHANGE_TAG
+from taxi_platform.assets.trip_keys import final_key
+from taxi_platform.automation.tlc_plan import month_back
+from taxi_platform.automation.tlc_sensor import TLC_SENSOR_NAME
 from taxi_platform.partitions import next_month
 from taxi_platform.sample.parquet_generator import write_tlc_tree
 from taxi_platform.sample.tlc_mirror import serve_tlc_mirror
+from taxi_platform.source_specs import TLC_PARQUET, expected_published_month, source_datasets
 
-from .conftest import ARTIFACTS, LOCATION, Stack, start_stack
 from .test_ui_browser import dismiss_first_visit_popup, page  # noqa: F401 - the browser fixture
 
 pytestmark = pytest.mark.slow

@@ -10,11 +10,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from support.e2e_backfill import MONTHS, Backfill, mart_trips_per_partition
+from support.e2e_stack import ARTIFACTS, Stack
 
 from taxi_platform.datasets import YELLOW
 from taxi_platform.partitions import dataset_partitions
-
-from .conftest import ARTIFACTS, MONTHS, Backfill, Stack, mart_trips_per_partition
 
 monthly_partitions = dataset_partitions(YELLOW)
 

@@ -10,8 +10,8 @@ from datetime import date
 
 import dagster as dg
 import pytest
+from support.gcp_env import GcpEnv
 
-from gcp.gcp_support import GcpEnv
 from taxi_platform.assets.trips import build_trip_assets
 from taxi_platform.datasets import YELLOW
 from taxi_platform.resources import build_resources

@@ -9,13 +9,14 @@ from datetime import date
 
 import pytest
 from google.api_core import exceptions as gexc
+from support.gcp_env import GcpEnv
+from support.run_results import materialization_metadata
 
-from gcp.gcp_support import GcpEnv, materialization_metadata
-from taxi_platform.assets.trips import final_key
+from taxi_platform.assets.trip_keys import final_key
 from taxi_platform.datasets import YELLOW
 from taxi_platform.sample.generator import generate_month
 from taxi_platform.warehouse.base import WarehouseError
-from taxi_platform.warehouse.bigquery import raise_if_over_budget
+from taxi_platform.warehouse.bigquery_jobs import raise_if_over_budget
 
 JAN = date(2019, 1, 1)
 LIMIT = 3 * 10**9
@@ -36,7 +37,7 @@ def test_every_query_job_carries_the_byte_limit_and_the_replace_its_estimate(
         return original(self, method, path, *args, **kwargs)
 
     monkeypatch.setattr(_http.JSONConnection, "api_request", spy)
-    gcp_env.settings = replace(gcp_env.settings, gcp=replace(gcp_env.settings.gcp, max_bytes_billed=LIMIT))
+    gcp_env.settings = replace(gcp_env.settings, gcp=replace(gcp_env.gcp, max_bytes_billed=LIMIT))
     generate_month(YELLOW, JAN, gcp_env.mirror_path(YELLOW, JAN), rows=2_000, seed=3)
     result = gcp_env.materialize(YELLOW, JAN, raise_on_error=True)
     final = materialization_metadata(result, final_key(YELLOW))

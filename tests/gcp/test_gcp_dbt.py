@@ -3,18 +3,25 @@ mart for one month, equal to the same computation with pandas (as tests/test_dbt
 
 from __future__ import annotations
 
+import csv
+import threading
+import time
 from datetime import date
 from decimal import Decimal
 
 import dagster as dg
-from expected import expected_from_file
+import pytest
+from support.expected import expected_from_file
+from support.gcp_env import GcpEnv
+from support.paths import ZONES_CSV
 
-from gcp.gcp_support import ZONES_CSV, GcpEnv
 from taxi_platform.assets.dbt import DBT_REFERENCE_KEYS
-from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
+from taxi_platform.assets.trip_keys import final_key, raw_file_key, staging_key
 from taxi_platform.assets.zones import reference_file_key, reference_table_key
 from taxi_platform.datasets import GREEN, YELLOW, ZONES
 from taxi_platform.sample.generator import generate_month
+from taxi_platform.warehouse.base import WarehouseError
+from taxi_platform.warehouse.bigquery_lock import dbt_build_lock, lock_table_name
 
 MONTH = date(2019, 1, 1)
 DBT_MONTHLY = [
@@ -36,6 +43,10 @@ def test_dbt_bigquery_target_builds_one_month(gcp_env: GcpEnv):
     env.run(DBT_REFERENCE)
     env.run(DBT_MONTHLY, MONTH)
     check_month(env)
+    # The demo's report, through the warehouse interface: the top zones computed from the files.
+    top = env.warehouse().top_pickup_zones([MONTH], limit=5)
+    assert top == expected_top_zones(env, limit=5) and len(top) == 5
+    assert env.warehouse().top_pickup_zones([date(2018, 1, 1)]) == []  # a month not built: none
     before = snapshot(env)
     env.run(DBT_MONTHLY, MONTH)  # the incremental path: insert_overwrite of the month's partition
     assert snapshot(env) == before
@@ -71,6 +82,72 @@ def check_month(env: GcpEnv) -> None:
     )
     assert {r[0]: (r[1], r[2]) for r in mart} == {s: (fares[s], trips[s]) for s in fares}
     assert {(r[3], r[4]) for r in mart} == {(MONTH, MONTH)}
+
+
+def expected_top_zones(env: GcpEnv, limit: int) -> list[tuple]:
+    """The demo's report from the month's files (first copy of each trip with a vendor) and the zone
+    file: revenue (total_amount) and trips per pickup zone, borough and service, highest first."""
+    with ZONES_CSV.open(newline="") as fh:
+        zone_of = {int(r["LocationID"]): (r["Zone"], r["Borough"]) for r in csv.DictReader(fh)}
+    totals: dict[tuple, tuple[Decimal, int]] = {}
+    for spec, service in ((YELLOW, "Yellow"), (GREEN, "Green")):
+        vendor, pickup, total = (
+            spec.csv_columns.index(c) for c in ("VendorID", "PULocationID", "total_amount")
+        )
+        for row in expected_from_file(spec, env.mirror_path(spec, MONTH)).ids.values():
+            if row[vendor]:
+                key = (*zone_of[int(row[pickup])], service)
+                revenue, trips = totals.get(key, (Decimal(0), 0))
+                totals[key] = (revenue + Decimal(row[total] or 0), trips + 1)
+    ranked = sorted(totals.items(), key=lambda item: item[1][0], reverse=True)[:limit]
+    return [(*key, revenue, trips) for key, (revenue, trips) in ranked]
+
+
+def test_two_dbt_builds_never_hold_the_lock_at_once(gcp_env: GcpEnv):
+    """The lock table: a second holder waits for the first and times out naming the table; it gets
+    the lock once the first releases it; the table is dropped after the block, also after an error."""
+    warehouse = gcp_env.warehouse()
+    staging, table = gcp_env.settings.staging_schema, lock_table_name(warehouse.dbt_dataset)
+    with dbt_build_lock(warehouse) as ref:
+        assert gcp_env.table_exists(staging, table)
+        started = time.monotonic()
+        with pytest.raises(WarehouseError) as info, dbt_build_lock(warehouse, wait_seconds=2):
+            pass
+        assert time.monotonic() - started >= 2
+        assert str(info.value).startswith(
+            f"another dbt build holds the lock table {ref} (dbt build lock, held by "
+        )
+        assert "waited 2 s for it" in str(info.value)
+    assert not gcp_env.table_exists(staging, table)
+
+    # A waiter gets the lock as soon as the holder lets it go.
+    held, release = threading.Event(), threading.Event()
+
+    def first_build() -> None:
+        with dbt_build_lock(warehouse):
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=first_build)
+    holder.start()
+    try:
+        assert held.wait(30)
+        threading.Timer(1.5, release.set).start()
+        started = time.monotonic()
+        with dbt_build_lock(warehouse, wait_seconds=30):
+            waited = time.monotonic() - started
+            assert release.is_set()  # only once the first build let go
+        assert 1.4 <= waited < 30
+    finally:
+        release.set()
+        holder.join(30)
+    assert not gcp_env.table_exists(staging, table)
+
+    # The warehouse's own lock (the dbt asset's), released after an error in the build too.
+    with pytest.raises(RuntimeError, match="dbt failed"), warehouse.dbt_build_lock():
+        assert gcp_env.table_exists(staging, table)
+        raise RuntimeError("dbt failed")
+    assert not gcp_env.table_exists(staging, table)
 
 
 def test_dbt_bigquery_target_builds_a_range_of_months_in_one_run(gcp_env: GcpEnv):

@@ -7,19 +7,18 @@ from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
-from expected import (
+from support.expected import (
     csv_lines,
-    cut_row,
     expected_from_file,
     gzip_csv,
     read_gz,
-    set_value,
-    truncate_gzip,
     write_gz,
 )
+from support.gcp_env import GcpEnv
+from support.paths import REAL_SAMPLES
+from support.run_results import failure_message, materialization_metadata
 
-from gcp.gcp_support import REAL_SAMPLES, GcpEnv, failure_message, materialization_metadata
-from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
+from taxi_platform.assets.trip_keys import final_key, raw_file_key, staging_key
 from taxi_platform.datasets import GREEN, YELLOW
 from taxi_platform.sample.generator import generate_month
 
@@ -156,38 +155,7 @@ def test_corrected_file_replaces_that_month_only(gcp_env: GcpEnv):
     assert sorted(env.ids(YELLOW, FEB)) == feb_before
 
 
-# --- bad input and failures leave the final table as it was -------------------------------------
-
-
-def _load_good_then(env: GcpEnv, damage) -> tuple[str, list, list]:
-    path = env.mirror_path(YELLOW, JAN)
-    generate_month(YELLOW, JAN, path, rows=2_000, seed=2)
-    env.materialize(YELLOW, JAN, raise_on_error=True)
-    before = env.fingerprint(YELLOW)
-    damage(path)
-    result = env.materialize(YELLOW, JAN)
-    assert not result.success
-    return failure_message(result), before, env.fingerprint(YELLOW)
-
-
-def test_truncated_gzip_fails_before_anything_changes(gcp_env: GcpEnv):
-    message, before, after = _load_good_then(gcp_env, truncate_gzip)
-    assert "yellow_tripdata_2019-01.csv.gz" in message and "ends early" in message
-    assert after == before
-
-
-def test_short_row_fails_before_anything_changes(gcp_env: GcpEnv):
-    message, before, after = _load_good_then(gcp_env, lambda path: cut_row(path, line=42, keep=14))
-    assert "yellow_tripdata_2019-01.csv.gz line 42: 14 fields, expected 18" in message
-    assert after == before
-
-
-def test_non_numeric_value_fails_in_the_load_job_and_the_final_table_is_untouched(gcp_env: GcpEnv):
-    message, before, after = _load_good_then(
-        gcp_env, lambda path: set_value(path, YELLOW, line=100, column="tip_amount", value=b"abc")
-    )
-    assert "yellow_tripdata_2019-01.csv.gz: " in message and "abc" in message
-    assert after == before
+# --- a failure leaves the final table as it was (damaged files: tests/test_failures.py) ----------
 
 
 def test_a_failure_inside_the_replace_transaction_rolls_back(gcp_env: GcpEnv):
@@ -231,7 +199,7 @@ def test_a_range_run_goes_through_the_gcs_lake_month_by_month(gcp_env: GcpEnv):
     bucket = gcp_env.gcs_client().bucket(gcp_env.gcp.gcs_bucket)
     events = {}
     for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
+        mat = event.step_materialization_data.materialization
         events[(mat.asset_key, mat.partition)] = {k: v.value for k, v in mat.metadata.items()}
     for partition, (distinct, data) in expected.items():
         file_name = YELLOW.file_name(date.fromisoformat(partition))

@@ -1,7 +1,8 @@
 """TLC Parquet months on the GCP target (emulators): a load job per month, the same ids and
 counts as PostgreSQL for the real green months of every era and the real 2020-04 rows of all four
-datasets, a month through the assets and the GCS lake, and a bad value refused before BigQuery
-changes. Expectations come from pyarrow and the reference id (test_parquet_load.py's helpers)."""
+datasets, and a month through the assets and the GCS lake (a bad value refused before BigQuery
+changes: tests/test_failures.py). Expectations come from pyarrow and the reference id
+(support/parquet_files.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_parquet_load import (
+from support.gcp_env import GcpEnv
+from support.parquet_files import (
     REAL_PARQUET,
     expected_trips,
     lake_file,
@@ -21,12 +22,11 @@ from test_parquet_load import (
     parquet_spec,
     rows_as_parquet,
 )
+from support.run_results import materialization_metadata
 
-from gcp.gcp_support import GcpEnv, materialization_metadata
-from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
-from taxi_platform.datasets import TLC_PARQUET, source_datasets
+from taxi_platform.assets.trip_keys import final_key, raw_file_key, staging_key
 from taxi_platform.eras import era_of_month
-from taxi_platform.warehouse.base import BadInputError
+from taxi_platform.source_specs import TLC_PARQUET, source_datasets
 
 APRIL = date(2020, 4, 1)
 # One real month of each green era: 2014 (to 2022), 2023 (to 2024), 2025 (cbd_congestion_fee).
@@ -95,32 +95,6 @@ def test_real_april_rows_of_every_dataset_same_ids_as_postgres(
     assert set(gcp_env.ids(spec, APRIL)) == ids == pg_ids(env, spec, APRIL)
     (count,) = gcp_env.query(f"SELECT COUNT(*) FROM {gcp_env.final(spec)}")[0]
     assert count == len(ids)
-
-
-def test_a_value_that_does_not_fit_fails_before_bigquery_changes(gcp_env: GcpEnv, tmp_path: Path) -> None:
-    spec, month = parquet_spec("green"), date(2023, 4, 1)
-    good = REAL_PARQUET / "green_tripdata_2023-04.parquet"
-    bq_load(gcp_env, spec, month, good)
-    before = gcp_env.fingerprint(spec)
-    table = pq.read_table(good).slice(0, 300)
-    counts = table.column("passenger_count").cast(pa.float64()).to_pylist()
-    counts[9] = 1.5
-    bad = tmp_path / good.name
-    pq.write_table(
-        table.set_column(table.column_names.index("passenger_count"), "passenger_count", pa.array(counts)),
-        bad,
-    )
-    with pytest.raises(BadInputError) as info:
-        gcp_env.warehouse().load_staging(spec, month, lake_file(bad), lambda _m: None, run_id="bad")
-    assert str(info.value).startswith(
-        "green_tripdata_2023-04.parquet row 10, column passenger_count: 1.5 is not an integer"
-    )
-    assert gcp_env.fingerprint(spec) == before
-    # The staging table still holds the good month: the load job never ran.
-    (staged,) = gcp_env.query(
-        f"SELECT COUNT(*) FROM `{gcp_env.gcp.project}.{gcp_env.settings.staging_schema}.green_tripdata_2023_04`"
-    )[0]
-    assert staged == len(expected_trips(spec, good, None)[0])
 
 
 def test_a_month_through_the_assets_and_the_gcs_lake(gcp_env: GcpEnv, tmp_path: Path) -> None:

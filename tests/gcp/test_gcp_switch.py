@@ -6,13 +6,17 @@ from __future__ import annotations
 import base64
 import json
 from datetime import date
+from typing import cast
 
 import pytest
+from support.gcp_emulators import PROJECT
+from support.gcp_env import GcpEnv
+from support.run_results import failure_message
 
-from gcp.gcp_support import PROJECT, GcpEnv, failure_message
 from taxi_platform.datasets import YELLOW
 from taxi_platform.sample.generator import generate_month
 from taxi_platform.settings import GcpSettings, Settings, SettingsError
+from taxi_platform.target import GCP
 
 GCP_ENV = {
     "TAXI_TARGET": "gcp",
@@ -59,7 +63,8 @@ def test_gcp_settings_from_env(gcp_vars, tmp_path):
     gcp_vars.setenv("TAXI_GCP_CREDENTIALS_FILE", str(key))
     gcp_vars.setenv("TAXI_GCP_LOCATION", "europe-west1")
     s = Settings.from_env()
-    assert s.target == "gcp"
+    assert s.target is GCP
+    assert s.gcp is not None
     assert (s.gcp.project, s.gcp.gcs_bucket, s.gcp.bq_dataset, s.gcp.location, s.gcp.credentials_file) == (
         "my-project-42",
         "taxi-lake",
@@ -142,11 +147,12 @@ def test_target_gcp_needs_project_and_bucket(monkeypatch):
     with pytest.raises(SettingsError, match="TAXI_GCP_PROJECT"):
         Settings.from_env()
     with pytest.raises(SettingsError, match="TAXI_TARGET=gcp needs TAXI_GCP_PROJECT and TAXI_GCS_BUCKET"):
-        Settings(target="gcp")
+        Settings(target=GCP)
 
 
 def test_no_application_default_credentials_gives_a_clear_error(monkeypatch, tmp_path):
-    from taxi_platform.gcp import GcpCredentialsError, TaxiBigQueryResource, TaxiGCSResource
+    from taxi_platform.gcp.credentials import GcpCredentialsError
+    from taxi_platform.gcp.resources import TaxiBigQueryResource, TaxiGCSResource
 
     monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))  # no gcloud ADC file either
@@ -159,12 +165,14 @@ def test_no_application_default_credentials_gives_a_clear_error(monkeypatch, tmp
 
 
 def test_same_definitions_on_both_targets(tmp_path):
+    import dagster as dg
+
     from taxi_platform.definitions import build_definitions
 
     local = Settings(source="course", home=tmp_path)
     gcp = Settings(
         source="course",
-        target="gcp",
+        target=GCP,
         home=tmp_path,
         gcp=GcpSettings(project="my-project-42", gcs_bucket="taxi-lake"),
     )
@@ -176,9 +184,13 @@ def test_same_definitions_on_both_targets(tmp_path):
             k: (graph.get(k).partitions_def, graph.get(k).group_name) for k in graph.get_all_asset_keys()
         }
         checks = set(graph.asset_check_keys)
-        schedules = {s.name: (s.cron_schedule, s.job_name) for s in defs.schedules or []}
+        schedules = {}
+        for s in defs.schedules or []:
+            assert isinstance(s, dg.ScheduleDefinition), s
+            schedules[s.name] = (s.cron_schedule, s.job_name)
         sensors = {s.name for s in defs.sensors or []}
         jobs = {j.name for j in defs.jobs or []}
+        assert defs.resources is not None
         return assets, checks, schedules, sensors, jobs, set(defs.resources)
 
     a, b = shape(local), shape(gcp)
@@ -188,11 +200,12 @@ def test_same_definitions_on_both_targets(tmp_path):
     kinds = {}
     for settings in (local, gcp):
         graph = build_definitions(settings).resolve_asset_graph()
-        from taxi_platform.assets.trips import final_key
+        from taxi_platform.assets.trip_keys import final_key
 
-        kinds[settings.target] = graph.get(final_key(YELLOW)).kinds
+        kinds[settings.target.name] = graph.get(final_key(YELLOW)).kinds
     assert "postgres" in kinds["local"] and "bigquery" in kinds["gcp"]
     resources = build_definitions(gcp).resources
+    assert resources is not None
     assert type(resources["warehouse"]).__name__ == "BigQueryWarehouse"
     assert type(resources["lake_io_manager"]).__name__ == "GcsLakeIOManager"
 
@@ -224,17 +237,18 @@ def refusing_token_endpoint():
     server.server_close()
 
 
-def test_credentials_never_reach_logs_metadata_or_errors(
-    gcp_env: GcpEnv, monkeypatch, refusing_token_endpoint
-):
+def test_credentials_never_reach_logs_metadata_or_errors(gcp_env: GcpEnv, refusing_token_endpoint):
     """A real-looking key whose token endpoint refuses: the warehouse steps fail, and neither the
-    key nor its base64 form appears in the run's records; the run config names the variable."""
+    key nor its base64 form appears in the run's records; it reaches the resources from the
+    Settings (no environment variable), and their configuration, which the UI shows, never holds it."""
     from dataclasses import replace
 
     import dagster as dg
 
-    from taxi_platform.assets.trips import build_trip_assets, raw_file_key
+    from taxi_platform.assets.trip_keys import raw_file_key
+    from taxi_platform.assets.trips import build_trip_assets
     from taxi_platform.resources import build_resources
+    from taxi_platform.warehouse.bigquery import BigQueryWarehouse
 
     month = date(2019, 1, 1)
     generate_month(YELLOW, month, gcp_env.mirror_path(YELLOW, month), rows=300, seed=1)
@@ -250,12 +264,12 @@ def test_credentials_never_reach_logs_metadata_or_errors(
     # ... then staging and replace run with the key.
     key = _fake_key(token_uri=refusing_token_endpoint)
     b64 = base64.b64encode(json.dumps(key).encode()).decode()
-    monkeypatch.setenv("TAXI_GCP_CREDENTIALS_B64", b64)
-    settings = replace(
-        gcp_env.settings, gcp=replace(gcp_env.settings.gcp, anonymous=False, credentials_b64=b64)
-    )
+    settings = replace(gcp_env.settings, gcp=replace(gcp_env.gcp, anonymous=False, credentials_b64=b64))
     resources = build_resources(settings)
-    assert isinstance(resources["warehouse"].bigquery.gcp_credentials, dg.EnvVar)
+    bigquery = cast(BigQueryWarehouse, resources["warehouse"]).bigquery
+    assert bigquery.gcp_credentials == b64
+    shown = bigquery.get_resource_definition().config_schema.default_value_as_json_str
+    assert f'"project": "{PROJECT}"' in shown and b64[:40] not in shown
     result = dg.materialize(
         assets,
         selection=[s for s in (a.key for a in assets) if s != raw_file_key(YELLOW)],

@@ -1,59 +1,28 @@
 """Google clients for the GCP target: dagster-gcp's BigQuery and GCS resources, with credentials
-built in memory (never a temporary key file, never a process-wide environment variable) and an
-optional API endpoint (the local emulators in the tests).
+built in memory (taxi_platform/gcp/credentials.py) and an optional API endpoint (the local emulators
+in the tests).
 
-Credentials, in order: `gcp_credentials` (a base64 service-account key, configured as
-`EnvVar("TAXI_GCP_CREDENTIALS_B64")` so the UI shows the variable's name only), `credentials_file`
-(a service-account key file), `anonymous` (emulators), else application-default credentials.
+Credentials, in order: `gcp_credentials` (a base64 service-account key), `credentials_file` (a
+service-account key file), `anonymous` (emulators), else application-default credentials.
+`gcp_credentials` is a secret: it is a resource dependency, not config, so the UI, the run config
+and the job snapshots never hold it (taxi_platform/resources.py says why).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Dagster reads the `dg.ResourceDependency` annotations
+# as objects when the class is created (as strings, pydantic would refuse every value).
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import dagster as dg
 from dagster_gcp import BigQueryResource, GCSResource
 from google.api_core.client_options import ClientOptions
 from pydantic import Field
 
-from taxi_platform.settings import SettingsError, read_credentials_b64, read_credentials_file
+from taxi_platform.gcp.credentials import default_credentials_error, google_credentials
 
-SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
-
-
-class GcpCredentialsError(RuntimeError):
-    """No usable credentials; the message names the setting and never holds key material."""
-
-
-def google_credentials(*, b64: str | None, file: str | None, anonymous: bool) -> Any | None:
-    """A google.auth credentials object, or None for application-default credentials."""
-    try:
-        if b64:
-            info = read_credentials_b64(b64)
-        elif file:
-            info = read_credentials_file(file)
-        elif anonymous:
-            from google.auth.credentials import AnonymousCredentials
-
-            return AnonymousCredentials()
-        else:
-            return None
-    except SettingsError as exc:
-        raise GcpCredentialsError(str(exc)) from None
-    from google.oauth2 import service_account
-
-    return service_account.Credentials.from_service_account_info(info, scopes=SCOPES)
-
-
-def default_credentials_error(exc: Exception) -> GcpCredentialsError:
-    """What to say when application-default credentials are missing (the message names no secret)."""
-    return GcpCredentialsError(
-        "no Google credentials: set TAXI_GCP_CREDENTIALS_FILE (a service-account key file) or "
-        "TAXI_GCP_CREDENTIALS_B64 (the key, base64-encoded), or provide application-default "
-        f"credentials (GOOGLE_APPLICATION_CREDENTIALS, gcloud auth application-default login) "
-        f"[{type(exc).__name__}]"
-    )
+_KEY_DESCRIPTION = "Base64 service-account key (TAXI_GCP_CREDENTIALS_B64); not config, never shown."
 
 
 class _Auth:
@@ -72,10 +41,16 @@ class _Auth:
 
 
 class TaxiBigQueryResource(BigQueryResource, _Auth):
-    """dagster-gcp's BigQueryResource (project, location, gcp_credentials) plus a key file, anonymous
-    access and an API endpoint. `gcp_credentials` is used in memory: no temporary file, and
+    """dagster-gcp's BigQueryResource (project, location) plus a key file, anonymous access and an
+    API endpoint. `gcp_credentials` is used in memory: no temporary file, and
     GOOGLE_APPLICATION_CREDENTIALS is neither read for it nor changed."""
 
+    # dagster-gcp's config field, redeclared as a dependency: a config value would be shown.
+    gcp_credentials: dg.ResourceDependency[str | None] = Field(
+        default=None,  # type: ignore[arg-type]  # None: no key
+        repr=False,
+        description=_KEY_DESCRIPTION,
+    )
     credentials_file: str | None = Field(default=None, description="Path of a service-account key file.")
     anonymous: bool = Field(default=False, description="Anonymous credentials (emulators only).")
     api_endpoint: str | None = Field(default=None, description="BigQuery API endpoint (emulators).")
@@ -103,7 +78,11 @@ class TaxiBigQueryResource(BigQueryResource, _Auth):
 class TaxiGCSResource(GCSResource, _Auth):
     """dagster-gcp's GCSResource (project) with the same credentials and endpoint options."""
 
-    gcp_credentials: str | None = Field(default=None, description="Base64 service-account key.")
+    gcp_credentials: dg.ResourceDependency[str | None] = Field(
+        default=None,  # type: ignore[arg-type]  # None: no key
+        repr=False,
+        description=_KEY_DESCRIPTION,
+    )
     credentials_file: str | None = Field(default=None, description="Path of a service-account key file.")
     anonymous: bool = Field(default=False, description="Anonymous credentials (emulators only).")
     api_endpoint: str | None = Field(default=None, description="Cloud Storage API endpoint (emulators).")

@@ -26,73 +26,29 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
-from urllib.parse import urljoin, urlsplit
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import requests
 import urllib3
 
 from taxi_platform.redact import mask_url
+from taxi_platform.source.github_headers import (
+    error_message,
+    next_link,
+    origin,
+    origin_text,
+    rate_limit_retry_at,
+    resolve_link,
+)
+from taxi_platform.source.release_listing import Listing, PageState, ReleaseAsset
 
 USER_AGENT = "taxi-platform-release-sensor"
 DEFAULT_PER_PAGE = 100  # GitHub's maximum
-DEFAULT_RATE_LIMIT_WAIT = timedelta(minutes=5)  # when a 403/429 says nothing usable about when to retry
-# A longer wait (a far-future reset) would silence the sensor until someone reset its cursor.
-MAX_RATE_LIMIT_WAIT = timedelta(hours=1)
 # Far above a real page of 100 releases: a bigger answer is not a release list.
 MAX_PAGE_BYTES = 10 << 20
 MAX_REDIRECTS = 5
 _CHUNK_BYTES = 64 << 10
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-# ASCII digits only (`\d` and float() take any script's); no sign, nan or inf.
-_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?")
-
-
-@dataclass(frozen=True)
-class ReleaseAsset:
-    """One file of a release, as the API describes it."""
-
-    tag: str
-    name: str
-    size: int
-    updated_at: str  # ISO-8601 as the API gives it, e.g. 2022-03-01T12:00:00Z
-    download_url: str
-    id: int | None = None
-
-    @property
-    def version(self) -> str:
-        """What makes a re-publication: a different upload time or size under the same name."""
-        return f"{self.updated_at}|{self.size}"
-
-
-@dataclass(frozen=True)
-class PageState:
-    """What a listing remembers of one page, to ask it conditionally next time."""
-
-    url: str
-    etag: str | None
-    next_url: str | None
-
-
-@dataclass
-class Listing:
-    pages: list[PageState] = field(default_factory=list)
-    # The assets of the pages that answered 200; pages that answered 304 are unchanged.
-    assets: list[ReleaseAsset] = field(default_factory=list)
-    changed_pages: int = 0
-    calls: int = 0
-    truncated: bool = False  # pages were left unread: see truncated_reason
-    truncated_reason: str = ""
-    rate_remaining: str | None = None
-
-    @property
-    def unchanged(self) -> bool:
-        return self.changed_pages == 0
-
-    def truncate(self, reason: str) -> None:
-        self.truncated, self.truncated_reason = True, reason
 
 
 class ReleasesApiError(RuntimeError):
@@ -111,85 +67,6 @@ class _Answer:
     status: int
     headers: Mapping[str, str]
     body: bytes
-
-
-_LINK = re.compile(r'<(?P<url>[^>]+)>\s*;\s*rel="?(?P<rel>[^";]+)"?')
-
-
-def next_link(header: str | None) -> str | None:
-    """The `rel="next"` URL of a GitHub `Link` header."""
-    for match in _LINK.finditer(header or ""):
-        if "next" in match.group("rel").split():
-            return match.group("url")
-    return None
-
-
-def _origin(url: str | None) -> tuple[str, str, int | None] | None:
-    """(scheme, host, port) of an http(s) URL; None for anything else or a malformed URL."""
-    try:
-        parts = urlsplit(url or "")
-        scheme, host = parts.scheme.lower(), parts.hostname
-        port = parts.port or _DEFAULT_PORTS.get(scheme)
-    except ValueError:
-        return None
-    return (scheme, host, port) if scheme in _DEFAULT_PORTS and host else None
-
-
-def _origin_text(url: str | None) -> str:
-    origin = _origin(url)
-    return f"{origin[0]}://{origin[1]}:{origin[2]}"[:200] if origin else "a malformed URL"
-
-
-def _resolve(base: str, link: str | None) -> str | None:
-    try:
-        return urljoin(base, link.strip()) if link else None
-    except ValueError:
-        return link  # malformed: no origin, so never followed
-
-
-def _seconds_until(value: str | None, now: datetime, *, epoch: bool) -> float | None:
-    """Seconds from `now` to a header's time: an epoch (`x-ratelimit-reset`), else seconds or an
-    HTTP date (`retry-after`); None when unreadable."""
-    value = (value or "").strip()
-    if _NUMBER.fullmatch(value):
-        return float(value) - now.timestamp() if epoch else float(value)
-    if epoch or not value.isascii():
-        return None
-    try:
-        when = parsedate_to_datetime(value)
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return (when - now).total_seconds()
-    except (TypeError, ValueError, OverflowError, IndexError, AttributeError):
-        return None
-
-
-def _rate_limited(status: int, headers: Mapping[str, str], now: datetime) -> datetime | None:
-    """When a 403/429 is a rate limit: the time to ask again, at most MAX_RATE_LIMIT_WAIT from
-    `now`; else None."""
-    if status not in (403, 429):
-        return None
-    retry_after = headers.get("retry-after")
-    remaining = (headers.get("x-ratelimit-remaining") or "").strip()
-    if retry_after is None and remaining != "0" and status != 429:
-        return None  # a 403 that is no rate limit (no access)
-    wait = _seconds_until(retry_after, now, epoch=False)
-    if wait is None:
-        wait = _seconds_until(headers.get("x-ratelimit-reset"), now, epoch=True)
-    if wait is None:
-        wait = DEFAULT_RATE_LIMIT_WAIT.total_seconds()
-    return now + timedelta(seconds=min(max(wait, 0.0), MAX_RATE_LIMIT_WAIT.total_seconds()))
-
-
-def _message(body: bytes) -> str:
-    """What an error answer says, in at most 200 characters."""
-    try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError):
-        payload = None
-    if isinstance(payload, dict):
-        return str(payload.get("message", ""))[:200]
-    return body[:800].decode("utf-8", "replace")[:200]
 
 
 class ReleasesApiClient:
@@ -222,8 +99,8 @@ class ReleasesApiClient:
     def same_origin(self, url: str | None) -> bool:
         """Whether `url` has the scheme, host and port of `api_url`: the only place requests (and
         so the token) go."""
-        origin = _origin(url)
-        return origin is not None and origin == _origin(self.api_url)
+        own = origin(self.api_url)
+        return own is not None and origin(url) == own
 
     def own_pages(self, pages: list[PageState]) -> list[PageState]:
         """The remembered pages whose URL and next link are both of the API's origin (a cursor of
@@ -278,20 +155,20 @@ class ReleasesApiClient:
                     url = before.next_url
                     continue
                 if answer.status != 200:
-                    message = _message(answer.body)
+                    message = error_message(answer.body)
                     raise ReleasesApiError(
                         f"GitHub releases API: {mask_url(url)} answered HTTP {answer.status}"
                         f"{': ' + message if message else ''}"
                     )
                 assets = self._assets(answer.body, url)
-                next_url = _resolve(url, next_link(answer.headers.get("Link")))
+                next_url = resolve_link(url, next_link(answer.headers.get("Link")))
                 listing.changed_pages += 1
                 listing.assets += assets
                 if next_url is not None and not self.same_origin(next_url):
                     listing.truncate(
                         f"page {len(listing.pages) + 1} ({mask_url(url)}) links its next page to "
-                        f"another host ({_origin_text(next_url)}), not followed: requests and the "
-                        f"token go only to {_origin_text(self.api_url)}"
+                        f"another host ({origin_text(next_url)}), not followed: requests and the "
+                        f"token go only to {origin_text(self.api_url)}"
                     )
                     # Kept without ETag (and link): the next tick reads it again and warns again.
                     listing.pages.append(PageState(url, None, None))
@@ -301,7 +178,7 @@ class ReleasesApiClient:
         return listing
 
     def _raise_if_rate_limited(self, answer: _Answer) -> None:
-        retry_at = _rate_limited(answer.status, answer.headers, self.clock())
+        retry_at = rate_limit_retry_at(answer.status, answer.headers, self.clock())
         if retry_at is None:
             return
         remaining = answer.headers.get("x-ratelimit-remaining", "?")[:20]
@@ -356,12 +233,12 @@ class ReleasesApiClient:
                 ) from None
             with response:
                 if response.is_redirect:
-                    target = _resolve(target, response.headers.get("Location")) or ""
+                    target = resolve_link(target, response.headers.get("Location")) or ""
                     if not self.same_origin(target):
                         raise ReleasesApiError(
                             f"GitHub releases API: {mask_url(url)} redirects to another host "
-                            f"({_origin_text(target)}), not followed: requests and the token go "
-                            f"only to {_origin_text(self.api_url)}"
+                            f"({origin_text(target)}), not followed: requests and the token go "
+                            f"only to {origin_text(self.api_url)}"
                         )
                     continue
                 body = self._read_body(response, url, timeout, deadline)

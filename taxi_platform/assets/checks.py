@@ -45,50 +45,35 @@ def trip_check_specs(
 ) -> list[dg.AssetCheckSpec]:
     """Partitioned like the asset: each month's result is that month's, in the UI too.
     `other_target`: the warehouse the month must agree with (TAXI_COMPARE_TARGET), if any."""
-    other = (
-        [
-            dg.AssetCheckSpec(
-                AGREES_WITH_OTHER_TARGET,
-                asset=asset_key,
-                blocking=BLOCKING[AGREES_WITH_OTHER_TARGET],
-                partitions_def=partitions_def,
-                description=f"The month holds the same trips as on {other_target} (TAXI_COMPARE_TARGET): "
-                "the same row count and the same set of unique_row_id (their summed first 60 bits).",
-            )
-        ]
-        if other_target
-        else []
-    )
-    return other + [
-        dg.AssetCheckSpec(
-            UNIQUE_IDS,
+
+    def check(name: str, description: str) -> dg.AssetCheckSpec:
+        return dg.AssetCheckSpec(
+            name,
             asset=asset_key,
-            blocking=BLOCKING[UNIQUE_IDS],
+            blocking=BLOCKING[name],
             partitions_def=partitions_def,
-            description="No unique_row_id appears twice in the month.",
-        ),
-        dg.AssetCheckSpec(
-            HAS_ROWS,
-            asset=asset_key,
-            blocking=BLOCKING[HAS_ROWS],
-            partitions_def=partitions_def,
-            description="The month holds at least one trip.",
-        ),
-        dg.AssetCheckSpec(
+            description=description,
+        )
+
+    other = [
+        check(
+            AGREES_WITH_OTHER_TARGET,
+            f"The month holds the same trips as on {other_target} (TAXI_COMPARE_TARGET): the same row "
+            "count and the same set of unique_row_id (their summed first 60 bits).",
+        )
+    ]
+    return (other if other_target else []) + [
+        check(UNIQUE_IDS, "No unique_row_id appears twice in the month."),
+        check(HAS_ROWS, "The month holds at least one trip."),
+        check(
             PICKUPS_IN_MONTH,
-            asset=asset_key,
-            blocking=BLOCKING[PICKUPS_IN_MONTH],
-            partitions_def=partitions_def,
-            description=f"At least {min_in_month_share:.0%} of the month's trips were picked up in "
-            "that month (every file holds a few late-reported trips of earlier months).",
+            f"At least {min_in_month_share:.0%} of the month's trips were picked up in that month "
+            "(every file holds a few late-reported trips of earlier months).",
         ),
-        dg.AssetCheckSpec(
+        check(
             ROWS_MATCH_FILE,
-            asset=asset_key,
-            blocking=BLOCKING[ROWS_MATCH_FILE],
-            partitions_def=partitions_def,
-            description="Reconciliation: the rows read from the month's file equal the file's own count "
-            "(its Parquet footer, or its CSV data lines, counted while it downloaded), and the month's "
+            "Reconciliation: the rows read from the month's file equal the file's own count (its "
+            "Parquet footer, or its CSV data lines, counted while it downloaded), and the month's "
             "trips equal those rows minus the duplicates dropped.",
         ),
     ]
@@ -200,18 +185,25 @@ def evaluate_trip_checks(
     ]
 
 
+def named_check(result: dg.AssetCheckResult) -> str:
+    """The check's name: every result of ours names its check (an asset may have several)."""
+    assert result.check_name is not None
+    return result.check_name
+
+
 def check_evaluation(
     asset_key: dg.AssetKey, result: dg.AssetCheckResult, partition_key: str
 ) -> dg.AssetCheckEvaluation:
     """One month's result of a range run, filed under that month's partition."""
+    check_name = named_check(result)
     return dg.AssetCheckEvaluation(
         asset_key=asset_key,
-        check_name=result.check_name,
+        check_name=check_name,
         passed=result.passed,
         metadata=result.metadata,
         partition=partition_key,
         description=result.description,
-        blocking=BLOCKING[result.check_name],
+        blocking=BLOCKING[check_name],
         severity=result.severity,
     )
 
@@ -221,6 +213,6 @@ def blocking_failures(by_month: Mapping[str, list[dg.AssetCheckResult]]) -> str:
     failed: dict[str, list[str]] = {}
     for partition_key, results in sorted(by_month.items()):
         for result in results:
-            if not result.passed and BLOCKING[result.check_name]:
-                failed.setdefault(result.check_name, []).append(partition_key[:7])
+            if not result.passed and BLOCKING[named_check(result)]:
+                failed.setdefault(named_check(result), []).append(partition_key[:7])
     return "; ".join(f"{name} for {', '.join(months)}" for name, months in failed.items())

@@ -1,5 +1,5 @@
-"""The GCP target's test platform: a GCS emulator and the BigQuery emulator on 127.0.0.1, started
-and stopped by the session, and per-test buckets and datasets.
+"""The GCP target's emulators: a GCS emulator and the BigQuery emulator on 127.0.0.1, started
+and stopped by the session (support/gcp_env.py is one test's bucket and datasets on them).
 
   GCS       gcp-storage-emulator (a dev dependency of the main venv), objects on disk under
             <root>/gcs/.cloudstorage/<bucket>/<key>
@@ -24,13 +24,12 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
+from unittest import mock
 
-import dagster as dg
-from run_results import REAL_SAMPLES, ZONES_CSV, failure_message, materialization_metadata  # noqa: F401 - for the gcp tests
+from support.paths import REPO
+from support.ports import free_port
 
-REPO = Path(__file__).resolve().parents[2]
 BQ_VENV = Path(os.environ.get("TAXI_BQ_EMULATOR_VENV", REPO / ".venv-bqemulator"))
 PROJECT = "test-project"
 # Set for the whole session (and inherited by dbt subprocesses): no metadata-server probe.
@@ -41,12 +40,6 @@ NO_METADATA = {
     "GOOGLE_CLOUD_PROJECT": PROJECT,
 }
 LOOPBACK = ("127.", "::1", "localhost")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_http(url: str, proc: subprocess.Popen, log: Path, seconds: float = 90) -> None:
@@ -193,148 +186,8 @@ def loopback_only() -> Iterator[None]:
             check(host if isinstance(host, str) else host.decode())
         return real_getaddrinfo(host, *args, **kwargs)
 
-    socket.socket.connect, socket.getaddrinfo = connect, getaddrinfo
-    try:
+    with (
+        mock.patch.object(socket.socket, "connect", connect),
+        mock.patch.object(socket, "getaddrinfo", getaddrinfo),
+    ):
         yield
-    finally:
-        socket.socket.connect, socket.getaddrinfo = real_connect, real_getaddrinfo
-
-
-# --- one test's platform --------------------------------------------------------------------------
-
-
-@dataclass
-class GcpEnv:
-    """One test's GCP platform: its own bucket and datasets on the session's emulators."""
-
-    settings: object  # taxi_platform.settings.Settings with target="gcp"
-    mirror: Path
-    instance: dg.DagsterInstance
-    emulators: Emulators
-
-    @property
-    def resources(self) -> dict[str, object]:
-        from taxi_platform.resources import build_resources
-
-        return build_resources(self.settings)
-
-    @property
-    def gcp(self):
-        return self.settings.gcp
-
-    def materialize(
-        self, spec, month: date, *, raise_on_error: bool = False, resources: dict | None = None
-    ) -> dg.ExecuteInProcessResult:
-        from taxi_platform.assets.trips import build_trip_assets
-
-        defs = build_trip_assets(
-            spec,
-            warehouse_kind="bigquery",
-            lake_kind="gcs",
-            min_in_month_share=self.settings.min_in_month_share,
-        )
-        return dg.materialize(
-            defs,
-            partition_key=f"{month:%Y-%m-01}",
-            instance=self.instance,
-            resources=resources or self.resources,
-            raise_on_error=raise_on_error,
-        )
-
-    def materialize_range(self, spec, first: date, last: date) -> dg.ExecuteInProcessResult:
-        """One run of the months first..last (as a range backfill or `--partition-range`)."""
-        from taxi_platform.assets.trips import build_trip_assets
-
-        defs = build_trip_assets(
-            spec,
-            warehouse_kind="bigquery",
-            lake_kind="gcs",
-            min_in_month_share=self.settings.min_in_month_share,
-        )
-        return dg.materialize(
-            defs,
-            instance=self.instance,
-            resources=self.resources,
-            raise_on_error=False,
-            tags={
-                "dagster/asset_partition_range_start": f"{first:%Y-%m-01}",
-                "dagster/asset_partition_range_end": f"{last:%Y-%m-01}",
-            },
-        )
-
-    def run_range(self, selection: list[dg.AssetKey], first: date, last: date) -> dg.ExecuteInProcessResult:
-        """A selection of the real code location's assets as one run of the months first..last."""
-        from taxi_platform.definitions import build_definitions
-
-        job = build_definitions(self.settings).resolve_implicit_global_asset_job_def()
-        return job.execute_in_process(
-            instance=self.instance,
-            asset_selection=selection,
-            tags={
-                "dagster/asset_partition_range_start": f"{first:%Y-%m-01}",
-                "dagster/asset_partition_range_end": f"{last:%Y-%m-01}",
-            },
-        )
-
-    def run(
-        self, selection: list[dg.AssetKey], partition: date | None = None, *, raise_on_error: bool = True
-    ) -> dg.ExecuteInProcessResult:
-        from taxi_platform.definitions import build_definitions
-
-        job = build_definitions(self.settings).resolve_implicit_global_asset_job_def()
-        return job.execute_in_process(
-            instance=self.instance,
-            asset_selection=selection,
-            raise_on_error=raise_on_error,
-            partition_key=f"{partition:%Y-%m-01}" if partition else None,
-        )
-
-    def warehouse(self):
-        return self.resources["warehouse"]
-
-    @contextmanager
-    def bq(self):
-        with self.warehouse().bigquery.get_client() as client:
-            yield client
-
-    def query(self, sql: str, params: list | None = None) -> list[tuple]:
-        from google.cloud import bigquery
-
-        with self.bq() as client:
-            job = client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params or []))
-            return [tuple(r.values()) for r in job.result()]
-
-    def final(self, spec) -> str:
-        return f"`{PROJECT}.{self.gcp.bq_dataset}.{spec.table_name}`"
-
-    def table_exists(self, dataset: str, table: str) -> bool:
-        from google.api_core.exceptions import NotFound
-
-        with self.bq() as client:
-            try:
-                client.get_table(f"{PROJECT}.{dataset}.{table}")
-                return True
-            except NotFound:
-                return False
-
-    def ids(self, spec, month: date) -> list[str]:
-        if not self.table_exists(self.gcp.bq_dataset, spec.table_name):
-            return []
-        return [
-            r[0]
-            for r in self.query(
-                f"SELECT unique_row_id FROM {self.final(spec)} WHERE filename = '{spec.file_name(month)}'"
-            )
-        ]
-
-    def fingerprint(self, spec) -> list[tuple]:
-        """The whole final table as sorted rows: equal fingerprints mean equal contents."""
-        if not self.table_exists(self.gcp.bq_dataset, spec.table_name):
-            return []
-        return sorted(self.query(f"SELECT * FROM {self.final(spec)}"), key=repr)
-
-    def mirror_path(self, spec, month: date) -> Path:
-        return self.mirror / spec.release_tag / spec.file_name(month)
-
-    def gcs_client(self):
-        return self.resources["lake_io_manager"].gcs.get_client()

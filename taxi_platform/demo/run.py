@@ -1,71 +1,23 @@
-"""`taxi-platform demo`: generated months of the chosen source's files, served on 127.0.0.1 as the
-source serves them (the TLC's CloudFront layout, or the course's GitHub releases), loaded through
-the platform's own assets (zones, trips, dbt) into the configured warehouse, then a summary.
-"""
+"""The demo's run: write the months' files, serve them as the chosen source does, load them through
+the platform's assets (zones, trips, dbt) month by month, then print what was loaded."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import os
-import re
-import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
-from datetime import date
 from pathlib import Path
 
-from taxi_platform.resources import resolved
+from taxi_platform.demo.mirrors import DEMO_MIRRORS
+from taxi_platform.demo.report import (
+    materialization_metadata,
+    print_load_table,
+    print_top_zones,
+    run_succeeded,
+)
 from taxi_platform.settings import Settings
-from taxi_platform.warehouse.embedded import embedded_server
-
-
-@dataclass(frozen=True)
-class DemoMirror:
-    """How the demo imitates a source: write its files, serve them, point the settings at them."""
-
-    write: Callable[[Path, argparse.Namespace], None]
-    serve: Callable[[Path], contextlib.AbstractContextManager[str]]
-    settings: Callable[[Settings, str], Settings]
-
-
-def _write_tlc(root: Path, args: argparse.Namespace) -> None:
-    from taxi_platform.sample.parquet_generator import write_tlc_tree
-
-    write_tlc_tree(root, args.datasets, args.months, rows="real" if args.full else args.rows, seed=args.seed)
-
-
-@contextlib.contextmanager
-def _serve_tlc(root: Path) -> Iterator[str]:
-    from taxi_platform.sample.tlc_mirror import serve_tlc_mirror
-
-    with serve_tlc_mirror(root) as mirror:
-        yield mirror.url
-
-
-def _write_course(root: Path, args: argparse.Namespace) -> None:
-    from taxi_platform.sample.generator import full_size_rows
-    from taxi_platform.sample.mirror import write_mirror
-    from taxi_platform.sample.zones import write_mirror_zones
-
-    rows = full_size_rows if args.full else args.rows
-    write_mirror(root, args.datasets, args.months, rows=rows, seed=args.seed)
-    write_mirror_zones(root)
-
-
-@contextlib.contextmanager
-def _serve_course(root: Path) -> Iterator[str]:
-    from taxi_platform.sample.mirror import MirrorServer
-
-    with MirrorServer(root) as mirror:
-        yield mirror.base_url
-
-
-DEMO_MIRRORS = {
-    "tlc": DemoMirror(_write_tlc, _serve_tlc, lambda s, url: replace(s, tlc_url=url)),
-    "course": DemoMirror(_write_course, _serve_course, lambda s, url: replace(s, source_url=url)),
-}
+from taxi_platform.warehouse.embedded.server import embedded_server
 
 
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -74,11 +26,11 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     import dagster as dg
 
     from taxi_platform.assets.dbt import DBT_REFERENCE_KEYS
-    from taxi_platform.assets.trips import final_key, raw_file_key, staging_key
+    from taxi_platform.assets.trip_keys import final_key, raw_file_key, staging_key
     from taxi_platform.assets.zones import reference_file_key, reference_table_key
     from taxi_platform.datasets import ZONES
     from taxi_platform.definitions import build_definitions
-    from taxi_platform.resources import build_resources
+    from taxi_platform.resources import build_warehouse
 
     mirror_root = settings.home / "mirror" / settings.source
     mirror = DEMO_MIRRORS[settings.source]
@@ -93,7 +45,7 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     dagster_yaml = Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml"
     if not dagster_yaml.exists() or dagster_yaml.stat().st_size == 0:
         # The local instance of `make dev` too (queued runs, the warehouse pool's limit).
-        dagster_yaml.write_text((Path(__file__).parent / "instance" / "dagster.yaml").read_text())
+        dagster_yaml.write_text((Path(__file__).parents[1] / "instance" / "dagster.yaml").read_text())
 
     table: list[tuple] = []
     dbt_seconds: list[float] = []
@@ -128,7 +80,7 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
             with dg.DagsterInstance.get() as instance:
                 # Zones and the unpartitioned dbt models first: the monthly dbt models join them.
                 reference = [reference_file_key(ZONES), reference_table_key(ZONES), *DBT_REFERENCE_KEYS]
-                if not _succeeded(
+                if not run_succeeded(
                     run_quietly(
                         instance=instance, asset_selection=reference, raise_on_error=False, run_config=quiet
                     )
@@ -146,9 +98,9 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
                             run_config=quiet,
                         )
                         seconds = time.monotonic() - started
-                        if not _succeeded(result):
+                        if not run_succeeded(result):
                             return 1
-                        meta = _metadata(result)
+                        meta = materialization_metadata(result)
                         raw, final = meta.get(raw_file_key(spec), {}), meta.get(final_key(spec), {})
                         table.append(
                             (
@@ -172,7 +124,7 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
                         if k.path[0] == "dbt" and k not in reference
                     ]
                     started = time.monotonic()
-                    if not _succeeded(
+                    if not run_succeeded(
                         run_quietly(
                             instance=instance,
                             asset_selection=monthly_dbt,
@@ -185,89 +137,14 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
                     dbt_seconds.append(time.monotonic() - started)
                     print(f"dbt models built for {month:%Y-%m} in {dbt_seconds[-1]:.1f} s", flush=True)
 
-            _print_table(table)
+            print_load_table(table)
             print(
                 f"dbt: {len(dbt_seconds)} month(s) built in {sum(dbt_seconds):.1f} s"
                 + ("" if args.verbose else f" (dbt's log: {dbt_log})")
             )
-            _print_top_zones(build_resources(demo_settings)["warehouse"], settings.dbt_schema, args.months)
+            print_top_zones(build_warehouse(demo_settings), settings.dbt_schema, args.months)
     finally:  # also after a failure: the demo leaves the server as it found it
         if settings.postgres_url is None and not embedded_was_running and not args.keep_running:
             embedded_server(settings).stop()
             print("Stopped the embedded PostgreSQL (it was not running before; --keep-running keeps it).")
     return 0
-
-
-def _succeeded(result) -> bool:
-    """Whether the run succeeded; if not, each failed step's root cause, one line each, the first
-    repeated last (the line a person reads)."""
-    if result.success:
-        return True
-    causes = []
-    for event in result.all_events:
-        if event.is_step_failure:
-            error = event.step_failure_data.error
-            while error.cause is not None:  # Dagster's wrappers first, the real error last
-                error = error.cause
-            causes.append(f"{event.step_key}: {_root_cause_line(error.message, error.cls_name)}")
-    print(f"\nrun {result.run_id} failed (all its events: `make dev`, then Runs):", file=sys.stderr)
-    for cause in causes:
-        print(f"  {cause}", file=sys.stderr)
-    print(f"demo failed: {causes[0] if causes else 'the run failed before any step ran'}", file=sys.stderr)
-    return False
-
-
-def _root_cause_line(message: str, cls_name: str | None) -> str:
-    """The one line of an error a person needs: dbt's own error (`Database Error in model m:
-    relation ... does not exist`) rather than dagster-dbt's "The dbt CLI process with command";
-    otherwise the first line, without the exception's class path."""
-    lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
-    for i, line in enumerate(lines):
-        if re.match(r"(Database|Compilation|Runtime) Error in ", line) and i + 1 < len(lines):
-            return f"dbt: {line}: {lines[i + 1]}"
-    line = lines[0] if lines else ""
-    kind, sep, text = line.partition(": ")  # "package.module.SomeError: the message"
-    return text if sep and cls_name and kind.split(".")[-1] == cls_name else line
-
-
-def _print_top_zones(warehouse, dbt_schema: str, months: list[date], top: int = 10) -> None:
-    from psycopg2 import sql
-
-    query = sql.SQL(
-        "SELECT revenue_zone, revenue_borough, service_type, sum(revenue_monthly_total_amount), "
-        "sum(total_monthly_trips) FROM {} WHERE revenue_month = ANY(%s) "
-        "GROUP BY 1, 2, 3 ORDER BY 4 DESC LIMIT %s"
-    ).format(sql.Identifier(dbt_schema, "dm_monthly_zone_revenue"))
-    with resolved(warehouse).connect("demo report") as conn, conn.cursor() as cur:
-        cur.execute(query, (list(months), top))
-        rows = cur.fetchall()
-    print(
-        f"\nTop {top} pickup zones by revenue, {months[0]:%Y-%m} .. {months[-1]:%Y-%m} "
-        f"(dbt model {dbt_schema}.dm_monthly_zone_revenue):"
-    )
-    width = max(len(f"{z} ({b})") for z, b, *_ in rows) if rows else 10
-    for zone, borough, service, revenue, trips in rows:
-        print(f"  {f'{zone} ({borough})':<{width}}  {service:<6}  {revenue:>14,.2f}  {trips:>9,} trips")
-
-
-def _metadata(result) -> dict:
-    out = {}
-    for event in result.get_asset_materialization_events():
-        m = event.event_specific_data.materialization
-        out[m.asset_key] = {k: v.value for k, v in m.metadata.items()}
-    return out
-
-
-def _print_table(rows: list[tuple]) -> None:
-    header = ("dataset", "month", "rows read", "duplicates dropped", "rows in final table", "seconds")
-    cells = [header] + [(d, m, f"{r:,}", f"{dup:,}", f"{f:,}", f"{s:.1f}") for d, m, r, dup, f, s in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-
-    def fmt(row):  # text columns left-aligned, numbers right-aligned
-        return " | ".join(c.ljust(w) if j < 2 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths)))
-
-    print("\n" + fmt(header))
-    print("-+-".join("-" * w for w in widths))
-    for row in cells[1:]:
-        print(fmt(row))
-    print(f"\n{len(rows)} dataset-months loaded in {sum(r[-1] for r in rows):.1f} s")

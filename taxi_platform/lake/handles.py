@@ -55,6 +55,7 @@ def stored_downloads(obj: VerifiedDownload | Mapping[str, VerifiedDownload]) -> 
 
 def input_lake_keys(context: dg.InputContext) -> dict[str | None, str]:
     """Partition key (None when unpartitioned) -> lake key of every file the input covers."""
+    assert context.upstream_output is not None  # an input of an asset always has one
     template = context.upstream_output.definition_metadata[LAKE_KEY_METADATA]
     if not context.has_asset_partitions:
         return {None: resolve_lake_key(template, None)}
@@ -71,10 +72,13 @@ def lake_input(
     if not found:
         partition, key = next(iter(keys.items()))
         raise FileNotFoundError(missing(key, partition))
-    return found[None] if None in found else dict(found)
+    if None in found:
+        return found[None]
+    return {key: file for key, file in found.items() if key is not None}
 
 
 def missing_message(key: str, location: str, context: dg.InputContext, partition: str | None) -> str:
+    assert context.upstream_output is not None  # an input of an asset always has one
     return (
         f"{key} is not in the lake at {location}: materialize "
         f"{context.upstream_output.asset_key.to_user_string()}"

@@ -1,5 +1,4 @@
-"""The release sensor (new and re-published release files -> runs), and the sensor that keeps the
-monthly dbt models up to date (declarative automation).
+"""The release sensor of the course's source: new and re-published release files -> runs.
 
 Release sensor, per tick:
 1. If an earlier tick hit the rate limit and its reset time has not come, skip without calling
@@ -35,137 +34,27 @@ about in the log and in the skip reason.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 import dagster as dg
 
-from taxi_platform.assets.trips import RELEASE_CHANGE_TAG
-from taxi_platform.automation.jobs import partition_key, run_tags, trip_job_name
+from taxi_platform.automation.release_cursor import ReleaseCursor, ReleaseMatcher, pending_asset
+from taxi_platform.automation.release_runs import file_run_request, release_sensor
 from taxi_platform.datasets import DatasetSpec
 from taxi_platform.partitions import is_partition_month, outside_partitions
-from taxi_platform.settings import Settings
-from taxi_platform.source.releases_api import (
+from taxi_platform.source.github_releases import (
     DEFAULT_PER_PAGE,
-    MAX_RATE_LIMIT_WAIT,
-    PageState,
     RateLimited,
-    ReleaseAsset,
     ReleasesApiClient,
     ReleasesApiError,
 )
+from taxi_platform.source.release_listing import ReleaseAsset
 
 RELEASE_SENSOR_NAME = "taxi_release_sensor"
-DBT_AUTOMATION_SENSOR_NAME = "taxi_dbt_automation"
-DBT_RUN_TAG = "taxi/dbt"
-CURSOR_VERSION = 1
 TICK_BUDGET_SECONDS = 30.0  # all HTTP calls of a tick; the sensor's own timeout is 60 s
 REQUEST_TIMEOUT_SECONDS = 10.0
-_VERSION = re.compile(r".+\|[0-9]{1,15}")  # "<updated_at>|<size>"
 MAX_FILES_NAMED = 5  # files of months outside the partitions named in a tick's log and skip reason
-
-
-@dataclass
-class ReleaseCursor:
-    baselined: bool = False
-    pages: list[PageState] = field(default_factory=list)
-    files: dict[str, str] = field(default_factory=dict)  # "<tag>/<name>" -> "<updated_at>|<size>"
-    # Files of a month that is not a partition yet (published early): requested once it is.
-    pending: dict[str, str] = field(default_factory=dict)
-    retry_at: str | None = None  # ISO time before which the API is not called (rate limit)
-
-    def dump(self) -> str:
-        return json.dumps(
-            {
-                "v": CURSOR_VERSION,
-                "baselined": self.baselined,
-                "pages": [[p.url, p.etag, p.next_url] for p in self.pages],
-                "files": dict(sorted(self.files.items())),
-                "pending": dict(sorted(self.pending.items())),
-                "retry_at": self.retry_at,
-            },
-            separators=(",", ":"),
-        )
-
-    @classmethod
-    def load(cls, text: str | None, now: datetime | None = None) -> ReleaseCursor:
-        """The cursor's state; with `now`, a rate-limit time more than MAX_RATE_LIMIT_WAIT ahead is
-        brought back to that (an older version kept whatever the headers said)."""
-        if not text:
-            return cls()
-        try:
-            raw = json.loads(text)
-            if raw.get("v") != CURSOR_VERSION:
-                return cls()
-            pages = [PageState(*p) for p in raw["pages"]]
-            if not all(
-                isinstance(p.url, str)
-                and isinstance(p.etag, str | None)
-                and isinstance(p.next_url, str | None)
-                for p in pages
-            ):
-                pages = []  # then every page is asked unconditionally
-            pending = {str(k): str(v) for k, v in raw.get("pending", {}).items()}
-            return cls(
-                baselined=bool(raw["baselined"]),
-                pages=pages,
-                files={str(k): str(v) for k, v in raw["files"].items()},
-                pending={k: v for k, v in pending.items() if "/" in k and _VERSION.fullmatch(v)},
-                retry_at=_retry_at(raw.get("retry_at"), now),
-            )
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
-            return cls()  # an unreadable cursor (edited by hand): start over, as a first tick
-
-
-def _retry_at(value: object, now: datetime | None) -> str | None:
-    """A remembered rate-limit time as aware UTC ISO text, at most MAX_RATE_LIMIT_WAIT after `now`;
-    None when unreadable (then the API is asked)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        if now is not None:
-            when = min(when, now + MAX_RATE_LIMIT_WAIT)
-        return when.astimezone(UTC).isoformat()
-    except (ValueError, OverflowError):
-        return None
-
-
-def _file_pattern(spec: DatasetSpec) -> re.Pattern[str]:
-    # [0-9], not \d: \d also takes other scripts' digits, e.g. full-width ２０１９.
-    template = re.escape(spec.file_name_template).replace(
-        re.escape("{month}"), r"(?P<y>[0-9]{4})-(?P<m>[0-9]{2})"
-    )
-    return re.compile(template)
-
-
-class ReleaseMatcher:
-    """Release assets -> (dataset, month) for the datasets of the spec table."""
-
-    def __init__(self, specs: Mapping[str, DatasetSpec]) -> None:
-        self._by_tag = {spec.release_tag: (spec, _file_pattern(spec)) for spec in specs.values()}
-
-    def match(self, asset: ReleaseAsset) -> tuple[DatasetSpec, date] | None:
-        """The dataset and month of a release file of one of our datasets; None for other files."""
-        found = self._by_tag.get(asset.tag)
-        if found is None:
-            return None
-        spec, pattern = found
-        m = pattern.fullmatch(asset.name)
-        if not m or not 1 <= int(m["m"]) <= 12:
-            return None
-        return spec, date(int(m["y"]), int(m["m"]), 1)
-
-
-def _asset_from(key: str, version: str) -> ReleaseAsset:
-    tag, name = key.split("/", 1)
-    updated_at, size = version.rsplit("|", 1)
-    return ReleaseAsset(tag=tag, name=name, size=int(size), updated_at=updated_at, download_url="")
 
 
 def evaluate_releases(
@@ -233,7 +122,7 @@ def evaluate_releases(
     for asset in listing.assets:  # the pages that changed
         consider(asset)
     for key, pending_version in list(state.pending.items()):  # months that became partitions
-        consider(_asset_from(key, pending_version), count=False)
+        consider(pending_asset(key, pending_version), count=False)
     not_partitions = ""
     if outside:
         names = sorted(outside)
@@ -267,15 +156,12 @@ def evaluate_releases(
             f"{asset.updated_at}): requesting {spec.name} {month:%Y-%m}"
         )
         requests.append(
-            dg.RunRequest(
+            file_run_request(
+                spec,
+                month,
                 run_key=f"{asset.tag}/{asset.name}@{asset.version}",
-                job_name=trip_job_name(spec),
-                partition_key=partition_key(month),
-                tags={
-                    **run_tags(spec, month),
-                    RELEASE_CHANGE_TAG: change,
-                    "taxi/release_updated_at": asset.updated_at,
-                },
+                change=change,
+                tags={"taxi/release_updated_at": asset.updated_at},
             )
         )
     if not requests:
@@ -289,56 +175,40 @@ def evaluate_releases(
 
 
 def build_release_sensor(
-    settings: Settings,
     specs: Mapping[str, DatasetSpec],
     jobs: list[dg.UnresolvedAssetJobDefinition],
     *,
+    api_url: str,
+    token: str | None,
+    max_pages: int,
+    interval_seconds: int,
+    first_tick: str,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     per_page: int = DEFAULT_PER_PAGE,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
 ) -> dg.SensorDefinition:
+    """The sensor over `api_url` (TAXI_RELEASES_API_URL), sending `token` (TAXI_GITHUB_TOKEN) if set;
+    `first_tick` is TAXI_RELEASE_SENSOR_FIRST_TICK."""
     matcher = ReleaseMatcher(specs)
 
-    @dg.sensor(
-        name=RELEASE_SENSOR_NAME,
-        jobs=jobs,
-        minimum_interval_seconds=settings.release_sensor_interval_seconds,
-        default_status=default_status,
-        description=(
-            "Polls the GitHub Releases API of the source repository and loads new and "
-            "re-published monthly files (TAXI_RELEASES_API_URL)."
-        ),
+    @release_sensor(
+        RELEASE_SENSOR_NAME,
+        "Polls the GitHub Releases API of the source repository and loads new and "
+        "re-published monthly files (TAXI_RELEASES_API_URL).",
+        jobs,
+        interval_seconds,
+        default_status,
     )
-    def release_sensor(context: dg.SensorEvaluationContext):
+    def taxi_release_sensor(context: dg.SensorEvaluationContext):
         client = ReleasesApiClient(
-            settings.releases_api_url,
-            token=settings.github_token,
+            api_url,
+            token=token,
             per_page=per_page,
-            max_pages=settings.releases_api_max_pages,
+            max_pages=max_pages,
             timeout_seconds=REQUEST_TIMEOUT_SECONDS,
             budget_seconds=TICK_BUDGET_SECONDS,
             clock=clock,
         )
-        return evaluate_releases(context, client, matcher, settings.release_sensor_first_tick, clock())
+        return evaluate_releases(context, client, matcher, first_tick, clock())
 
-    return release_sensor
-
-
-def build_dbt_automation_sensor(
-    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
-) -> dg.AutomationConditionSensorDefinition:
-    """Evaluates the automation conditions of the dbt assets (see assets/dbt.py): when a month's
-    final table is materialized, that month's dbt partition is requested."""
-    return dg.AutomationConditionSensorDefinition(
-        DBT_AUTOMATION_SENSOR_NAME,
-        # A selection the UI can print (`key:"dbt/*"`); key_prefixes() shows as a Python repr.
-        target=dg.AssetSelection.from_string('key:"dbt/*"'),
-        default_status=default_status,
-        minimum_interval_seconds=30,
-        # One run per month, tagged: the instance runs at most one `taxi/dbt` run at a time
-        # (tag_concurrency_limits in taxi_platform/instance/dagster.yaml), because two first builds
-        # of an incremental dbt model at once race to create its table.
-        run_tags={DBT_RUN_TAG: "automation"},
-        emit_backfills=False,
-        description="Rebuilds a month's dbt models after that month's trip tables change.",
-    )
+    return taxi_release_sensor
