@@ -4,6 +4,7 @@
     taxi-platform sample yellow 2019-01 out.csv.gz [--rows N]
     taxi-platform mirror write|serve [--root DIR]
     taxi-platform db start|stop|status|psql|env|remove
+    taxi-platform dbt build -s fact_trips   (any dbt command, the connection filled in)
 
 A bad argument is a usage error (exit code 2), among them a --months month outside the source's
 months (the partitions, 2019-01..2021-07 for the course's CSV backup); a setting, a path or one of

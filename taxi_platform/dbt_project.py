@@ -19,7 +19,7 @@ from pathlib import Path
 from dagster_dbt import DagsterDbtProjectPreparer, DbtProject
 
 from taxi_platform.resources import dbt_executable
-from taxi_platform.settings import settings_from_env
+from taxi_platform.settings import dbt_project_dir_from_env
 
 
 class DbtManifestMissing(FileNotFoundError):
@@ -34,7 +34,8 @@ def taxi_dbt_project(project_dir: Path) -> DbtProject:
 
 
 # What `dagster-dbt project prepare-and-package --file` finds and prepares (TAXI_DBT_PROJECT_DIR).
-dbt_project = taxi_dbt_project(settings_from_env().dbt_project_dir)
+# Only TAXI_DBT_PROJECT_DIR is read: preparing the project must not depend on the other settings.
+dbt_project = taxi_dbt_project(dbt_project_dir_from_env())
 
 
 def load_dbt_project(project_dir: Path) -> DbtProject:

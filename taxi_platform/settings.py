@@ -80,6 +80,11 @@ def _float(name: str, default: float, lo: float, hi: float) -> float:
     return value
 
 
+def dbt_project_dir_from_env() -> Path:
+    """TAXI_DBT_PROJECT_DIR alone: what preparing the dbt project needs, whatever the other settings."""
+    return Path(_env("TAXI_DBT_PROJECT_DIR") or DEFAULT_DBT_PROJECT_DIR).resolve()
+
+
 def _compare_target_from_env() -> Target | None:
     name = (_env("TAXI_COMPARE_TARGET") or "").lower()
     return _target(name, "TAXI_COMPARE_TARGET", " or unset it") if name else None
@@ -212,7 +217,7 @@ class Settings:
             warehouse_schema=_env("TAXI_WAREHOUSE_SCHEMA", "taxi") or "",
             staging_schema=_env("TAXI_STAGING_SCHEMA", "taxi_staging") or "",
             dbt_schema=_env("TAXI_DBT_SCHEMA", "taxi_dbt") or "",
-            dbt_project_dir=Path(_env("TAXI_DBT_PROJECT_DIR") or DEFAULT_DBT_PROJECT_DIR).resolve(),
+            dbt_project_dir=dbt_project_dir_from_env(),
             download_attempts=_int("TAXI_DOWNLOAD_ATTEMPTS", 5, minimum=1),
             download_timeout_seconds=_int("TAXI_DOWNLOAD_TIMEOUT", 60, minimum=1),
             download_deadline_seconds=_int("TAXI_DOWNLOAD_DEADLINE", 3600, minimum=10),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,8 +37,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     # trylast: after pytest's runner tore down what fixtures were left (after -x or ^C too);
-    # whatever of ours still runs was left behind.
-    left = leftover_processes(session.config.stash.get(_PIDS_AT_START, set()))
+    # whatever of ours still runs was left behind. Under pytest-xdist the controller checks, once
+    # every worker is done: a worker would see the other's servers, and its status is not reported.
+    if hasattr(session.config, "workerinput"):
+        return
+    at_start = session.config.stash.get(_PIDS_AT_START, set())
+    left = leftover_processes(at_start)
+    if left:  # a server stopped a moment ago may still be exiting
+        time.sleep(2)
+        left = leftover_processes(at_start)
     if left:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:

@@ -1,5 +1,6 @@
-"""Google credentials for the GCP target: service-account keys parsed and checked in memory (never a
-temporary key file, never a process-wide environment variable), anonymous access for the emulators,
+"""Google credentials for the GCP target: service-account keys parsed and checked in memory (no
+temporary key file for the clients, never a process-wide environment variable; dbt, which reads
+only files, gets one: warehouse/bigquery_dbt.py), anonymous access for the emulators,
 else application-default credentials. Every error names the setting and never the key's content."""
 
 from __future__ import annotations

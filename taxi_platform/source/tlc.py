@@ -19,8 +19,6 @@ from taxi_platform.source.parquet_verify import ParquetInspector
 from taxi_platform.source.resource import ReleaseSource
 from taxi_platform.source.verify import PlainCsvInspector
 
-TLC_BASE_URL = "https://d37ci6vzurychx.cloudfront.net"
-
 
 def tlc_file_name(spec: DatasetSpec, month: date) -> str:
     """`green_tripdata_2023-04.parquet`, whatever `spec.file_extension` says (the TLC only has Parquet)."""

@@ -6,15 +6,19 @@ creates `dbt_build_lock_<dbt dataset>` holds the lock; the others wait, retrying
 WAIT_SECONDS, then fail naming the table. The holder drops it on exit (also after an error). The
 table expires HOLD_SECONDS after its last renewal (a thread renews it while the build runs), so a
 holder that crashed blocks the next builds for HOLD_SECONDS at most. (The emulator keeps no
-expiration: there a crashed holder's table must be dropped by hand.)
+expiration: there a crashed holder's table must be dropped by hand.) Each holding has a token in the
+table's description: a build releases only its own table (not one another build created after its
+own expired), and knows its own table when a create whose answer was lost is retried.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -26,6 +30,9 @@ WAIT_SECONDS = 3600.0  # a build waits this long for another one to finish
 HOLD_SECONDS = 900.0  # the lock table expires this long after its last renewal
 FIRST_RETRY_SECONDS = 0.5
 LAST_RETRY_SECONDS = 15.0
+CALL_TIMEOUT_SECONDS = 30.0  # one renewal or release call: a renewal comes every HOLD_SECONDS / 3
+
+log = logging.getLogger(__name__)
 
 
 def lock_table_name(dbt_dataset: str) -> str:
@@ -37,7 +44,8 @@ def dbt_build_lock(
     wh, wait_seconds: float = WAIT_SECONDS, hold_seconds: float = HOLD_SECONDS
 ) -> Iterator[str]:
     """Hold the lock table of `wh` (the BigQueryWarehouse) around the block; yields its reference."""
-    ref = _acquire(wh, wait_seconds, hold_seconds)
+    token = uuid.uuid4().hex
+    ref = _acquire(wh, wait_seconds, hold_seconds, token)
     stop = threading.Event()
     renewer = threading.Thread(
         target=_renew, args=(wh, ref, hold_seconds, stop), name="dbt-build-lock-renewal", daemon=True
@@ -47,16 +55,34 @@ def dbt_build_lock(
         yield ref
     finally:
         stop.set()
-        renewer.join()
-        with wh.client(f"release the dbt build lock {ref}") as client:
-            client.delete_table(ref, not_found_ok=True)
+        renewer.join(CALL_TIMEOUT_SECONDS)
+        try:
+            _release(wh, ref, token)
+        except Exception as exc:  # never in place of the build's own error; the table expires anyway
+            log.warning("the dbt build lock %s was not released (%s); it expires by itself", ref, exc)
 
 
 def _expiry(hold_seconds: float) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=hold_seconds)
 
 
-def _acquire(wh, wait_seconds: float, hold_seconds: float) -> str:
+def _release(wh, ref: str, token: str) -> None:
+    from google.api_core import exceptions as gexc
+
+    with wh.client(f"release the dbt build lock {ref}") as client:
+        try:
+            table = client.get_table(ref, timeout=CALL_TIMEOUT_SECONDS)
+        except gexc.NotFound:
+            return  # expired: nothing of ours to drop
+        if _holds(table, token):
+            client.delete_table(ref, not_found_ok=True, timeout=CALL_TIMEOUT_SECONDS)
+
+
+def _holds(table, token: str) -> bool:
+    return f"(token {token})" in (table.description or "")
+
+
+def _acquire(wh, wait_seconds: float, hold_seconds: float, token: str) -> str:
     from google.api_core import exceptions as gexc
     from google.cloud import bigquery
 
@@ -69,13 +95,16 @@ def _acquire(wh, wait_seconds: float, hold_seconds: float) -> str:
         while True:
             table = bigquery.Table(ref, schema=[bigquery.SchemaField("holder", "STRING")])
             table.description = (
-                f"dbt build lock, held by {holder} since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
+                f"dbt build lock, held by {holder} since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC "
+                f"(token {token})"
             )
             table.expires = _expiry(hold_seconds)
             try:
                 client.create_table(table)  # exists_ok=False: 409 Conflict while another build holds it
                 return ref
             except gexc.Conflict:
+                if _holds_existing(client, ref, token):  # our own create, answered 409 on its retry
+                    return ref
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise WarehouseError(
@@ -85,6 +114,15 @@ def _acquire(wh, wait_seconds: float, hold_seconds: float) -> str:
                     ) from None
                 time.sleep(min(delay, left))
                 delay = min(delay * 2, LAST_RETRY_SECONDS)
+
+
+def _holds_existing(client, ref: str, token: str) -> bool:
+    from google.api_core import exceptions as gexc
+
+    try:
+        return _holds(client.get_table(ref), token)
+    except gexc.NotFound:
+        return False
 
 
 def _description(client, ref: str) -> str:
@@ -98,13 +136,11 @@ def _description(client, ref: str) -> str:
 
 def _renew(wh, ref: str, hold_seconds: float, stop: threading.Event) -> None:
     """Push the lock table's expiry forward while the build runs."""
-    from google.api_core import exceptions as gexc
-
     while not stop.wait(hold_seconds / 3):
         try:
             with wh.bigquery.get_client() as client:
-                table = client.get_table(ref)
+                table = client.get_table(ref, timeout=CALL_TIMEOUT_SECONDS)
                 table.expires = _expiry(hold_seconds)
-                client.update_table(table, ["expires"])
-        except gexc.GoogleAPICallError:
-            pass  # retried at the next turn; until then the previous expiry stands
+                client.update_table(table, ["expires"], timeout=CALL_TIMEOUT_SECONDS)
+        except Exception as exc:  # any failure: tried again next turn; the previous expiry stands
+            log.warning("the dbt build lock %s was not renewed (%s); trying again", ref, exc)

@@ -149,6 +149,20 @@ def test_two_dbt_builds_never_hold_the_lock_at_once(gcp_env: GcpEnv):
         raise RuntimeError("dbt failed")
     assert not gcp_env.table_exists(staging, table)
 
+    # A build releases only its own table: when its own expired and another build took the lock,
+    # the other's table stays.
+    from google.cloud import bigquery
+
+    with dbt_build_lock(warehouse) as ref, warehouse.client("stand in for another build") as client:
+        client.delete_table(ref)  # as the expiry would
+        others = bigquery.Table(ref, schema=[bigquery.SchemaField("holder", "STRING")])
+        others.description = "dbt build lock, held by another build (token 0123)"
+        client.create_table(others)
+    assert gcp_env.table_exists(staging, table)
+    with warehouse.client("drop the other build's lock") as client:
+        assert client.get_table(ref).description == others.description
+        client.delete_table(ref)
+
 
 def test_dbt_bigquery_target_builds_a_range_of_months_in_one_run(gcp_env: GcpEnv):
     """Jan..Feb in one dbt build (insert_overwrite of both months' partitions); a later range run

@@ -11,7 +11,9 @@ REAL_SAMPLES = REPO.parent / "shared" / "data" / "real_samples"
 ZONES_CSV = REPO.parent / "shared" / "data" / "taxi_zone_lookup.csv"
 # Every folder this session creates starts with it: the leak check knows this session's processes
 # by it (another session on the machine has another pid).
-TMP_PREFIX = f"taxi-tests-{os.getpid()}-"
+# The session's mark, inherited by pytest-xdist's workers (support/processes.py sets the variable
+# before they start): their folders and processes count as the session's.
+TMP_PREFIX = os.environ.get("PYTEST_TAXI_SESSION") or f"taxi-tests-{os.getpid()}-"
 
 
 def new_tmp_root() -> Path:

@@ -4,13 +4,10 @@ latest metadata in the instance, and rows of the PostgreSQL database."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import dagster as dg
 import psycopg2
-
-if TYPE_CHECKING:
-    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecord
 
 
 def materialization_metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict:
@@ -44,7 +41,15 @@ def recorded_metadata(record: dg.EventLogRecord) -> Mapping[str, dg.MetadataValu
     return event.metadata
 
 
-def check_event(record: AssetCheckExecutionRecord) -> dg.DagsterEvent:
+class CheckExecutionRecord(Protocol):
+    """What a check's execution record (`instance.event_log_storage.get_asset_check_execution_history`)
+    gives: the event it was filed with (Dagster exports no name for its type)."""
+
+    @property
+    def event(self) -> dg.EventLogEntry | None: ...
+
+
+def check_event(record: CheckExecutionRecord) -> dg.DagsterEvent:
     """The event of a check's execution record: its evaluation, or the plan of one."""
     assert record.event is not None and record.event.dagster_event is not None, record
     return record.event.dagster_event
