@@ -1,6 +1,7 @@
 """Settings from environment variables: defaults, validation, and nothing else.
 
-This module is the only place that reads `TAXI_*` variables. Every setting is listed in docs/settings.md.
+This module is the only place that reads `TAXI_*` variables, with `gcp/settings.py` for the GCP
+target's (using the readers below). Every setting is listed in docs/settings.md.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from taxi_platform.gcp.credentials import GcpCredentialsError, read_credentials_b64, read_credentials_file
-from taxi_platform.gcp.names import bucket_problem, location_problem, project_problem
 from taxi_platform.redact import mask_url
 from taxi_platform.source_specs import SOURCES, SourceSpec
 from taxi_platform.target import GCP, LOCAL, TARGETS, Target
+
+if TYPE_CHECKING:
+    from taxi_platform.gcp.settings import GcpSettings
 
 DEFAULT_SOURCE_URL = "https://github.com/DataTalksClub/nyc-tlc-data/releases/download"
 # The TLC's own releases: `<base>/trip-data/<dataset>_tripdata_<YYYY-MM>.parquet`.
@@ -49,13 +52,13 @@ def default_home() -> Path:
     return Path.home() / ".taxi_platform"
 
 
-def _env(name: str, default: str | None = None) -> str | None:
+def env_text(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     return default if value is None or value.strip() == "" else value.strip()
 
 
-def _int(name: str, default: int, minimum: int = 0) -> int:
-    raw = _env(name)
+def env_int(name: str, default: int, minimum: int = 0) -> int:
+    raw = env_text(name)
     if raw is None:
         return default
     try:
@@ -67,8 +70,8 @@ def _int(name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
-def _float(name: str, default: float, lo: float, hi: float) -> float:
-    raw = _env(name)
+def env_float(name: str, default: float, lo: float, hi: float) -> float:
+    raw = env_text(name)
     if raw is None:
         return default
     try:
@@ -82,11 +85,11 @@ def _float(name: str, default: float, lo: float, hi: float) -> float:
 
 def dbt_project_dir_from_env() -> Path:
     """TAXI_DBT_PROJECT_DIR alone: what preparing the dbt project needs, whatever the other settings."""
-    return Path(_env("TAXI_DBT_PROJECT_DIR") or DEFAULT_DBT_PROJECT_DIR).resolve()
+    return Path(env_text("TAXI_DBT_PROJECT_DIR") or DEFAULT_DBT_PROJECT_DIR).resolve()
 
 
 def _compare_target_from_env() -> Target | None:
-    name = (_env("TAXI_COMPARE_TARGET") or "").lower()
+    name = (env_text("TAXI_COMPARE_TARGET") or "").lower()
     return _target(name, "TAXI_COMPARE_TARGET", " or unset it") if name else None
 
 
@@ -206,36 +209,39 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        home = _env("TAXI_HOME")
+        from taxi_platform.gcp.settings import GcpSettings  # it reads with this module's readers
+
+        home = env_text("TAXI_HOME")
         return cls(
-            target=_target((_env("TAXI_TARGET", "local") or "local").lower(), "TAXI_TARGET"),
+            target=_target((env_text("TAXI_TARGET", "local") or "local").lower(), "TAXI_TARGET"),
             home=Path(home).expanduser().resolve() if home else default_home(),
-            source=(_env("TAXI_SOURCE", "tlc") or "").lower(),
-            tlc_url=(_env("TAXI_TLC_URL", DEFAULT_TLC_URL) or "").rstrip("/"),
-            source_url=(_env("TAXI_SOURCE_URL", DEFAULT_SOURCE_URL) or "").rstrip("/"),
-            postgres_url=_env("TAXI_POSTGRES_URL"),
-            warehouse_schema=_env("TAXI_WAREHOUSE_SCHEMA", "taxi") or "",
-            staging_schema=_env("TAXI_STAGING_SCHEMA", "taxi_staging") or "",
-            dbt_schema=_env("TAXI_DBT_SCHEMA", "taxi_dbt") or "",
+            source=(env_text("TAXI_SOURCE", "tlc") or "").lower(),
+            tlc_url=(env_text("TAXI_TLC_URL", DEFAULT_TLC_URL) or "").rstrip("/"),
+            source_url=(env_text("TAXI_SOURCE_URL", DEFAULT_SOURCE_URL) or "").rstrip("/"),
+            postgres_url=env_text("TAXI_POSTGRES_URL"),
+            warehouse_schema=env_text("TAXI_WAREHOUSE_SCHEMA", "taxi") or "",
+            staging_schema=env_text("TAXI_STAGING_SCHEMA", "taxi_staging") or "",
+            dbt_schema=env_text("TAXI_DBT_SCHEMA", "taxi_dbt") or "",
             dbt_project_dir=dbt_project_dir_from_env(),
-            download_attempts=_int("TAXI_DOWNLOAD_ATTEMPTS", 5, minimum=1),
-            download_timeout_seconds=_int("TAXI_DOWNLOAD_TIMEOUT", 60, minimum=1),
-            download_deadline_seconds=_int("TAXI_DOWNLOAD_DEADLINE", 3600, minimum=10),
-            min_in_month_share=_float("TAXI_MIN_IN_MONTH_SHARE", 0.95, 0.0, 1.0),
-            engine_memory_mb=_int("TAXI_ENGINE_MEMORY_MB", 128, minimum=64),
-            embedded_port=_int("TAXI_EMBEDDED_PG_PORT", 0, minimum=0),
+            download_attempts=env_int("TAXI_DOWNLOAD_ATTEMPTS", 5, minimum=1),
+            download_timeout_seconds=env_int("TAXI_DOWNLOAD_TIMEOUT", 60, minimum=1),
+            download_deadline_seconds=env_int("TAXI_DOWNLOAD_DEADLINE", 3600, minimum=10),
+            min_in_month_share=env_float("TAXI_MIN_IN_MONTH_SHARE", 0.95, 0.0, 1.0),
+            engine_memory_mb=env_int("TAXI_ENGINE_MEMORY_MB", 128, minimum=64),
+            embedded_port=env_int("TAXI_EMBEDDED_PG_PORT", 0, minimum=0),
             compare_target=_compare_target_from_env(),
             gcp=GcpSettings.from_env()
-            if GCP.name in ((_env("TAXI_TARGET") or "").lower(), (_env("TAXI_COMPARE_TARGET") or "").lower())
+            if GCP.name
+            in ((env_text("TAXI_TARGET") or "").lower(), (env_text("TAXI_COMPARE_TARGET") or "").lower())
             else None,
-            releases_api_url=(_env("TAXI_RELEASES_API_URL", DEFAULT_RELEASES_API_URL) or "").rstrip("/"),
-            github_token=_env("TAXI_GITHUB_TOKEN") or _env("GITHUB_TOKEN"),
-            release_sensor_first_tick=(_env("TAXI_RELEASE_SENSOR_FIRST_TICK", "baseline") or "").lower(),
-            release_sensor_interval_seconds=_int("TAXI_RELEASE_SENSOR_INTERVAL", 300, minimum=30),
-            releases_api_max_pages=_int("TAXI_RELEASES_API_MAX_PAGES", 3, minimum=1),
-            tlc_sensor_requests=_int("TAXI_TLC_SENSOR_REQUESTS", 32, minimum=1),
-            tlc_sensor_recent_months=_int("TAXI_TLC_SENSOR_RECENT_MONTHS", 6, minimum=1),
-            failure_log=_path_or_none(_env("TAXI_FAILURE_LOG")),
+            releases_api_url=(env_text("TAXI_RELEASES_API_URL", DEFAULT_RELEASES_API_URL) or "").rstrip("/"),
+            github_token=env_text("TAXI_GITHUB_TOKEN") or env_text("GITHUB_TOKEN"),
+            release_sensor_first_tick=(env_text("TAXI_RELEASE_SENSOR_FIRST_TICK", "baseline") or "").lower(),
+            release_sensor_interval_seconds=env_int("TAXI_RELEASE_SENSOR_INTERVAL", 300, minimum=30),
+            releases_api_max_pages=env_int("TAXI_RELEASES_API_MAX_PAGES", 3, minimum=1),
+            tlc_sensor_requests=env_int("TAXI_TLC_SENSOR_REQUESTS", 32, minimum=1),
+            tlc_sensor_recent_months=env_int("TAXI_TLC_SENSOR_RECENT_MONTHS", 6, minimum=1),
+            failure_log=_path_or_none(env_text("TAXI_FAILURE_LOG")),
         )
 
 
@@ -248,75 +254,3 @@ def settings_from_env() -> Settings:
 @functools.lru_cache(maxsize=1)
 def _settings_of(_environment: frozenset[tuple[str, str]]) -> Settings:
     return Settings.from_env()
-
-
-# --- the GCP target (TAXI_TARGET=gcp) ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GcpSettings:
-    """The GCP target: lake `gs://<gcs_bucket>/<tag>/<file>`, final tables in `<bq_dataset>`,
-    staging in TAXI_STAGING_SCHEMA, dbt models in TAXI_DBT_SCHEMA (datasets of `project`).
-
-    Credentials: a service-account key file (TAXI_GCP_CREDENTIALS_FILE), the key base64-encoded
-    (TAXI_GCP_CREDENTIALS_B64), or else application-default credentials. `anonymous` and the two
-    endpoints exist for local emulators.
-    """
-
-    project: str
-    gcs_bucket: str
-    bq_dataset: str = "taxi"
-    location: str = "US"
-    credentials_file: str | None = None
-    credentials_b64: str | None = field(default=None, repr=False)  # secret: never printed
-    anonymous: bool = False
-    bq_api_endpoint: str | None = None
-    gcs_api_endpoint: str | None = None
-    # Every query job's maximum_bytes_billed (BigQuery bills at least 10 MB a query).
-    max_bytes_billed: int = 100 * 10**9
-
-    def __post_init__(self) -> None:
-        for problem in (project_problem(self.project), bucket_problem(self.gcs_bucket)):
-            if problem:
-                raise SettingsError(problem)
-        validate_identifier(self.bq_dataset, "TAXI_BQ_DATASET")
-        if problem := location_problem(self.location):
-            raise SettingsError(problem)
-        if self.credentials_file and self.credentials_b64:
-            raise SettingsError("set only one of TAXI_GCP_CREDENTIALS_FILE and TAXI_GCP_CREDENTIALS_B64")
-        if self.anonymous and (self.credentials_file or self.credentials_b64):
-            raise SettingsError(
-                "TAXI_GCP_ANONYMOUS is for emulators: it excludes "
-                "TAXI_GCP_CREDENTIALS_FILE and TAXI_GCP_CREDENTIALS_B64"
-            )
-        try:  # a key that does not parse is refused now, not at the first run
-            if self.credentials_file:
-                read_credentials_file(self.credentials_file)
-            if self.credentials_b64:
-                read_credentials_b64(self.credentials_b64)
-        except GcpCredentialsError as exc:
-            raise SettingsError(str(exc)) from None
-        for name, value in (
-            ("TAXI_BQ_API_ENDPOINT", self.bq_api_endpoint),
-            ("TAXI_GCS_API_ENDPOINT", self.gcs_api_endpoint),
-        ):
-            if value is not None and not re.match(r"^https?://[^/\s]+/?$", value):
-                raise SettingsError(f"{name}={mask_url(value)!r} must be http(s)://host[:port]")
-
-    @classmethod
-    def from_env(cls) -> GcpSettings:
-        anonymous = (_env("TAXI_GCP_ANONYMOUS", "false") or "").lower()
-        if anonymous not in ("true", "false", "1", "0", "yes", "no"):
-            raise SettingsError(f"TAXI_GCP_ANONYMOUS={anonymous!r}: use true or false")
-        return cls(
-            project=_env("TAXI_GCP_PROJECT") or "",
-            gcs_bucket=_env("TAXI_GCS_BUCKET") or "",
-            bq_dataset=_env("TAXI_BQ_DATASET", "taxi") or "",
-            max_bytes_billed=_int("TAXI_BQ_MAX_BYTES_BILLED", 100 * 10**9, minimum=10 * 2**20),
-            location=_env("TAXI_GCP_LOCATION", "US") or "",
-            credentials_file=_env("TAXI_GCP_CREDENTIALS_FILE"),
-            credentials_b64=_env("TAXI_GCP_CREDENTIALS_B64"),
-            anonymous=anonymous in ("true", "1", "yes"),
-            bq_api_endpoint=(_env("TAXI_BQ_API_ENDPOINT") or "").rstrip("/") or None,
-            gcs_api_endpoint=(_env("TAXI_GCS_API_ENDPOINT") or "").rstrip("/") or None,
-        )

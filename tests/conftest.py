@@ -21,7 +21,8 @@ from support.paths import new_tmp_root
 from support.pg_env import Env
 from support.processes import leftover_processes, snapshot
 
-from taxi_platform.settings import GcpSettings, Settings
+from taxi_platform.gcp.settings import GcpSettings
+from taxi_platform.settings import Settings
 from taxi_platform.target import GCP
 from taxi_platform.warehouse.embedded.server import EmbeddedPostgres
 

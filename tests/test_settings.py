@@ -62,7 +62,7 @@ def test_a_target_names_its_storage_kinds_and_its_dbt_output():
 
     import yaml
 
-    from taxi_platform.settings import GcpSettings
+    from taxi_platform.gcp.settings import GcpSettings
     from taxi_platform.target import GCP, LOCAL, TARGETS, Target
 
     assert Settings().target is LOCAL

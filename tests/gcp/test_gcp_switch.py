@@ -14,8 +14,9 @@ from support.gcp_env import GcpEnv
 from support.run_results import failure_message
 
 from taxi_platform.datasets import YELLOW
+from taxi_platform.gcp.settings import GcpSettings
 from taxi_platform.sample.generator import generate_month
-from taxi_platform.settings import GcpSettings, Settings, SettingsError
+from taxi_platform.settings import Settings, SettingsError
 from taxi_platform.target import GCP
 
 GCP_ENV = {

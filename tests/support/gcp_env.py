@@ -14,8 +14,9 @@ import dagster as dg
 from support.gcp_emulators import PROJECT, Emulators
 
 if TYPE_CHECKING:
+    from taxi_platform.gcp.settings import GcpSettings
     from taxi_platform.lake.gcs import GcsLakeIOManager
-    from taxi_platform.settings import GcpSettings, Settings
+    from taxi_platform.settings import Settings
     from taxi_platform.warehouse.bigquery import BigQueryWarehouse
 
 
