@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 import psycopg2
 import pytest
-from support.gcp_emulators import BQ_VENV, NO_METADATA, PROJECT, Emulators, loopback_only, run_emulators
+from support.gcp_emulators import NO_METADATA, PROJECT, Emulators, loopback_only, run_emulators
 from support.gcp_env import GcpEnv
 from support.paths import new_tmp_root
 from support.pg_env import Env
@@ -183,7 +183,6 @@ def target_env(target: str, request) -> Iterator[Env | GcpEnv]:
     if target == "postgres":
         yield request.getfixturevalue("env")
         return
-    if not (BQ_VENV / "bin" / "bqemulator").exists():
-        pytest.skip(f"the BigQuery emulator is not installed in {BQ_VENV} (bash scripts/bq-emulator-venv.sh)")
+    # No skip when the emulator's venv is missing: `emulators` installs it, as for tests/gcp.
     with loopback_only():
         yield request.getfixturevalue("gcp_env")

@@ -1,7 +1,7 @@
 """Bad input on both warehouses: a damaged release file fails its month with an error naming the
 file (and the line, row or column), and the final table is exactly as it was. Every test runs on
-PostgreSQL (the session's embedded server) and on BigQuery (the emulators; skipped when their venv
-is not installed, `bash scripts/bq-emulator-venv.sh`)."""
+PostgreSQL (the session's embedded server) and on BigQuery (the emulators, whose venv the session
+installs when it is missing, as for tests/gcp)."""
 
 from __future__ import annotations
 

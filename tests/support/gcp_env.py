@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, cast
 import dagster as dg
 
 from support.gcp_emulators import PROJECT, Emulators
+from support.trip_runs import range_tags, trip_assets
 
 if TYPE_CHECKING:
     from taxi_platform.gcp.settings import GcpSettings
@@ -43,14 +44,7 @@ class GcpEnv:
     def materialize(
         self, spec, month: date, *, raise_on_error: bool = False, resources: dict | None = None
     ) -> dg.ExecuteInProcessResult:
-        from taxi_platform.assets.trips import build_trip_assets
-
-        defs = build_trip_assets(
-            spec,
-            warehouse_kind="bigquery",
-            lake_kind="gcs",
-            min_in_month_share=self.settings.min_in_month_share,
-        )
+        defs = trip_assets(self.settings, spec)
         return dg.materialize(
             defs,
             partition_key=f"{month:%Y-%m-01}",
@@ -61,23 +55,13 @@ class GcpEnv:
 
     def materialize_range(self, spec, first: date, last: date) -> dg.ExecuteInProcessResult:
         """One run of the months first..last (as a range backfill or `--partition-range`)."""
-        from taxi_platform.assets.trips import build_trip_assets
-
-        defs = build_trip_assets(
-            spec,
-            warehouse_kind="bigquery",
-            lake_kind="gcs",
-            min_in_month_share=self.settings.min_in_month_share,
-        )
+        defs = trip_assets(self.settings, spec)
         return dg.materialize(
             defs,
             instance=self.instance,
             resources=self.resources,
             raise_on_error=False,
-            tags={
-                "dagster/asset_partition_range_start": f"{first:%Y-%m-01}",
-                "dagster/asset_partition_range_end": f"{last:%Y-%m-01}",
-            },
+            tags=range_tags(first, last),
         )
 
     def run_range(self, selection: list[dg.AssetKey], first: date, last: date) -> dg.ExecuteInProcessResult:
@@ -88,10 +72,7 @@ class GcpEnv:
         return job.execute_in_process(
             instance=self.instance,
             asset_selection=selection,
-            tags={
-                "dagster/asset_partition_range_start": f"{first:%Y-%m-01}",
-                "dagster/asset_partition_range_end": f"{last:%Y-%m-01}",
-            },
+            tags=range_tags(first, last),
         )
 
     def run(

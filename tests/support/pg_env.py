@@ -14,18 +14,11 @@ import dagster as dg
 
 from support.paths import REPO
 from support.run_results import query
+from support.trip_runs import range_tags, trip_assets
 from taxi_platform.assets.trip_keys import final_key, raw_file_key, staging_key
-from taxi_platform.assets.trips import build_trip_assets
 from taxi_platform.datasets import DatasetSpec
 from taxi_platform.resources import build_resources
 from taxi_platform.settings import Settings
-
-
-def range_tags(first: date, last: date) -> dict[str, str]:
-    return {
-        "dagster/asset_partition_range_start": f"{first:%Y-%m-01}",
-        "dagster/asset_partition_range_end": f"{last:%Y-%m-01}",
-    }
 
 
 @dataclass
@@ -50,12 +43,7 @@ class Env:
         assets: str = "all",
         resources: dict | None = None,
     ) -> dg.ExecuteInProcessResult:
-        defs = build_trip_assets(
-            spec,
-            warehouse_kind="postgres",
-            lake_kind="file",
-            min_in_month_share=self.settings.min_in_month_share,
-        )
+        defs = trip_assets(self.settings, spec)
         return dg.materialize(
             defs,
             partition_key=f"{month:%Y-%m-01}",
@@ -69,12 +57,7 @@ class Env:
     ) -> dg.ExecuteInProcessResult:
         """One run of the months first..last (the tags a range backfill or the CLI's
         `--partition-range` give a run)."""
-        defs = build_trip_assets(
-            spec,
-            warehouse_kind="postgres",
-            lake_kind="file",
-            min_in_month_share=self.settings.min_in_month_share,
-        )
+        defs = trip_assets(self.settings, spec)
         return dg.materialize(
             defs,
             instance=self.instance,
