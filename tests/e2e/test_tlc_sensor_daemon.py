@@ -91,19 +91,21 @@ def test_a_month_published_while_the_sensor_runs_loads_with_no_manual_action(tlc
     (generated,) = write_tlc_tree(tree, [YELLOW], [NEW], rows=600, seed=6, listing_mtimes=False)
     key = f"{NEW:%Y-%m-01}"
 
-    def loaded():
+    def loaded_and_finished():
+        # The final table's materialization lands before the run's own end event: wait for both.
         with stack.instance() as instance:
-            return key in instance.get_materialized_partitions(final_key(YELLOW))
+            if key not in instance.get_materialized_partitions(final_key(YELLOW)):
+                return None
+            runs = instance.get_runs(filters=dg.RunsFilter(tags={RELEASE_CHANGE_TAG: "new"}))
+        return runs if runs and all(r.is_finished for r in runs) else None
 
-    wait_for(loaded, f"yellow {NEW:%Y-%m} loaded by the daemon", stack)
+    runs = wait_for(loaded_and_finished, f"yellow {NEW:%Y-%m} loaded by the daemon", stack)
     (rows,) = query(
         stack.warehouse_url,
         f'SELECT count(*) FROM "{stack.warehouse_schema}".yellow_tripdata WHERE filename = %s',
         (YELLOW.file_name(NEW),),
     )[0]
     assert rows == generated.distinct_rows
-    with stack.instance() as instance:
-        runs = instance.get_runs(filters=dg.RunsFilter(tags={RELEASE_CHANGE_TAG: "new"}))
     assert [(r.tags["dagster/partition"], r.status) for r in runs] == [(key, dg.DagsterRunStatus.SUCCESS)]
     assert not any(t["runIds"] for t in sensor_ticks(stack) if t["status"] == "SKIPPED")
     # The months published before the sensor started were recorded, not loaded (history: backfills).
