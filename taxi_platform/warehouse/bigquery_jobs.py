@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from taxi_platform.datasets import ColumnType
-from taxi_platform.warehouse.base import WarehouseError
+from taxi_platform.warehouse.base import BadInputError, WarehouseError
 
 BQ_TYPES = {
     ColumnType.INTEGER: "INT64",
@@ -62,3 +62,16 @@ def job_message(exc: Exception, job: Any = None) -> str:
             texts.append(message)
     text = "; ".join(texts[:5]) or getattr(exc, "message", None) or str(exc)
     return " ".join(text.split())[:2000]
+
+
+def load_rows(job: Any, file_name: str, cost: JobCost) -> int:
+    """Waits for a load job from a file; its rows. A refused file is bad input, named with the job's
+    own error texts (the bad row and field)."""
+    from google.api_core import exceptions as gexc
+
+    try:
+        job.result()
+    except gexc.GoogleAPICallError as exc:
+        raise BadInputError(f"{file_name}: {job_message(exc, job)}") from None
+    cost.add(job)
+    return int(job.output_rows or 0)

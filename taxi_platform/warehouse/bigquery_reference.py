@@ -7,8 +7,8 @@ import time
 
 from taxi_platform.datasets import ReferenceSpec
 from taxi_platform.lake.handles import LakeFile
-from taxi_platform.warehouse.base import BadInputError, Log, ReferenceResult, WarehouseError
-from taxi_platform.warehouse.bigquery_jobs import JobCost, job_message
+from taxi_platform.warehouse.base import Log, ReferenceResult, WarehouseError
+from taxi_platform.warehouse.bigquery_jobs import JobCost, load_rows
 
 
 def load_reference(wh, ref: ReferenceSpec, lake_file: LakeFile, log: Log) -> ReferenceResult:
@@ -40,12 +40,7 @@ def load_reference(wh, ref: ReferenceSpec, lake_file: LakeFile, log: Log) -> Ref
             encoding="UTF-8",
         )
         job = client.load_table_from_uri(lake_file.uri, table_ref, job_config=config)
-        try:
-            job.result()
-        except gexc.GoogleAPICallError as exc:
-            raise BadInputError(f"{ref.file_name}: {job_message(exc, job)}") from None
-        cost.add(job)
-        rows = int(job.output_rows or 0)
+        rows = load_rows(job, ref.file_name, cost)
     log(f"{ref.file_name}: {rows:,} rows in {table_ref}")
     return ReferenceResult(
         table=table_ref,

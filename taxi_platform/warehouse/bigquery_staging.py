@@ -14,8 +14,8 @@ from pathlib import Path
 
 from taxi_platform.datasets import DatasetSpec
 from taxi_platform.lake.handles import LakeFile
-from taxi_platform.warehouse.base import BadInputError, Log, StagingResult, WarehouseError
-from taxi_platform.warehouse.bigquery_jobs import BQ_TYPES, JobCost, checked_file_name, job_message
+from taxi_platform.warehouse.base import Log, StagingResult, WarehouseError
+from taxi_platform.warehouse.bigquery_jobs import BQ_TYPES, JobCost, checked_file_name, job_message, load_rows
 from taxi_platform.warehouse.bigquery_parquet import load_staging_parquet, scratch_dir, staging_parquet
 from taxi_platform.warehouse.bigquery_trip_id import bigquery_trip_id_sql
 from taxi_platform.warehouse.sql import bq_ident
@@ -26,7 +26,6 @@ def load_staging(
     wh, spec: DatasetSpec, month: date, lake_file: LakeFile, log: Log, run_id: str = ""
 ) -> StagingResult:
     """Replace the month's staging table (`wh` is the BigQueryWarehouse)."""
-    from google.api_core import exceptions as gexc
     from google.cloud import bigquery
 
     started = time.monotonic()
@@ -57,12 +56,7 @@ def load_staging(
             field_delimiter=",",
         )
         job = client.load_table_from_uri(lake_file.uri, load_ref, job_config=config)
-        try:
-            job.result()
-        except gexc.GoogleAPICallError as exc:
-            raise BadInputError(f"{file_name}: {job_message(exc, job)}") from None
-        cost.add(job)
-        rows = int(job.output_rows or 0)
+        rows = load_rows(job, file_name, cost)
         log(f"{file_name}: {rows:,} rows loaded from {lake_file.uri} into {load_ref}")
         # The file's columns, and NULL for the columns of other eras (one schema per dataset).
         columns = ", ".join(
